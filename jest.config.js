@@ -1,0 +1,26 @@
+// Three projects: unit tests next to the code (fakes only, no servers), integration tests under
+// test/integration and end-to-end tests under test/e2e (real PostgreSQL+pgvector, Redis, Chroma).
+const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
+const moduleNameMapper = { '^memory-core$': '<rootDir>/packages/memory-core/src/index.ts' };
+const common = { rootDir: __dirname, testEnvironment: 'node', transform, moduleNameMapper };
+
+/** @type {import('jest').Config} */
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{packages,services}/*/src/**/*.spec.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/setup/global-setup.ts',
+      testTimeout: 120_000,
+    },
+    {
+      ...common,
+      displayName: 'e2e',
+      testMatch: ['<rootDir>/test/e2e/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/setup/global-setup.ts',
+      testTimeout: 300_000,
+    },
+  ],
+};

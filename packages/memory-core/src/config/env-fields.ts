@@ -1,0 +1,64 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/** An integer environment variable with bounds. */
+export const intVar = (defaultValue: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(defaultValue);
+
+export const portVar = (defaultValue: number) => intVar(defaultValue, 1, 65535);
+
+export const boolVar = (defaultValue: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(defaultValue ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const urlVar = (protocols: string[]) =>
+  z.string().refine((value) => {
+    try {
+      return protocols.includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+
+export const MemoryBackendSetting = z.enum(['auto', 'postgres', 'chroma']);
+export type MemoryBackendSetting = z.infer<typeof MemoryBackendSetting>;
+
+/** Variables every service reads: where the servers are and which backend to use. */
+export const coreEnvShape = {
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_PRETTY: boolVar(false),
+  REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  /** Unset means "no PostgreSQL": `auto` then selects Chroma. */
+  DATABASE_URL: urlVar(['postgres:', 'postgresql:']).optional(),
+  CHROMA_URL: urlVar(['http:', 'https:']).default('http://127.0.0.1:8100'),
+  CHROMA_COLLECTION: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$/, 'must be 3-63 letters, digits, dot, dash or underscore')
+    .default('memories'),
+  MEMORY_BACKEND: MemoryBackendSetting.default('auto'),
+  /** PostgreSQL schema that holds the tables (tests use one per file). */
+  DATABASE_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier')
+    .default('public'),
+  QUEUE_PREFIX: z.string().min(1).default('{memory}'),
+  DEFAULT_USER_ID: z.string().min(1).max(128).default('1'),
+  HNSW_EF_SEARCH: intVar(100, 10, 1000),
+};
+
+/** Variables of the processes that load the embedding model (worker, search service). */
+export const embeddingEnvShape = {
+  /** A Hugging Face hub id, or a path to a local folder holding the model (tokenizer, config, onnx/). */
+  EMBEDDING_MODEL: z.string().min(1).default('Xenova/all-MiniLM-L6-v2'),
+  EMBEDDING_DTYPE: z.enum(['q8', 'fp32']).default('q8'),
+  EMBEDDING_BATCH_SIZE: intVar(64, 1, 1024),
+  /** Where downloaded hub models are cached. */
+  EMBEDDING_CACHE_DIR: z.string().optional(),
+};
+
+/** Whether an EMBEDDING_MODEL value names a local folder rather than a hub id. */
+export function isLocalModelPath(value: string): boolean {
+  return path.isAbsolute(value) || value.startsWith('./') || value.startsWith('../') || value === '.';
+}

@@ -1,0 +1,106 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transformers' with { 'resolution-mode': 'import' };
+import { UnavailableError } from '../errors';
+import { isLocalModelPath } from '../config/env-fields';
+import { EMBEDDING_DIMENSION } from '../memory/memory.schemas';
+import type { Embedder, EmbedderInfo } from './embedder';
+
+// The package is ESM-typed but ships a CommonJS build for Node, which is what this require loads.
+type Transformers = typeof import('@huggingface/transformers', { with: { 'resolution-mode': 'import' } });
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { AutoModel, AutoTokenizer, env, mean_pooling } = require('@huggingface/transformers') as Transformers;
+
+export interface TransformersEmbedderOptions {
+  /** Hub id or local folder. @defaultValue `'Xenova/all-MiniLM-L6-v2'` */
+  model: string;
+  /** @defaultValue `'q8'` */
+  dtype: 'q8' | 'fp32';
+  /** Texts per model call. @defaultValue 64 */
+  batchSize: number;
+  /** Word pieces per text; MiniLM was trained on 256. @defaultValue 256 */
+  maxTokens?: number;
+  cacheDir?: string;
+}
+
+/**
+ * all-MiniLM-L6-v2 on @huggingface/transformers (ONNX runtime): tokenise with truncation, run the
+ * model, mean-pool over the attention mask and L2-normalise, as sentence-transformers does.
+ */
+export class TransformersEmbedder implements Embedder {
+  readonly info: EmbedderInfo;
+
+  private constructor(
+    private readonly tokenizer: PreTrainedTokenizer,
+    private readonly model: PreTrainedModel,
+    private readonly options: TransformersEmbedderOptions,
+  ) {
+    this.info = { model: options.model, dtype: options.dtype, dimension: EMBEDDING_DIMENSION };
+  }
+
+  /** Loads tokenizer and weights once; fails with one line naming the setting to change. */
+  static async load(options: TransformersEmbedderOptions): Promise<TransformersEmbedder> {
+    let modelId = options.model;
+    if (isLocalModelPath(options.model)) {
+      const folder = path.resolve(options.model);
+      const weights = path.join(folder, 'onnx', options.dtype === 'q8' ? 'model_quantized.onnx' : 'model.onnx');
+      if (!existsSync(weights)) {
+        throw new UnavailableError(
+          `EMBEDDING_MODEL folder ${folder} has no ${path.relative(folder, weights)}: point EMBEDDING_MODEL at a folder holding the model`,
+          { code: 'embedding_model_unavailable' },
+        );
+      }
+      env.localModelPath = path.dirname(folder) + path.sep;
+      env.allowLocalModels = true;
+      env.allowRemoteModels = false;
+      modelId = path.basename(folder);
+    } else {
+      env.allowRemoteModels = true;
+      if (options.cacheDir) env.cacheDir = options.cacheDir;
+    }
+    try {
+      const tokenizer = await AutoTokenizer.from_pretrained(modelId);
+      const model = await AutoModel.from_pretrained(modelId, { dtype: options.dtype });
+      return new TransformersEmbedder(tokenizer, model, options);
+    } catch (cause) {
+      const where = isLocalModelPath(options.model) ? `folder ${path.resolve(options.model)}` : 'the Hugging Face hub';
+      throw new UnavailableError(
+        `cannot load embedding model "${options.model}" from ${where}; set EMBEDDING_MODEL to a local folder holding the model (see README "Embedding model")`,
+        { cause, code: 'embedding_model_unavailable' },
+      );
+    }
+  }
+
+  /**
+   * Embeds texts in batches of similar length (less padding), returning vectors in input order.
+   */
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    const out = new Array<Float32Array>(texts.length);
+    const order = texts.map((text, index) => ({ index, length: text.length })).sort((a, b) => a.length - b.length);
+    for (let start = 0; start < order.length; start += this.options.batchSize) {
+      const chunk = order.slice(start, start + this.options.batchSize);
+      const vectors = await this.embedBatch(chunk.map((c) => texts[c.index]!));
+      chunk.forEach((c, i) => (out[c.index] = vectors[i]!));
+    }
+    return out;
+  }
+
+  private async embedBatch(texts: string[]): Promise<Float32Array[]> {
+    const inputs = this.tokenizer(texts, {
+      padding: true,
+      truncation: true,
+      max_length: this.options.maxTokens ?? 256,
+    });
+    const { last_hidden_state } = await this.model(inputs);
+    const pooled = mean_pooling(last_hidden_state, inputs.attention_mask).normalize(2, -1);
+    const data = pooled.data as Float32Array;
+    const dim = pooled.dims[1]!;
+    const vectors: Float32Array[] = [];
+    for (let i = 0; i < texts.length; i += 1) vectors.push(data.slice(i * dim, (i + 1) * dim));
+    return vectors;
+  }
+
+  async close(): Promise<void> {
+    await this.model.dispose();
+  }
+}

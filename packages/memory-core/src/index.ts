@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './logging';
+export * from './config';
+export * from './memory';
+export * from './embedding';
+export * from './storage';

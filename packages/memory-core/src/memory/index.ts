@@ -1,0 +1,2 @@
+export * from './memory.schemas';
+export * from './filter';
