@@ -31,6 +31,7 @@ export const RESERVED_METADATA_KEYS = new Set<string>([
   'content_type',
   'created_at',
   'updated_at',
+  'created_at_ms',
   'content_hash',
   'embedding_model',
   'migration_id',

@@ -1,1 +1,2 @@
 export * from './memory-store';
+export * from './chroma';

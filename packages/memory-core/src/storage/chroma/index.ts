@@ -1,0 +1,2 @@
+export { ChromaMemoryStore, type ChromaMemoryStoreOptions } from './chroma-memory.store';
+export { toChromaWhere } from './chroma-where';
