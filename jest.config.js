@@ -2,7 +2,12 @@
 // test/integration and end-to-end tests under test/e2e (real PostgreSQL+pgvector, Redis, Chroma).
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 const moduleNameMapper = { '^memory-core$': '<rootDir>/packages/memory-core/src/index.ts' };
-const common = { rootDir: __dirname, testEnvironment: 'node', transform, moduleNameMapper };
+const common = {
+  rootDir: __dirname,
+  testEnvironment: '<rootDir>/test/setup/node-environment.js',
+  transform,
+  moduleNameMapper,
+};
 
 /** @type {import('jest').Config} */
 module.exports = {

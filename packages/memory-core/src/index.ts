@@ -4,3 +4,7 @@ export * from './config';
 export * from './memory';
 export * from './embedding';
 export * from './storage';
+export * from './jobs';
+export * from './http';
+export * from './metrics';
+export * from './deployment';

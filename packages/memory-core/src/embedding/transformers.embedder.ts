@@ -35,7 +35,9 @@ export class TransformersEmbedder implements Embedder {
     private readonly model: PreTrainedModel,
     private readonly options: TransformersEmbedderOptions,
   ) {
-    this.info = { model: options.model, dtype: options.dtype, dimension: EMBEDDING_DIMENSION };
+    // A local folder is recorded by its absolute path, so services started from other folders agree.
+    const modelName = isLocalModelPath(options.model) ? path.resolve(options.model) : options.model;
+    this.info = { model: modelName, dtype: options.dtype, dimension: EMBEDDING_DIMENSION };
   }
 
   /** Loads tokenizer and weights once; fails with one line naming the setting to change. */

@@ -1,0 +1,2 @@
+export * from './deployment-registry';
+export * from './backend-selection';

@@ -1,0 +1,2 @@
+export * from './job-catalogue';
+export * from './tombstones';

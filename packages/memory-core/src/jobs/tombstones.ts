@@ -1,0 +1,66 @@
+import type { Redis } from 'ioredis';
+import { UnavailableError } from '../errors';
+
+/** How long a tombstone outlives the delete: longer than any store job's retries. */
+export const TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600;
+
+export interface TombstoneCandidate {
+  id: string;
+  user_id: string;
+  session_id: string | null;
+  /** When the memory was accepted (ISO 8601). A session delete covers memories accepted before it. */
+  created_at: string;
+}
+
+/**
+ * Deletes win over store jobs still in the queue: the gateway leaves a tombstone when it deletes, and
+ * the worker drops (or removes right after writing) every memory a tombstone covers. Keys live under
+ * the queue prefix, so on Redis Cluster they share the queue's hash slot.
+ */
+export class Tombstones {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  private memoryKey(id: string) {
+    return `${this.prefix}:tombstone:memory:${id}`;
+  }
+
+  private sessionKey(userId: string, sessionId: string) {
+    return `${this.prefix}:tombstone:session:${userId}:${sessionId}`;
+  }
+
+  async markMemoryDeleted(id: string): Promise<void> {
+    await this.run(() => this.redis.set(this.memoryKey(id), '1', 'EX', TOMBSTONE_TTL_SECONDS));
+  }
+
+  async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {
+    await this.run(() => this.redis.set(this.sessionKey(userId, sessionId), String(at.getTime()), 'EX', TOMBSTONE_TTL_SECONDS));
+  }
+
+  /** The ids among `candidates` that a delete has covered. */
+  async deletedAmong(candidates: TombstoneCandidate[]): Promise<Set<string>> {
+    if (candidates.length === 0) return new Set();
+    const keys = candidates.flatMap((c) => [
+      this.memoryKey(c.id),
+      c.session_id === null ? this.memoryKey(c.id) : this.sessionKey(c.user_id, c.session_id),
+    ]);
+    const values = await this.run(() => this.redis.mget(keys));
+    const deleted = new Set<string>();
+    candidates.forEach((c, i) => {
+      const byId = values[2 * i];
+      const bySession = c.session_id === null ? null : values[2 * i + 1];
+      if (byId || (bySession && Date.parse(c.created_at) <= Number(bySession))) deleted.add(c.id);
+    });
+    return deleted;
+  }
+
+  private async run<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command();
+    } catch (cause) {
+      throw new UnavailableError('Redis does not answer', { cause, code: 'redis_unavailable' });
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import type { Server } from 'node:http';
+import type { Express } from 'express';
+import { Redis } from 'ioredis';
+import type { Logger } from '../logging';
+import { DeploymentRegistry, selectBackend } from '../deployment';
+import type { BackendChoice } from '../deployment';
+import type { MemoryBackendSetting } from '../config/env-fields';
+import { createMemoryStore, type StoreSettings } from '../storage/create-memory-store';
+import type { MemoryStore } from '../storage/memory-store';
+
+/**
+ * A Redis connection. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands wait for
+ * Redis to come back instead of failing); producers fail fast so an HTTP request gets a clear 503.
+ */
+export function createRedis(url: string, role: 'worker' | 'client'): Redis {
+  return new Redis(url, {
+    maxRetriesPerRequest: role === 'worker' ? null : 2,
+    enableOfflineQueue: role === 'worker',
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+}
+
+export interface OpenStoreSettings extends StoreSettings {
+  MEMORY_BACKEND: MemoryBackendSetting;
+  QUEUE_PREFIX: string;
+}
+
+/**
+ * Selects (or reads) the deployment's backend, creates its adapter and initializes it. Retries for a
+ * while when a server is still starting.
+ */
+export async function openStore(
+  config: OpenStoreSettings,
+  registry: DeploymentRegistry,
+  logger: Logger,
+  { attempts = 30, delayMs = 1_000 } = {},
+): Promise<{ store: MemoryStore; choice: BackendChoice }> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const choice = await selectBackend({ setting: config.MEMORY_BACKEND, databaseUrl: config.DATABASE_URL }, registry);
+      const store = createMemoryStore(choice, config, logger.child({ module: `${choice.backend}-store` }));
+      try {
+        await store.initialize();
+      } catch (error) {
+        await store.close().catch(() => undefined);
+        throw error;
+      }
+      logger.info({ backend: choice.backend, reason: choice.reason }, 'store ready');
+      return { store, choice };
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const permanent = code === 'backend_mismatch' || code === 'embedding_model_mismatch';
+      if (permanent || attempt >= attempts) throw error;
+      logger.warn({ attempt, err: (error as Error).message }, 'store not ready, retrying');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
+export { DeploymentRegistry };
+
+/** Starts listening; resolves once the port is bound. */
+export function listen(app: Express, port: number, host: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
+  });
+}
+
+/** Closes an HTTP server: stops accepting, lets requests in flight finish, drops idle keep-alives. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Runs the shutdown steps in order on SIGTERM or SIGINT (once), then exits. A second signal or a
+ * step that hangs past `timeoutMs` forces the exit.
+ */
+export function onShutdown(logger: Logger, steps: (() => Promise<unknown>)[], timeoutMs = 30_000): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal, exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      logger.error({ timeoutMs }, 'shutdown timed out');
+      process.exit(1);
+    }, timeoutMs).unref();
+    void (async () => {
+      let code = 0;
+      for (const step of steps) {
+        try {
+          await step();
+        } catch (error) {
+          code = 1;
+          logger.error({ err: error }, 'shutdown step failed');
+        }
+      }
+      logger.info('stopped');
+      process.exit(code);
+    })();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+/** Logs a start-up failure on one line and exits non-zero. */
+export function exitOnStartupError(logger: Logger, error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  logger.fatal({ code: (error as { code?: string }).code }, `start-up failed: ${message}`);
+  process.exit(1);
+}

@@ -1,0 +1,25 @@
+import type { BackendChoice } from '../deployment/deployment-registry';
+import type { Logger } from '../logging';
+import { ChromaMemoryStore } from './chroma';
+import type { MemoryStore } from './memory-store';
+import { PgvectorMemoryStore } from './pgvector';
+
+export interface StoreSettings {
+  DATABASE_URL?: string | undefined;
+  DATABASE_SCHEMA: string;
+  HNSW_EF_SEARCH: number;
+  CHROMA_URL: string;
+  CHROMA_COLLECTION: string;
+}
+
+/** The adapter for the chosen backend. Only services' `main.ts` call this. */
+export function createMemoryStore(choice: BackendChoice, settings: StoreSettings, logger: Logger): MemoryStore {
+  if (choice.backend === 'postgres') {
+    if (!settings.DATABASE_URL) throw new Error('the postgres backend needs DATABASE_URL');
+    return new PgvectorMemoryStore(
+      { connectionString: settings.DATABASE_URL, schema: settings.DATABASE_SCHEMA, efSearch: settings.HNSW_EF_SEARCH },
+      logger,
+    );
+  }
+  return new ChromaMemoryStore({ url: settings.CHROMA_URL, collection: settings.CHROMA_COLLECTION }, logger);
+}

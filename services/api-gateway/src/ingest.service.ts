@@ -1,0 +1,185 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Queue, QueueEvents, Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { v5 as uuidv5 } from 'uuid';
+import {
+  ConflictError,
+  JobName,
+  NotFoundError,
+  StoreMemoryBatchPayload,
+  StoreMemoryPayload,
+  UnavailableError,
+  ValidationError,
+  jobIds,
+  toQueuedMemory,
+  validate,
+  type Logger,
+  type Memory,
+  type MemoryInputParsed,
+  type MemoryStore,
+  type StoreJobResult,
+  type Tombstones,
+} from 'memory-core';
+
+/** Namespace of ids derived from Idempotency-Keys (uuid v5). */
+const IDEMPOTENCY_NAMESPACE = '6f1c2a8e-7d3b-4c59-9a0e-3b8f4d2e1a77';
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
+export interface Caller {
+  userId: string;
+  requestId: string;
+  idempotencyKey?: string | undefined;
+}
+
+export interface JobView {
+  job_id: string;
+  name: string;
+  queue: string;
+  state: string;
+  progress: unknown;
+  attempts_made: number;
+  result: unknown;
+  failed_reason: string | null;
+  created_at: string;
+  finished_at: string | null;
+}
+
+/**
+ * The gateway's write side: turns validated requests into store jobs (ids chosen here, so a job that
+ * runs twice writes the same rows), answers job status, and deletes so that a delete beats a store
+ * job still in the queue.
+ */
+export class IngestService {
+  constructor(
+    private readonly queues: { ingest: Queue; all: Queue[] },
+    private readonly queueEvents: QueueEvents,
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly store: MemoryStore,
+    private readonly tombstones: Tombstones,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * With an Idempotency-Key the ids are derived from the key, so a retried request maps to the same
+   * memory and job; the same key with a different body is a 409.
+   */
+  private async idsFor(caller: Caller, kind: string, body: unknown): Promise<string> {
+    if (caller.idempotencyKey === undefined) return randomUUID();
+    if (!IDEMPOTENCY_KEY.test(caller.idempotencyKey)) {
+      throw new ValidationError('Idempotency-Key must be 1-255 printable ASCII characters', undefined, 'invalid_idempotency_key');
+    }
+    const scope = `${caller.userId}:${kind}:${caller.idempotencyKey}`;
+    const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
+    const key = `${this.prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
+    const held = await this.redis
+      .set(key, fingerprint, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')
+      .then((ok) => (ok ? fingerprint : this.redis.get(key)))
+      .catch((cause: unknown) => {
+        throw new UnavailableError('Redis does not answer', { cause, code: 'queue_unavailable' });
+      });
+    if (held !== null && held !== fingerprint) {
+      throw new ConflictError('this Idempotency-Key was used with a different request body', undefined, 'idempotency_key_reused');
+    }
+    return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
+  }
+
+  private async add(name: string, data: unknown, jobId: string): Promise<Job> {
+    try {
+      return await this.queues.ingest.add(name, data, { jobId });
+    } catch (cause) {
+      throw new UnavailableError('the job queue (Redis) does not answer', { cause, code: 'queue_unavailable' });
+    }
+  }
+
+  async storeOne(input: MemoryInputParsed, caller: Caller): Promise<{ memoryId: string; job: Job }> {
+    const memoryId = await this.idsFor(caller, 'store', input);
+    const payload = validate(StoreMemoryPayload, {
+      user_id: caller.userId,
+      request_id: caller.requestId,
+      memory: toQueuedMemory(input, memoryId, new Date()),
+    });
+    const job = await this.add(JobName.StoreMemory, payload, jobIds.storeMemory(memoryId));
+    this.logger.info({ requestId: caller.requestId, jobId: job.id, memoryId }, 'memory queued');
+    // A retried request returns the memory id the first one queued.
+    const queued = (job.data as { memory?: { id?: string } }).memory?.id ?? memoryId;
+    return { memoryId: queued, job };
+  }
+
+  async storeBatch(inputs: MemoryInputParsed[], caller: Caller): Promise<{ memoryIds: string[]; job: Job }> {
+    const batchId = await this.idsFor(caller, 'batch', inputs);
+    const now = new Date();
+    const memories = inputs.map((input, i) => toQueuedMemory(input, uuidv5(`${batchId}:${i}`, IDEMPOTENCY_NAMESPACE), now));
+    const payload = validate(StoreMemoryBatchPayload, { user_id: caller.userId, request_id: caller.requestId, memories });
+    const job = await this.add(JobName.StoreMemoryBatch, payload, jobIds.storeBatch(batchId));
+    this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
+    const queued = (job.data as { memories?: { id: string }[] }).memories ?? memories;
+    return { memoryIds: queued.map((m) => m.id), job };
+  }
+
+  /** Waits for a store job; `undefined` when the timeout passes first. */
+  async waitForStored(job: Job, userId: string, timeoutMs: number): Promise<Memory | undefined> {
+    let result: StoreJobResult;
+    try {
+      result = (await job.waitUntilFinished(this.queueEvents, timeoutMs)) as StoreJobResult;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (/timed out/i.test(message)) return undefined;
+      throw new ConflictError(`the store job failed: ${message}`, { job_id: job.id }, 'job_failed');
+    }
+    const outcome = result.memories[0];
+    if (!outcome || outcome.status === 'deleted') throw new NotFoundError('the memory was deleted before it was stored', undefined, 'memory_not_found');
+    const memory = await this.store.get(userId, outcome.id);
+    if (!memory) throw new NotFoundError('the memory was deleted after it was stored', undefined, 'memory_not_found');
+    return memory;
+  }
+
+  async job(id: string): Promise<JobView> {
+    for (const queue of this.queues.all) {
+      const job = await queue.getJob(id).catch((cause: unknown) => {
+        throw new UnavailableError('the job queue (Redis) does not answer', { cause, code: 'queue_unavailable' });
+      });
+      if (!job) continue;
+      return {
+        job_id: id,
+        name: job.name,
+        queue: queue.name,
+        state: await job.getState(),
+        progress: job.progress,
+        attempts_made: job.attemptsMade,
+        result: job.returnvalue ?? null,
+        failed_reason: job.failedReason || null,
+        created_at: new Date(job.timestamp).toISOString(),
+        finished_at: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
+      };
+    }
+    throw new NotFoundError(`job ${id} not found`, undefined, 'job_not_found');
+  }
+
+  /**
+   * Deletes one memory. The tombstone goes first, so a store job still queued (or running right now)
+   * drops the memory or removes it just after writing it.
+   */
+  async deleteOne(id: string, caller: Caller): Promise<boolean> {
+    await this.tombstones.markMemoryDeleted(id);
+    const job = await this.queues.ingest.getJob(jobIds.storeMemory(id)).catch(() => undefined);
+    const state = job ? await job.getState() : 'none';
+    const pending = ['waiting', 'delayed', 'prioritized', 'waiting-children', 'active'].includes(state);
+    // A job not yet taken is removed; one running now sees the tombstone.
+    if (job && state !== 'active' && pending) await job.remove().catch(() => undefined);
+    const deleted = await this.store.delete(caller.userId, id);
+    this.logger.info({ requestId: caller.requestId, memoryId: id, deleted, jobState: state }, 'memory deleted');
+    return deleted || pending;
+  }
+
+  async deleteSession(sessionId: string, caller: Caller): Promise<number> {
+    await this.tombstones.markSessionDeleted(caller.userId, sessionId, new Date());
+    const count = await this.store.deleteByScope({
+      user_id: caller.userId,
+      where: { field: 'session_id', op: '$eq', value: sessionId },
+    });
+    this.logger.info({ requestId: caller.requestId, count }, 'session deleted');
+    return count;
+  }
+}

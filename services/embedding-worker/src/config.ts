@@ -1,0 +1,21 @@
+import { z } from 'zod';
+import { coreEnvShape, embeddingEnvShape, intVar, loadConfig, portVar } from 'memory-core';
+
+export const WorkerEnv = z.object({
+  ...coreEnvShape,
+  ...embeddingEnvShape,
+  /** Store jobs processed at once; their texts share model calls through the micro-batcher. */
+  WORKER_CONCURRENCY: intVar(32, 1, 1_000),
+  /** Most texts in one model call and one write. */
+  MICRO_BATCH_SIZE: intVar(64, 1, 1_024),
+  /** How long the first text of a micro-batch waits for others to join it. */
+  MICRO_BATCH_WAIT_MS: intVar(5, 0, 1_000),
+  /** Serves /metrics and /healthz. */
+  WORKER_METRICS_PORT: portVar(8020),
+  WORKER_HOST: z.string().default('127.0.0.1'),
+});
+export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
+
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
+  return loadConfig(WorkerEnv, env);
+}

@@ -1,0 +1,77 @@
+import express from 'express';
+import {
+  closeServer,
+  createLogger,
+  createMetrics,
+  createRedis,
+  DeploymentRegistry,
+  exitOnStartupError,
+  listen,
+  metricsRoute,
+  onShutdown,
+  openStore,
+  Tombstones,
+  TransformersEmbedder,
+} from 'memory-core';
+import { loadWorkerConfig } from './config';
+import { MicroBatcher } from './micro-batcher';
+import { createStoreMemoryProcessor } from './processors/store-memory.processor';
+import { createIngestWorker } from './worker';
+
+async function main(): Promise<void> {
+  let logger = createLogger({ service: 'embedding-worker' });
+  try {
+    const config = loadWorkerConfig();
+    logger = createLogger({ service: 'embedding-worker', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
+    const metrics = createMetrics('embedding-worker');
+    const redis = createRedis(config.REDIS_URL, 'worker');
+    const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
+    const embedder = await TransformersEmbedder.load({
+      model: config.EMBEDDING_MODEL,
+      dtype: config.EMBEDDING_DTYPE,
+      batchSize: config.EMBEDDING_BATCH_SIZE,
+      cacheDir: config.EMBEDDING_CACHE_DIR,
+    });
+    await registry.checkEmbeddingModel(embedder.info);
+    const { store } = await openStore(config, registry, logger);
+    const batcher = new MicroBatcher(
+      embedder,
+      store,
+      new Tombstones(redis, config.QUEUE_PREFIX),
+      metrics,
+      logger.child({ module: 'micro-batcher' }),
+      { maxBatch: config.MICRO_BATCH_SIZE, waitMs: config.MICRO_BATCH_WAIT_MS },
+    );
+    const worker = createIngestWorker(
+      redis,
+      createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' })),
+      { prefix: config.QUEUE_PREFIX, concurrency: config.WORKER_CONCURRENCY },
+      metrics,
+      logger,
+    );
+
+    const app = express();
+    app.get('/healthz', (_req, res) => void res.json({ status: 'ok', running: worker.isRunning() }));
+    app.get('/metrics', metricsRoute(metrics));
+    const server = await listen(app, config.WORKER_METRICS_PORT, config.WORKER_HOST);
+
+    void worker.run();
+    logger.info(
+      { concurrency: config.WORKER_CONCURRENCY, backend: store.backend, model: embedder.info.model, dtype: embedder.info.dtype },
+      'embedding worker running',
+    );
+    // worker.close() waits for the jobs in flight, which wait for their micro-batches to be written.
+    onShutdown(logger, [
+      () => worker.close(),
+      () => batcher.flush(),
+      () => closeServer(server),
+      () => store.close(),
+      () => embedder.close(),
+      () => redis.quit(),
+    ]);
+  } catch (error) {
+    exitOnStartupError(logger, error);
+  }
+}
+
+void main();

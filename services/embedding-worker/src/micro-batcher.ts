@@ -1,0 +1,136 @@
+import {
+  toMemoryRecord,
+  type Embedder,
+  type Logger,
+  type MemoryStore,
+  type Metrics,
+  type QueuedMemory,
+  type Tombstones,
+  type StoreJobResult,
+} from 'memory-core';
+
+export type MemoryOutcome = StoreJobResult['memories'][number];
+
+interface Pending {
+  userId: string;
+  memory: QueuedMemory;
+  resolve: (outcome: MemoryOutcome) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface MicroBatcherOptions {
+  /** Most texts per model call and per write. */
+  maxBatch: number;
+  /** How long the first waiting text waits for others. */
+  waitMs: number;
+  /** Writes that may run while the next batch is being embedded. @defaultValue 2 */
+  maxWritesInFlight?: number;
+}
+
+/**
+ * Collects memories from concurrent jobs into micro-batches: one model call and one store write per
+ * batch. Embedding (CPU) of the next batch overlaps the write (I/O) of the previous one. Memories
+ * that a delete has covered are dropped before the write, and removed again if the delete raced it.
+ */
+export class MicroBatcher {
+  private pending: Pending[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private draining = false;
+  private readonly writes = new Set<Promise<void>>();
+
+  constructor(
+    private readonly embedder: Embedder,
+    private readonly store: MemoryStore,
+    private readonly tombstones: Tombstones,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    private readonly options: MicroBatcherOptions,
+  ) {}
+
+  /** Resolves with one outcome per memory, in order, once all are written (or dropped). */
+  submit(userId: string, memories: QueuedMemory[]): Promise<MemoryOutcome[]> {
+    const outcomes = memories.map(
+      (memory) => new Promise<MemoryOutcome>((resolve, reject) => this.pending.push({ userId, memory, resolve, reject })),
+    );
+    this.schedule();
+    return Promise.all(outcomes);
+  }
+
+  private schedule(): void {
+    if (this.draining) return;
+    if (this.pending.length >= this.options.maxBatch || this.options.waitMs === 0) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      void this.drain();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.drain();
+      }, this.options.waitMs);
+    }
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending.splice(0, this.options.maxBatch);
+        await this.embedAndWrite(batch);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async embedAndWrite(batch: Pending[]): Promise<void> {
+    const fail = (items: Pending[], error: unknown) => items.forEach((item) => item.reject(error));
+    let live: Pending[];
+    let vectors: Float32Array[];
+    try {
+      const deleted = await this.tombstones.deletedAmong(batch.map((p) => ({ ...p.memory, user_id: p.userId })));
+      for (const item of batch.filter((p) => deleted.has(p.memory.id))) {
+        item.resolve({ requested_id: item.memory.id, id: item.memory.id, status: 'deleted' });
+      }
+      live = batch.filter((p) => !deleted.has(p.memory.id));
+      if (live.length === 0) return;
+      const end = this.metrics.embeddingDuration.startTimer();
+      vectors = await this.embedder.embed(live.map((p) => p.memory.content));
+      end();
+      this.metrics.embeddingBatchSize.observe(live.length);
+    } catch (error) {
+      fail(batch, error);
+      return;
+    }
+    const write = this.write(live, vectors).catch((error: unknown) => fail(live, error));
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
+    if (this.writes.size >= (this.options.maxWritesInFlight ?? 2)) await Promise.race(this.writes);
+  }
+
+  private async write(items: Pending[], vectors: Float32Array[]): Promise<void> {
+    const model = this.embedder.info.model;
+    const records = items.map((p, i) => toMemoryRecord(p.userId, p.memory, vectors[i]!, model));
+    const results = await this.store.upsert(records);
+    // A delete that raced the write left its tombstone first: remove what it covers now.
+    const deletedMeanwhile = await this.tombstones.deletedAmong(records);
+    for (const id of deletedMeanwhile) {
+      const record = records.find((r) => r.id === id)!;
+      await this.store.delete(record.user_id, id);
+    }
+    items.forEach((item, i) => {
+      const result = results[i]!;
+      const status = deletedMeanwhile.has(item.memory.id) ? 'deleted' : result.status;
+      this.metrics.memoriesStored.inc({ status });
+      item.resolve({ requested_id: result.requested_id, id: result.id, status });
+    });
+    this.logger.debug({ count: items.length }, 'batch written');
+  }
+
+  /** Waits for writes in flight (used on shutdown, after the worker stopped taking jobs). */
+  async flush(): Promise<void> {
+    while (this.pending.length > 0 || this.draining || this.writes.size > 0) {
+      await Promise.allSettled([...this.writes]);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { z } from 'zod';
+import {
+  JobName,
+  StoreMemoryBatchPayload,
+  StoreMemoryPayload,
+  type Logger,
+  type QueuedMemory,
+  type StoreJobResult,
+} from 'memory-core';
+import type { MicroBatcher } from '../micro-batcher';
+
+/** Memories of a batch job submitted per progress step. */
+const PROGRESS_STEP = 100;
+
+function payload<S extends z.ZodType>(schema: S, job: Job): z.output<S> {
+  const parsed = schema.safeParse(job.data);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  // Retrying cannot fix a payload: fail for good, visible in Bull Board with this reason.
+  throw new UnrecoverableError(`invalid ${job.name} payload: ${problems}`);
+}
+
+function memoriesOf(job: Job): { userId: string; requestId?: string; memories: QueuedMemory[] } {
+  if (job.name === JobName.StoreMemory) {
+    const data = payload(StoreMemoryPayload, job);
+    return { userId: data.user_id, requestId: data.request_id, memories: [data.memory] };
+  }
+  if (job.name === JobName.StoreMemoryBatch) {
+    const data = payload(StoreMemoryBatchPayload, job);
+    return { userId: data.user_id, requestId: data.request_id, memories: data.memories };
+  }
+  throw new UnrecoverableError(`unknown job name "${job.name}"`);
+}
+
+/**
+ * Processes store jobs (one memory or a batch): validates the payload again, then hands the memories
+ * to the micro-batcher. Writes are upserts keyed by the memory id chosen at enqueue time, so a job
+ * that runs twice (a retry, or a stalled job taken over) stores nothing twice.
+ */
+export function createStoreMemoryProcessor(batcher: MicroBatcher, logger: Logger) {
+  return async (job: Job): Promise<StoreJobResult> => {
+    const { userId, requestId, memories } = memoriesOf(job);
+    const log = logger.child({ jobId: job.id, requestId, attempt: job.attemptsMade + 1 });
+    log.info({ count: memories.length }, 'storing memories');
+    let done = 0;
+    const steps: Promise<StoreJobResult['memories']>[] = [];
+    for (let start = 0; start < memories.length; start += PROGRESS_STEP) {
+      const step = batcher.submit(userId, memories.slice(start, start + PROGRESS_STEP));
+      steps.push(
+        step.then(async (outcomes) => {
+          done += outcomes.length;
+          if (memories.length > 1) await job.updateProgress({ done, total: memories.length });
+          return outcomes;
+        }),
+      );
+    }
+    const outcomes = (await Promise.all(steps)).flat();
+    log.info({ count: outcomes.length, memoryId: memories.length === 1 ? outcomes[0]!.id : undefined }, 'memories stored');
+    return { memories: outcomes };
+  };
+}
