@@ -1,0 +1,136 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot, servers, testModel, uniqueName } from './servers';
+
+export type ServiceName = 'api-gateway' | 'embedding-worker' | 'search-service';
+
+/** One service started from its build (`npm run build` first) as a real process. */
+export class ServiceProcess {
+  private child: ChildProcess | undefined;
+  private output = '';
+
+  constructor(
+    readonly name: ServiceName,
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly healthUrl: string,
+  ) {}
+
+  async start(timeoutMs = 60_000): Promise<void> {
+    this.output = '';
+    const child = spawn(process.execPath, [path.join(repoRoot, 'services', this.name, 'dist/main.js')], {
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const collect = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString()).slice(-200_000);
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.output.slice(-4000)}`);
+      const ok = await fetch(this.healthUrl).then((r) => r.ok, () => false);
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${this.name} did not become healthy within ${timeoutMs} ms:\n${this.output.slice(-4000)}`);
+  }
+
+  /** Sends a signal and waits for the exit; returns the exit code (null when killed by the signal). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+}
+
+export interface StackOptions {
+  backend: 'postgres' | 'chroma';
+  /** PostgreSQL schema for this stack (create it with createTestSchema). */
+  schema?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+let nextPort = 18_000 + Math.floor(Math.random() * 1_000) * 4;
+
+/**
+ * The three services as real processes on their own ports, with their own queue prefix, schema and
+ * Chroma collection, so that test files never see each other's data.
+ */
+export function createStack(options: StackOptions) {
+  const ports = { gateway: nextPort, search: nextPort + 1, worker: nextPort + 2 };
+  nextPort += 4;
+  const id = uniqueName('e2e');
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'info',
+    REDIS_URL: servers.redisUrl,
+    DATABASE_URL: servers.databaseUrl,
+    DATABASE_SCHEMA: options.schema ?? 'public',
+    CHROMA_URL: servers.chromaUrl,
+    CHROMA_COLLECTION: id,
+    MEMORY_BACKEND: options.backend,
+    QUEUE_PREFIX: `{${id}}`,
+    EMBEDDING_MODEL: testModel.model,
+    EMBEDDING_DTYPE: testModel.dtype,
+    GATEWAY_PORT: String(ports.gateway),
+    SEARCH_SERVICE_PORT: String(ports.search),
+    SEARCH_SERVICE_URL: `http://127.0.0.1:${ports.search}`,
+    WORKER_METRICS_PORT: String(ports.worker),
+    ...options.env,
+  };
+  const gatewayUrl = `http://127.0.0.1:${ports.gateway}`;
+  const services = {
+    search: new ServiceProcess('search-service', env, `http://127.0.0.1:${ports.search}/healthz`),
+    worker: new ServiceProcess('embedding-worker', env, `http://127.0.0.1:${ports.worker}/healthz`),
+    gateway: new ServiceProcess('api-gateway', env, `${gatewayUrl}/healthz`),
+  };
+  return {
+    env,
+    ports,
+    gatewayUrl,
+    queuePrefix: env.QUEUE_PREFIX!,
+    collection: id,
+    services,
+    async start() {
+      // The worker first: it records the deployment's backend and model before the others read them.
+      await services.worker.start();
+      await Promise.all([services.search.start(), services.gateway.start()]);
+    },
+    async stop() {
+      await Promise.all(Object.values(services).map((s) => s.stop()));
+    },
+    /** fetch against the gateway with a JSON body. */
+    async call(method: string, route: string, body?: unknown, headers: Record<string, string> = {}) {
+      const response = await fetch(`${gatewayUrl}${route}`, {
+        method,
+        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await response.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: response.status, body: json as any, text, headers: response.headers }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    },
+  };
+}
+export type Stack = ReturnType<typeof createStack>;
