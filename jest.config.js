@@ -11,6 +11,8 @@ const common = {
 
 /** @type {import('jest').Config} */
 module.exports = {
+  // Integration and e2e tests start servers and processes; unit tests finish in milliseconds anyway.
+  testTimeout: 300_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/{packages,services}/*/src/**/*.spec.ts'] },
     {
@@ -18,14 +20,12 @@ module.exports = {
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/test/setup/global-setup.ts',
-      testTimeout: 120_000,
     },
     {
       ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.test.ts'],
       globalSetup: '<rootDir>/test/setup/global-setup.ts',
-      testTimeout: 300_000,
     },
   ],
 };
