@@ -8,3 +8,4 @@ export * from './jobs';
 export * from './http';
 export * from './metrics';
 export * from './deployment';
+export * from './runtime';

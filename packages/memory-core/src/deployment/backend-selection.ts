@@ -1,30 +1,7 @@
-import { Client } from 'pg';
 import { ConflictError, UnavailableError } from '../errors';
 import type { MemoryBackendSetting } from '../config/env-fields';
+import { probePgvector, type PgvectorProbe } from '../storage/pgvector';
 import type { BackendChoice, DeploymentRegistry } from './deployment-registry';
-
-export interface PostgresProbe {
-  ok: boolean;
-  /** pgvector's version when ok, else why not. */
-  detail: string;
-}
-
-/** Whether PostgreSQL answers at `url` with the pgvector extension available. Never throws. */
-export async function probePostgres(url: string, timeoutMs = 3_000): Promise<PostgresProbe> {
-  const client = new Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    const { rows } = await client.query<{ version: string }>(
-      `SELECT coalesce(installed_version, default_version) AS version FROM pg_available_extensions WHERE name = 'vector'`,
-    );
-    return rows[0] ? { ok: true, detail: `pgvector ${rows[0].version}` } : { ok: false, detail: 'pgvector is not available' };
-  } catch (error) {
-    return { ok: false, detail: `unreachable (${(error as Error).message || (error as { code?: string }).code})` };
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 function redact(url: string): string {
   try {
@@ -49,7 +26,7 @@ export interface BackendSelectionSettings {
 export async function selectBackend(
   settings: BackendSelectionSettings,
   registry: DeploymentRegistry,
-  probe: (url: string) => Promise<PostgresProbe> = probePostgres,
+  probe: (url: string) => Promise<PgvectorProbe> = probePgvector,
 ): Promise<BackendChoice> {
   const recorded = await registry.getBackend();
   if (recorded) {
@@ -79,13 +56,16 @@ export async function selectBackend(
     const where = redact(settings.databaseUrl);
     const result = await probe(settings.databaseUrl);
     if (result.ok) {
-      choice = decide('postgres', `MEMORY_BACKEND=${settings.setting}: PostgreSQL at ${where} answers with ${result.detail} → postgres`);
+      choice = decide(
+        'postgres',
+        `MEMORY_BACKEND=${settings.setting}: PostgreSQL at ${where} answers with pgvector ${result.pgvectorVersion} → postgres`,
+      );
     } else if (settings.setting === 'postgres') {
-      throw new UnavailableError(`MEMORY_BACKEND=postgres but PostgreSQL at ${where}: ${result.detail}`, {
+      throw new UnavailableError(`MEMORY_BACKEND=postgres but PostgreSQL at ${where}: ${result.reason}`, {
         code: 'backend_unavailable',
       });
     } else {
-      choice = decide('chroma', `MEMORY_BACKEND=auto: PostgreSQL at ${where} ${result.detail} → chroma`);
+      choice = decide('chroma', `MEMORY_BACKEND=auto: PostgreSQL at ${where}: ${result.reason} → chroma`);
     }
   }
   return registry.recordBackend(choice);

@@ -38,7 +38,7 @@ export async function openStore(
   for (let attempt = 1; ; attempt += 1) {
     try {
       const choice = await selectBackend({ setting: config.MEMORY_BACKEND, databaseUrl: config.DATABASE_URL }, registry);
-      const store = createMemoryStore(choice, config, logger.child({ module: `${choice.backend}-store` }));
+      const store = createMemoryStore(choice, config, logger);
       try {
         await store.initialize();
       } catch (error) {
