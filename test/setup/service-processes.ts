@@ -134,3 +134,14 @@ export function createStack(options: StackOptions) {
   };
 }
 export type Stack = ReturnType<typeof createStack>;
+
+/** Polls a job through the gateway until it is completed or failed. */
+export async function waitForJob(stack: Stack, jobId: string, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { status, body } = await stack.call('GET', `/api/memory/jobs/${encodeURIComponent(jobId)}`);
+    if (status === 200 && (body.state === 'completed' || body.state === 'failed')) return body;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${body?.state} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

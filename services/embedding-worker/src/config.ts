@@ -10,6 +10,8 @@ export const WorkerEnv = z.object({
   MICRO_BATCH_SIZE: intVar(64, 1, 1_024),
   /** How long the first text of a micro-batch waits for others to join it. */
   MICRO_BATCH_WAIT_MS: intVar(5, 0, 1_000),
+  /** How long a job's lock lasts without renewal; a worker that died is detected after about this long. */
+  WORKER_LOCK_DURATION_MS: intVar(30_000, 1_000, 600_000),
   /** Serves /metrics and /healthz. */
   WORKER_METRICS_PORT: portVar(8020),
   WORKER_HOST: z.string().default('127.0.0.1'),

@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     const worker = createIngestWorker(
       redis,
       createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' })),
-      { prefix: config.QUEUE_PREFIX, concurrency: config.WORKER_CONCURRENCY },
+      { prefix: config.QUEUE_PREFIX, concurrency: config.WORKER_CONCURRENCY, lockDurationMs: config.WORKER_LOCK_DURATION_MS },
       metrics,
       logger,
     );

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 export interface WorkerSettings {
   prefix: string;
   concurrency: number;
+  lockDurationMs: number;
 }
 
 /**
@@ -22,6 +23,9 @@ export function createIngestWorker(
     connection,
     prefix: settings.prefix,
     concurrency: settings.concurrency,
+    // A job whose worker died (lock not renewed) goes back to the queue within about this long.
+    lockDuration: settings.lockDurationMs,
+    stalledInterval: settings.lockDurationMs,
     autorun: false,
   });
   worker.on('completed', (job: Job) => metrics.jobsProcessed.inc({ name: job.name }));
