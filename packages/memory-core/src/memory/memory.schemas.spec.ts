@@ -1,0 +1,44 @@
+import { MemoryInput, MemoryLimits } from './memory.schemas';
+import { toQueuedMemory } from './memory-record';
+
+describe('MemoryInput', () => {
+  it('accepts the seed request and fills defaults', () => {
+    const parsed = MemoryInput.parse({ content: 'Wisdom', session_id: 1, metadata: { session_type: 'philosophy' } });
+    expect(parsed).toEqual({ content: 'Wisdom', session_id: '1', content_type: 'note', metadata: { session_type: 'philosophy' } });
+  });
+
+  it.each([
+    [{ content: '' }, 'content'],
+    [{ content: '   ' }, 'content'],
+    [{ content: 'x'.repeat(MemoryLimits.contentMaxChars + 1) }, 'content'],
+    [{ content: 'x', metadata: { a: { b: 1 } } }, 'metadata.a'],
+    [{ content: 'x', metadata: { a: null } }, 'metadata.a'],
+    [{ content: 'x', metadata: { user_id: 'spoof' } }, 'metadata.user_id'],
+    [{ content: 'x', metadata: { 'bad key': 1 } }, 'metadata.bad key'],
+    [{ content: 'x', metadata: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 1])) }, 'metadata'],
+    [{ content: 'x', metadata: { big: 'y'.repeat(1001) } }, 'metadata.big'],
+    [{ content: 'x', session_id: '' }, 'session_id'],
+    [{ content: 'x', content_type: 'two words' }, 'content_type'],
+    [{ content: 'x', extra: 1 }, ''],
+  ])('rejects %j at %s', (input, path) => {
+    const result = MemoryInput.safeParse(input);
+    expect(result.success).toBe(false);
+    expect(result.error!.issues.map((i) => i.path.join('.'))).toContain(path);
+  });
+});
+
+describe('toQueuedMemory', () => {
+  it("lifts the seed's metadata session_type into the scope field", () => {
+    const queued = toQueuedMemory(MemoryInput.parse({ content: 'x', metadata: { session_type: 'philosophy' } }), 'id', new Date(0));
+    expect(queued).toMatchObject({ session_type: 'philosophy', metadata: { session_type: 'philosophy' } });
+  });
+
+  it('prefers an explicit session_type', () => {
+    const queued = toQueuedMemory(
+      MemoryInput.parse({ content: 'x', session_type: 'work', metadata: { session_type: 'play' } }),
+      'id',
+      new Date(0),
+    );
+    expect(queued.session_type).toBe('work');
+  });
+});

@@ -1,0 +1,126 @@
+import pino from 'pino';
+import { createMetrics, type Embedder, type MemoryRecord, type MemoryStore, type QueuedMemory, type Tombstones } from 'memory-core';
+import { MicroBatcher } from './micro-batcher';
+
+class FakeEmbedder implements Embedder {
+  readonly info = { model: 'fake', dtype: 'q8', dimension: 3 };
+  calls: string[][] = [];
+  failNext = false;
+  async embed(texts: string[]) {
+    this.calls.push(texts);
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('model failed');
+    }
+    return texts.map((t) => new Float32Array([t.length, 1, 0]));
+  }
+  async close() {}
+}
+
+/** Only what the batcher uses: upsert and delete. */
+class FakeStore {
+  readonly backend = 'postgres' as const;
+  rows = new Map<string, MemoryRecord>();
+  upserts: MemoryRecord[][] = [];
+  async upsert(records: MemoryRecord[]) {
+    this.upserts.push(records);
+    for (const r of records) this.rows.set(r.id, r);
+    return records.map((r) => ({ requested_id: r.id, id: r.id, status: 'created' as const }));
+  }
+  async delete(_userId: string, id: string) {
+    return this.rows.delete(id);
+  }
+}
+
+class FakeTombstones {
+  deleted = new Set<string>();
+  /** Ids that become deleted right after the store's write (a delete racing the write). */
+  deletedDuringWrite = new Set<string>();
+  checks = 0;
+  async deletedAmong(candidates: { id: string }[]) {
+    this.checks += 1;
+    if (this.checks % 2 === 0) for (const id of this.deletedDuringWrite) this.deleted.add(id);
+    return new Set(candidates.map((c) => c.id).filter((id) => this.deleted.has(id)));
+  }
+}
+
+let n = 0;
+const memory = (content: string): QueuedMemory => ({
+  id: `00000000-0000-4000-8000-${String((n += 1)).padStart(12, '0')}`,
+  content,
+  session_id: null,
+  session_type: null,
+  project: null,
+  content_type: 'note',
+  metadata: {},
+  created_at: new Date().toISOString(),
+});
+
+function setup(options: { maxBatch?: number; waitMs?: number } = {}) {
+  const embedder = new FakeEmbedder();
+  const store = new FakeStore();
+  const tombstones = new FakeTombstones();
+  const batcher = new MicroBatcher(
+    embedder,
+    store as unknown as MemoryStore,
+    tombstones as unknown as Tombstones,
+    createMetrics('test'),
+    pino({ level: 'silent' }),
+    { maxBatch: options.maxBatch ?? 64, waitMs: options.waitMs ?? 5 },
+  );
+  return { embedder, store, tombstones, batcher };
+}
+
+describe('MicroBatcher', () => {
+  it('embeds texts of concurrent jobs in one model call and writes them in one upsert', async () => {
+    const { embedder, store, batcher } = setup();
+    const results = await Promise.all([
+      batcher.submit('1', [memory('a')]),
+      batcher.submit('2', [memory('bb'), memory('ccc')]),
+      batcher.submit('1', [memory('dddd')]),
+    ]);
+    expect(embedder.calls).toEqual([['a', 'bb', 'ccc', 'dddd']]);
+    expect(store.upserts).toHaveLength(1);
+    expect(results.map((r) => r.map((o) => o.status))).toEqual([['created'], ['created', 'created'], ['created']]);
+    // Each memory keeps its own user and its own vector.
+    expect(store.upserts[0]!.map((r) => [r.user_id, r.embedding[0]])).toEqual([
+      ['1', 1],
+      ['2', 2],
+      ['2', 3],
+      ['1', 4],
+    ]);
+  });
+
+  it('never puts more than maxBatch texts in one call', async () => {
+    const { embedder, batcher } = setup({ maxBatch: 4 });
+    await batcher.submit('1', Array.from({ length: 10 }, (_, i) => memory(`m${i}`)));
+    expect(embedder.calls.map((c) => c.length)).toEqual([4, 4, 2]);
+  });
+
+  it('drops memories a delete covered before they are embedded or written', async () => {
+    const { embedder, store, tombstones, batcher } = setup();
+    const [kept, gone] = [memory('kept'), memory('gone')];
+    tombstones.deleted.add(gone.id);
+    const outcomes = await batcher.submit('1', [kept, gone]);
+    expect(outcomes.map((o) => o.status)).toEqual(['created', 'deleted']);
+    expect(embedder.calls).toEqual([['kept']]);
+    expect([...store.rows.keys()]).toEqual([kept.id]);
+  });
+
+  it('removes a memory whose delete raced the write', async () => {
+    const { store, tombstones, batcher } = setup();
+    const racing = memory('racing');
+    tombstones.deletedDuringWrite.add(racing.id);
+    const [outcome] = await batcher.submit('1', [racing]);
+    expect(outcome!.status).toBe('deleted');
+    expect(store.upserts).toHaveLength(1);
+    expect(store.rows.has(racing.id)).toBe(false);
+  });
+
+  it('fails the jobs of a batch whose model call failed, and goes on with the next', async () => {
+    const { embedder, batcher } = setup();
+    embedder.failNext = true;
+    await expect(batcher.submit('1', [memory('x')])).rejects.toThrow('model failed');
+    await expect(batcher.submit('1', [memory('y')])).resolves.toHaveLength(1);
+  });
+});
