@@ -9,7 +9,11 @@ import { TcpProxy } from '../setup/tcp-proxy';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -20,7 +24,10 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 }
 
 describe('PostgreSQL goes down and comes back while the services run', () => {
-  const proxy = new TcpProxy(15_439, { host: '127.0.0.1', port: Number(new URL(servers.databaseUrl).port || 5432) });
+  const proxy = new TcpProxy(15_439, {
+    host: '127.0.0.1',
+    port: Number(new URL(servers.databaseUrl).port || 5432),
+  });
   let stack: Stack;
   let schema: Awaited<ReturnType<typeof createTestSchema>>;
 
@@ -29,7 +36,11 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
     schema = await createTestSchema('pgdown');
     const url = new URL(servers.databaseUrl);
     url.port = String(proxy.port);
-    stack = createStack({ backend: 'postgres', schema: schema.schema, env: { DATABASE_URL: url.toString() } });
+    stack = createStack({
+      backend: 'postgres',
+      schema: schema.schema,
+      env: { DATABASE_URL: url.toString() },
+    });
     await stack.start();
   });
 
@@ -41,7 +52,9 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
   });
 
   it('answers 503 while it is down, retries queued jobs, and never switches backend', async () => {
-    const before = await stack.call('POST', '/api/memory/store?wait=true', { content: 'stored before the outage' });
+    const before = await stack.call('POST', '/api/memory/store?wait=true', {
+      content: 'stored before the outage',
+    });
     expect(before.status).toBe(201);
 
     await proxy.down();
@@ -59,15 +72,24 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
       return body.attempts_made >= 1 && body.state !== 'completed' && body;
     });
     const status = await stack.call('GET', '/api/memory/status');
-    expect(status.body).toMatchObject({ backend: 'postgres', status: 'degraded', store: { reachable: false } });
+    expect(status.body).toMatchObject({
+      backend: 'postgres',
+      status: 'degraded',
+      store: { reachable: false },
+    });
     expect((await fetch(`${stack.gatewayUrl}/readyz`)).status).toBe(503);
 
     await proxy.up();
     expect((await waitForJob(stack, queued.body.job_id, 60_000)).state).toBe('completed');
-    const found = await stack.call('POST', '/api/memory/search', { query: 'accepted during the outage', n_results: 5 });
+    const found = await stack.call('POST', '/api/memory/search', {
+      query: 'accepted during the outage',
+      n_results: 5,
+    });
     expect(found.status).toBe(200);
     expect(found.body.backend).toBe('postgres');
-    expect(found.body.results.filter((r: { content: string }) => r.content === 'accepted during the outage')).toHaveLength(1);
+    expect(
+      found.body.results.filter((r: { content: string }) => r.content === 'accepted during the outage'),
+    ).toHaveLength(1);
   });
 });
 
@@ -79,14 +101,41 @@ describe('Redis crashes (SIGKILL) and restarts with its AOF while jobs wait', ()
   let schema: Awaited<ReturnType<typeof createTestSchema>>;
 
   const startRedis = async () => {
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], {
-      stdio: 'ignore',
-    });
+    redis = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--save',
+        '',
+      ],
+      {
+        stdio: 'ignore',
+      },
+    );
     await until('redis', async () => {
       const { Redis } = await import('ioredis');
-      const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const probe = new Redis(`redis://127.0.0.1:${port}`, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
       probe.on('error', () => undefined);
-      const ok = await probe.connect().then(() => probe.ping()).then(() => true, () => false);
+      const ok = await probe
+        .connect()
+        .then(() => probe.ping())
+        .then(
+          () => true,
+          () => false,
+        );
       probe.disconnect();
       return ok;
     });
@@ -95,7 +144,11 @@ describe('Redis crashes (SIGKILL) and restarts with its AOF while jobs wait', ()
   beforeAll(async () => {
     await startRedis();
     schema = await createTestSchema('redisdown');
-    stack = createStack({ backend: 'postgres', schema: schema.schema, env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    stack = createStack({
+      backend: 'postgres',
+      schema: schema.schema,
+      env: { REDIS_URL: `redis://127.0.0.1:${port}` },
+    });
     await stack.start();
   });
 
@@ -110,7 +163,10 @@ describe('Redis crashes (SIGKILL) and restarts with its AOF while jobs wait', ()
     await stack.services.worker.stop();
     const accepted: string[] = [];
     for (let i = 0; i < 30; i += 1) {
-      const { status, body } = await stack.call('POST', '/api/memory/store', { content: `accepted before the crash ${i}`, session_id: 'crash' });
+      const { status, body } = await stack.call('POST', '/api/memory/store', {
+        content: `accepted before the crash ${i}`,
+        session_id: 'crash',
+      });
       expect(status).toBe(202);
       accepted.push(body.memory_id);
     }
@@ -128,11 +184,15 @@ describe('Redis crashes (SIGKILL) and restarts with its AOF while jobs wait', ()
     await client.connect();
     try {
       const rows = await until('all accepted memories', async () => {
-        const { rows } = await client.query(`SELECT id::text FROM ${schema.schema}.memories WHERE session_id = 'crash'`);
+        const { rows } = await client.query(
+          `SELECT id::text FROM ${schema.schema}.memories WHERE session_id = 'crash'`,
+        );
         return rows.length >= accepted.length && rows;
       });
       await sleep(500);
-      const { rows: final } = await client.query(`SELECT id::text FROM ${schema.schema}.memories WHERE session_id = 'crash'`);
+      const { rows: final } = await client.query(
+        `SELECT id::text FROM ${schema.schema}.memories WHERE session_id = 'crash'`,
+      );
       expect(final).toHaveLength(accepted.length);
       expect(new Set(rows.map((r: { id: string }) => r.id))).toEqual(new Set(accepted));
     } finally {

@@ -42,7 +42,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       expect(body.backend).toBe(backend);
       expect(body.backend_reason).toMatch(new RegExp(`MEMORY_BACKEND=${backend}`));
       expect(body.embedding).toMatchObject({ dimension: 384, dtype: stack.env.EMBEDDING_DTYPE });
-      expect(body.queues['memory-ingest']).toMatchObject({ waiting: expect.any(Number), failed: expect.any(Number) });
+      expect(body.queues['memory-ingest']).toMatchObject({
+        waiting: expect.any(Number),
+        failed: expect.any(Number),
+      });
       expect(body.workers).toBeGreaterThanOrEqual(1);
       expect(body.search_service.reachable).toBe(true);
     });
@@ -55,17 +58,37 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
         metadata: { session_type: 'philosophy' },
       });
       expect(status).toBe(202);
-      expect(body).toMatchObject({ memory_id: expect.any(String), job_id: expect.any(String), status: 'queued' });
+      expect(body).toMatchObject({
+        memory_id: expect.any(String),
+        job_id: expect.any(String),
+        status: 'queued',
+      });
       memoryId = body.memory_id;
       const job = await waitForJob(stack, body.job_id);
       expect(job.state).toBe('completed');
     });
 
     it('finds it first for "What is wisdom?" within session_type philosophy', async () => {
-      for (const distractor of ['The weather is cold in winter', 'Bananas are yellow fruit', 'Cars need fuel to run']) {
-        await store({ content: distractor, session_id: 1, content_type: 'note', metadata: { session_type: 'philosophy' } }, '?wait=true');
+      for (const distractor of [
+        'The weather is cold in winter',
+        'Bananas are yellow fruit',
+        'Cars need fuel to run',
+      ]) {
+        await store(
+          {
+            content: distractor,
+            session_id: 1,
+            content_type: 'note',
+            metadata: { session_type: 'philosophy' },
+          },
+          '?wait=true',
+        );
       }
-      const { status, body } = await search({ query: 'What is wisdom?', n_results: 3, session_type: 'philosophy' });
+      const { status, body } = await search({
+        query: 'What is wisdom?',
+        n_results: 3,
+        session_type: 'philosophy',
+      });
       expect(status).toBe(200);
       expect(body.backend).toBe(backend);
       expect(body.results).toHaveLength(3);
@@ -89,7 +112,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     });
 
     it('lists project memories by name', async () => {
-      const { body: stored } = await store({ content: 'Projects are addressed by name', project: 'Atlas' }, '?wait=true');
+      const { body: stored } = await store(
+        { content: 'Projects are addressed by name', project: 'Atlas' },
+        '?wait=true',
+      );
       const { status, body } = await stack.call('GET', '/api/memory/project/Atlas');
       expect(status).toBe(200);
       expect(body.memories.map((m: { id: string }) => m.id)).toEqual([stored.id]);
@@ -97,7 +123,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
   });
 
   it('answers 201 with the stored memory when asked to wait', async () => {
-    const { status, body } = await store({ content: 'Waiting for the worker', metadata: { n: 1 } }, '?wait=true');
+    const { status, body } = await store(
+      { content: 'Waiting for the worker', metadata: { n: 1 } },
+      '?wait=true',
+    );
     expect(status).toBe(201);
     expect(body).toMatchObject({ content: 'Waiting for the worker', metadata: { n: 1 }, status: 'stored' });
     const fetched = await stack.call('GET', `/api/memory/${body.id}`);
@@ -122,7 +151,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     const listed = await stack.call('GET', '/api/memory/session/bulk?limit=1');
     expect(listed.body.total).toBe(1000);
     const sample = await stack.call('GET', `/api/memory/${body.memory_ids[777]}`);
-    expect(sample.body).toMatchObject({ content: 'batch memory number 777 about topic 12', metadata: { i: 777 } });
+    expect(sample.body).toMatchObject({
+      content: 'batch memory number 777 about topic 12',
+      metadata: { i: 777 },
+    });
   });
 
   it('makes a retried request with the same Idempotency-Key return the same memory and job', async () => {
@@ -168,9 +200,30 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
   describe('filters on every field', () => {
     beforeAll(async () => {
       const rows = [
-        { content: 'filter alpha red', session_id: 'f1', session_type: 'work', project: 'p1', content_type: 'insight', metadata: { mood: 'happy', score: 1, pinned: true } },
-        { content: 'filter alpha blue', session_id: 'f1', session_type: 'work', project: 'p2', content_type: 'note', metadata: { mood: 'sad', score: 5 } },
-        { content: 'filter alpha green', session_id: 'f2', session_type: 'play', project: 'p1', content_type: 'insight', metadata: { mood: 'happy', score: 9, pinned: false } },
+        {
+          content: 'filter alpha red',
+          session_id: 'f1',
+          session_type: 'work',
+          project: 'p1',
+          content_type: 'insight',
+          metadata: { mood: 'happy', score: 1, pinned: true },
+        },
+        {
+          content: 'filter alpha blue',
+          session_id: 'f1',
+          session_type: 'work',
+          project: 'p2',
+          content_type: 'note',
+          metadata: { mood: 'sad', score: 5 },
+        },
+        {
+          content: 'filter alpha green',
+          session_id: 'f2',
+          session_type: 'play',
+          project: 'p1',
+          content_type: 'insight',
+          metadata: { mood: 'happy', score: 9, pinned: false },
+        },
       ];
       const { body } = await stack.call('POST', '/api/memory/store/batch', { memories: rows });
       await waitForJob(stack, body.job_id);
@@ -193,7 +246,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       [{ where: { score: { $lt: 5 } } }, ['filter alpha red']],
       [{ where: { mood: { $ne: 'happy' } } }, ['filter alpha blue']],
       [{ where: { mood: { $in: ['sad', 'angry'] } } }, ['filter alpha blue']],
-      [{ where: { $or: [{ project: 'p2' }, { score: { $gt: 8 } }] } }, ['filter alpha blue', 'filter alpha green']],
+      [
+        { where: { $or: [{ project: 'p2' }, { score: { $gt: 8 } }] } },
+        ['filter alpha blue', 'filter alpha green'],
+      ],
       [{ where: { $and: [{ session_id: 'f1' }, { pinned: { $nin: [false] } }] } }, ['filter alpha red']],
       [{ session_id: 'f1', where: { score: { $lte: 1 } } }, ['filter alpha red']],
     ])('%j', async (filter, expected) => {
@@ -221,22 +277,82 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       ['empty content', '/api/memory/store', { content: '' }, 400, 'validation_failed'],
       ['whitespace-only content', '/api/memory/store', { content: ' \n\t ' }, 400, 'validation_failed'],
       ['content over the limit', '/api/memory/store', { content: huge }, 400, 'validation_failed'],
-      ['nested metadata', '/api/memory/store', { content: 'x', metadata: { a: { b: 1 } } }, 400, 'validation_failed'],
-      ['metadata array value', '/api/memory/store', { content: 'x', metadata: { a: [1] } }, 400, 'validation_failed'],
-      ['too many metadata keys', '/api/memory/store', { content: 'x', metadata: tooManyKeys }, 400, 'validation_failed'],
+      [
+        'nested metadata',
+        '/api/memory/store',
+        { content: 'x', metadata: { a: { b: 1 } } },
+        400,
+        'validation_failed',
+      ],
+      [
+        'metadata array value',
+        '/api/memory/store',
+        { content: 'x', metadata: { a: [1] } },
+        400,
+        'validation_failed',
+      ],
+      [
+        'too many metadata keys',
+        '/api/memory/store',
+        { content: 'x', metadata: tooManyKeys },
+        400,
+        'validation_failed',
+      ],
       ['unknown field', '/api/memory/store', { content: 'x', colour: 'red' }, 400, 'validation_failed'],
       ['empty batch', '/api/memory/store/batch', { memories: [] }, 400, 'validation_failed'],
-      ['batch over 1,000', '/api/memory/store/batch', { memories: Array.from({ length: 1001 }, () => ({ content: 'x' })) }, 400, 'validation_failed'],
+      [
+        'batch over 1,000',
+        '/api/memory/store/batch',
+        { memories: Array.from({ length: 1001 }, () => ({ content: 'x' })) },
+        400,
+        'validation_failed',
+      ],
       ['n_results 0', '/api/memory/search', { query: 'q', n_results: 0 }, 400, 'validation_failed'],
       ['n_results negative', '/api/memory/search', { query: 'q', n_results: -3 }, 400, 'validation_failed'],
-      ['n_results not an integer', '/api/memory/search', { query: 'q', n_results: 2.5 }, 400, 'validation_failed'],
-      ['n_results a string', '/api/memory/search', { query: 'q', n_results: 'five' }, 400, 'validation_failed'],
+      [
+        'n_results not an integer',
+        '/api/memory/search',
+        { query: 'q', n_results: 2.5 },
+        400,
+        'validation_failed',
+      ],
+      [
+        'n_results a string',
+        '/api/memory/search',
+        { query: 'q', n_results: 'five' },
+        400,
+        'validation_failed',
+      ],
       ['n_results too large', '/api/memory/search', { query: 'q', n_results: 101 }, 400, 'validation_failed'],
       ['empty query', '/api/memory/search', { query: '  ' }, 400, 'validation_failed'],
-      ['unknown filter operator', '/api/memory/search', { query: 'q', where: { mood: { $regex: 'h.*' } } }, 400, 'invalid_filter'],
-      ['unknown top-level operator', '/api/memory/search', { query: 'q', where: { $not: { mood: 'x' } } }, 400, 'invalid_filter'],
-      ['range on a string field', '/api/memory/search', { query: 'q', where: { project: { $gt: 1 } } }, 400, 'invalid_filter'],
-      ['bad metadata key in filter', '/api/memory/search', { query: 'q', where: { "a'b": 1 } }, 400, 'invalid_filter'],
+      [
+        'unknown filter operator',
+        '/api/memory/search',
+        { query: 'q', where: { mood: { $regex: 'h.*' } } },
+        400,
+        'invalid_filter',
+      ],
+      [
+        'unknown top-level operator',
+        '/api/memory/search',
+        { query: 'q', where: { $not: { mood: 'x' } } },
+        400,
+        'invalid_filter',
+      ],
+      [
+        'range on a string field',
+        '/api/memory/search',
+        { query: 'q', where: { project: { $gt: 1 } } },
+        400,
+        'invalid_filter',
+      ],
+      [
+        'bad metadata key in filter',
+        '/api/memory/search',
+        { query: 'q', where: { "a'b": 1 } },
+        400,
+        'invalid_filter',
+      ],
     ])('%s', async (_name, route, body, status, code) => {
       const response = await stack.call('POST', route, body);
       expect(response.status).toBe(status);
@@ -250,7 +366,9 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
         body: 'Wisdom is understanding what truly matters',
       });
       expect(response.status).toBe(415);
-      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        'unsupported_media_type',
+      );
     });
 
     it('body over the size limit → 413', async () => {
@@ -285,7 +403,9 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     expect(await board.text()).toMatch(/<html/i);
     const document = (await stack.call('GET', '/api/openapi.json')).body;
     await expect(SwaggerParser.validate(structuredClone(document))).resolves.toBeDefined();
-    expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/api/memory/store', '/api/memory/search']));
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining(['/api/memory/store', '/api/memory/search']),
+    );
     expect((await fetch(`${stack.gatewayUrl}/docs`)).status).toBe(200);
     const metrics = await (await fetch(`${stack.gatewayUrl}/metrics`)).text();
     expect(metrics).toMatch(/http_request_duration_seconds_bucket/);
@@ -321,9 +441,11 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     await waitForJob(stack, queued.job_id);
     const marker = await store({ content: 'after the race', session_id: 'race' }, '?wait=true');
     expect(marker.status).toBe(201);
-    expect((await stack.call('GET', '/api/memory/session/race')).body.memories.map((m: { content: string }) => m.content)).toEqual([
-      'after the race',
-    ]);
+    expect(
+      (await stack.call('GET', '/api/memory/session/race')).body.memories.map(
+        (m: { content: string }) => m.content,
+      ),
+    ).toEqual(['after the race']);
     expect((await stack.call('GET', '/api/memory/session/race2')).body.total).toBe(0);
   });
 });

@@ -45,7 +45,8 @@ describe('worker killed mid-batch (postgres backend)', () => {
       const { body } = await stack.call('GET', `/api/memory/jobs/${jobs[0]!.job_id}`);
       const done = (body.progress as { done?: number } | undefined)?.done ?? 0;
       if (done >= 100 && done < 1000) break;
-      if (body.state === 'completed' || Date.now() > deadline) throw new Error(`missed the window: ${JSON.stringify(body.progress)}`);
+      if (body.state === 'completed' || Date.now() > deadline)
+        throw new Error(`missed the window: ${JSON.stringify(body.progress)}`);
       await new Promise((r) => setTimeout(r, 10));
     }
     expect(await stack.services.worker.stop('SIGKILL')).toBeNull();
@@ -67,6 +68,8 @@ describe('worker killed mid-batch (postgres backend)', () => {
     await client.end();
     expect(rows).toHaveLength(2000);
     expect(rows.every((r: { copies: string }) => Number(r.copies) === 1)).toBe(true);
-    expect(new Set(rows.map((r: { id: string }) => r.id))).toEqual(new Set(jobs.flatMap((j) => j.memory_ids)));
+    expect(new Set(rows.map((r: { id: string }) => r.id))).toEqual(
+      new Set(jobs.flatMap((j) => j.memory_ids)),
+    );
   });
 });

@@ -27,13 +27,18 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
   it('auto picks PostgreSQL when DATABASE_URL answers with pgvector, and says why', async () => {
     const choice = await selectBackend({ setting: 'auto', databaseUrl: servers.databaseUrl }, registry());
     expect(choice.backend).toBe('postgres');
-    expect(choice.reason).toMatch(/MEMORY_BACKEND=auto: PostgreSQL at 127\.0\.0\.1:5432\/memory answers with pgvector \d+\.\d+/);
+    expect(choice.reason).toMatch(
+      /MEMORY_BACKEND=auto: PostgreSQL at 127\.0\.0\.1:5432\/memory answers with pgvector \d+\.\d+/,
+    );
     expect(choice.reason).not.toMatch(/memory:memory/); // no password in the reason
   });
 
   it('auto falls back to Chroma when DATABASE_URL is unset', async () => {
     const choice = await selectBackend({ setting: 'auto', databaseUrl: undefined }, registry());
-    expect(choice).toMatchObject({ backend: 'chroma', reason: 'MEMORY_BACKEND=auto: DATABASE_URL unset → chroma' });
+    expect(choice).toMatchObject({
+      backend: 'chroma',
+      reason: 'MEMORY_BACKEND=auto: DATABASE_URL unset → chroma',
+    });
   });
 
   it('auto falls back to Chroma when PostgreSQL does not answer', async () => {
@@ -48,7 +53,10 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
   });
 
   it('postgres refuses to start when PostgreSQL does not answer, instead of falling back', async () => {
-    const error = await selectBackend({ setting: 'postgres', databaseUrl: CLOSED_PORT_URL }, registry()).catch((e: unknown) => e);
+    const error = await selectBackend(
+      { setting: 'postgres', databaseUrl: CLOSED_PORT_URL },
+      registry(),
+    ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UnavailableError);
     expect((error as UnavailableError).code).toBe('backend_unavailable');
   });
@@ -59,7 +67,9 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
     // A second service started without DATABASE_URL would pick Chroma alone; it must not disagree.
     const second = await selectBackend({ setting: 'auto', databaseUrl: undefined }, shared);
     expect(second).toEqual(first);
-    const forced = await selectBackend({ setting: 'chroma', databaseUrl: undefined }, shared).catch((e: unknown) => e);
+    const forced = await selectBackend({ setting: 'chroma', databaseUrl: undefined }, shared).catch(
+      (e: unknown) => e,
+    );
     expect(forced).toBeInstanceOf(ConflictError);
     expect((forced as ConflictError).code).toBe('backend_mismatch');
     expect((forced as Error).message).toMatch(/npm run backend -- use chroma/);
@@ -68,7 +78,11 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
   it('changes only through the explicit switch', async () => {
     const shared = registry();
     await selectBackend({ setting: 'chroma' }, shared);
-    await shared.switchBackend({ backend: 'postgres', reason: 'switched after migration', decided_at: new Date().toISOString() });
+    await shared.switchBackend({
+      backend: 'postgres',
+      reason: 'switched after migration',
+      decided_at: new Date().toISOString(),
+    });
     const after = await selectBackend({ setting: 'auto', databaseUrl: undefined }, shared);
     expect(after).toMatchObject({ backend: 'postgres', reason: 'switched after migration' });
   });
@@ -76,70 +90,88 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
   it('refuses a service whose embedding model differs from the deployment’s', async () => {
     const shared = registry();
     await shared.checkEmbeddingModel({ model: 'Xenova/all-MiniLM-L6-v2', dtype: 'q8', dimension: 384 });
-    await expect(shared.checkEmbeddingModel({ model: 'Xenova/all-MiniLM-L6-v2', dtype: 'q8', dimension: 384 })).resolves.toBeUndefined();
-    await expect(shared.checkEmbeddingModel({ model: 'Xenova/all-MiniLM-L6-v2', dtype: 'fp32', dimension: 384 })).rejects.toMatchObject({
+    await expect(
+      shared.checkEmbeddingModel({ model: 'Xenova/all-MiniLM-L6-v2', dtype: 'q8', dimension: 384 }),
+    ).resolves.toBeUndefined();
+    await expect(
+      shared.checkEmbeddingModel({ model: 'Xenova/all-MiniLM-L6-v2', dtype: 'fp32', dimension: 384 }),
+    ).rejects.toMatchObject({
       code: 'embedding_model_mismatch',
     });
   });
 });
 
-describe.each(['postgres', 'chroma'] as const)('%s store outage and recovery (server behind a proxy)', (backend) => {
-  const proxy = new TcpProxy(
-    backend === 'postgres' ? 15_433 : 18_101,
-    backend === 'postgres' ? { host: '127.0.0.1', port: 5432 } : { host: '127.0.0.1', port: Number(new URL(servers.chromaUrl).port) },
-  );
-  let store: MemoryStore;
-  let drop: (() => Promise<void>) | undefined;
-  const vector = Array.from({ length: 384 }, (_, i) => (i === 3 ? 1 : 0));
-  const now = new Date().toISOString();
-  const record = {
-    id: '5b0d3c1e-0000-4000-8000-000000000001',
-    user_id: 'outage',
-    session_id: null,
-    session_type: null,
-    project: null,
-    content: 'survives an outage',
-    content_type: 'note',
-    metadata: {},
-    content_hash: 'h-outage',
-    embedding_model: 'test',
-    created_at: now,
-    updated_at: now,
-    embedding: vector,
-  };
+describe.each(['postgres', 'chroma'] as const)(
+  '%s store outage and recovery (server behind a proxy)',
+  (backend) => {
+    const proxy = new TcpProxy(
+      backend === 'postgres' ? 15_433 : 18_101,
+      backend === 'postgres'
+        ? { host: '127.0.0.1', port: 5432 }
+        : { host: '127.0.0.1', port: Number(new URL(servers.chromaUrl).port) },
+    );
+    let store: MemoryStore;
+    let drop: (() => Promise<void>) | undefined;
+    const vector = Array.from({ length: 384 }, (_, i) => (i === 3 ? 1 : 0));
+    const now = new Date().toISOString();
+    const record = {
+      id: '5b0d3c1e-0000-4000-8000-000000000001',
+      user_id: 'outage',
+      session_id: null,
+      session_type: null,
+      project: null,
+      content: 'survives an outage',
+      content_type: 'note',
+      metadata: {},
+      content_hash: 'h-outage',
+      embedding_model: 'test',
+      created_at: now,
+      updated_at: now,
+      embedding: vector,
+    };
 
-  beforeAll(async () => {
-    await proxy.up();
-    if (backend === 'postgres') {
-      const schema = await createTestSchema('outage');
-      drop = schema.drop;
-      store = new PgvectorMemoryStore({ connectionString: `postgres://memory:memory@127.0.0.1:${proxy.port}/memory`, schema: schema.schema }, logger);
-    } else {
-      store = new ChromaMemoryStore({ url: `http://127.0.0.1:${proxy.port}`, collection: uniqueName('outage') }, logger);
-    }
-    await store.initialize();
-    await store.upsert([record]);
-  });
+    beforeAll(async () => {
+      await proxy.up();
+      if (backend === 'postgres') {
+        const schema = await createTestSchema('outage');
+        drop = schema.drop;
+        store = new PgvectorMemoryStore(
+          {
+            connectionString: `postgres://memory:memory@127.0.0.1:${proxy.port}/memory`,
+            schema: schema.schema,
+          },
+          logger,
+        );
+      } else {
+        store = new ChromaMemoryStore(
+          { url: `http://127.0.0.1:${proxy.port}`, collection: uniqueName('outage') },
+          logger,
+        );
+      }
+      await store.initialize();
+      await store.upsert([record]);
+    });
 
-  afterAll(async () => {
-    await proxy.up();
-    await store?.close();
-    await drop?.();
-    await proxy.down();
-  });
+    afterAll(async () => {
+      await proxy.up();
+      await store?.close();
+      await drop?.();
+      await proxy.down();
+    });
 
-  it('fails calls with a clear unavailable error while the server is down, and recovers after', async () => {
-    await proxy.down();
-    const error = await store.search(vector, 1, { user_id: 'outage' }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(UnavailableError);
-    expect((error as UnavailableError).code).toBe('backend_unavailable');
-    expect((error as UnavailableError).httpStatus).toBe(503);
-    const status = await store.status();
-    expect(status).toMatchObject({ backend, reachable: false });
+    it('fails calls with a clear unavailable error while the server is down, and recovers after', async () => {
+      await proxy.down();
+      const error = await store.search(vector, 1, { user_id: 'outage' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect((error as UnavailableError).code).toBe('backend_unavailable');
+      expect((error as UnavailableError).httpStatus).toBe(503);
+      const status = await store.status();
+      expect(status).toMatchObject({ backend, reachable: false });
 
-    await proxy.up();
-    const hits = await store.search(vector, 1, { user_id: 'outage' });
-    expect(hits.map((h) => h.id)).toEqual([record.id]);
-    expect((await store.status()).reachable).toBe(true);
-  });
-});
+      await proxy.up();
+      const hits = await store.search(vector, 1, { user_id: 'outage' });
+      expect(hits.map((h) => h.id)).toEqual([record.id]);
+      expect((await store.status()).reachable).toBe(true);
+    });
+  },
+);

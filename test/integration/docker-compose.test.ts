@@ -25,7 +25,11 @@ const compose = parse(readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'u
   volumes: Record<string, unknown>;
 };
 const services = compose.services;
-const ours = { 'api-gateway': GatewayEnv, 'embedding-worker': WorkerEnv, 'search-service': SearchServiceEnv } as const;
+const ours = {
+  'api-gateway': GatewayEnv,
+  'embedding-worker': WorkerEnv,
+  'search-service': SearchServiceEnv,
+} as const;
 const env = (name: string) => services[name]!.environment ?? {};
 const hostPort = (url: string) => {
   const u = new URL(url);
@@ -34,7 +38,14 @@ const hostPort = (url: string) => {
 
 describe('docker-compose.yml', () => {
   it('runs the three services, PostgreSQL with pgvector, Redis and Chroma', () => {
-    expect(Object.keys(services).sort()).toEqual(['api-gateway', 'chroma', 'embedding-worker', 'postgres', 'redis', 'search-service']);
+    expect(Object.keys(services).sort()).toEqual([
+      'api-gateway',
+      'chroma',
+      'embedding-worker',
+      'postgres',
+      'redis',
+      'search-service',
+    ]);
     expect(services.postgres!.image).toMatch(/^pgvector\/pgvector:pg\d+/);
     expect(services.chroma!.image).toMatch(/^chromadb\/chroma:/);
   });
@@ -66,7 +77,10 @@ describe('docker-compose.yml', () => {
       ]);
     }
     const search = SearchServiceEnv.parse(env('search-service'));
-    expect(hostPort(env('api-gateway').SEARCH_SERVICE_URL!)).toEqual({ host: 'search-service', port: String(search.SEARCH_SERVICE_PORT) });
+    expect(hostPort(env('api-gateway').SEARCH_SERVICE_URL!)).toEqual({
+      host: 'search-service',
+      port: String(search.SEARCH_SERVICE_PORT),
+    });
     expect(search.SEARCH_SERVICE_HOST).toBe('0.0.0.0');
   });
 
@@ -74,15 +88,22 @@ describe('docker-compose.yml', () => {
     const gateway = GatewayEnv.parse(env('api-gateway'));
     expect(gateway.GATEWAY_HOST).toBe('0.0.0.0');
     expect(services['api-gateway']!.ports).toEqual([`${gateway.GATEWAY_PORT}:${gateway.GATEWAY_PORT}`]);
-    expect(JSON.stringify(services['api-gateway']!.healthcheck!.test)).toContain(`:${gateway.GATEWAY_PORT}/healthz`);
+    expect(JSON.stringify(services['api-gateway']!.healthcheck!.test)).toContain(
+      `:${gateway.GATEWAY_PORT}/healthz`,
+    );
     const worker = WorkerEnv.parse(env('embedding-worker'));
-    expect(JSON.stringify(services['embedding-worker']!.healthcheck!.test)).toContain(`:${worker.WORKER_METRICS_PORT}/healthz`);
+    expect(JSON.stringify(services['embedding-worker']!.healthcheck!.test)).toContain(
+      `:${worker.WORKER_METRICS_PORT}/healthz`,
+    );
   });
 
   it('gives the worker and search service the same model and dtype', () => {
     const worker = WorkerEnv.parse(env('embedding-worker'));
     const search = SearchServiceEnv.parse(env('search-service'));
-    expect([worker.EMBEDDING_MODEL, worker.EMBEDDING_DTYPE]).toEqual([search.EMBEDDING_MODEL, search.EMBEDDING_DTYPE]);
+    expect([worker.EMBEDDING_MODEL, worker.EMBEDDING_DTYPE]).toEqual([
+      search.EMBEDDING_MODEL,
+      search.EMBEDDING_DTYPE,
+    ]);
   });
 
   it('health-checks every container and declares every named volume it mounts', () => {

@@ -15,13 +15,23 @@ describe('local servers (real PostgreSQL+pgvector, Redis, Chroma, transformers.j
       await client.query(`SET search_path TO ${schema}, public`);
       await client.query('CREATE TABLE items (id int PRIMARY KEY, embedding vector(3))');
       await client.query('CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops)');
-      await client.query('INSERT INTO items VALUES (1, $1), (2, $2), (3, $3)', ['[1,0,0]', '[0.9,0.1,0]', '[0,0,1]']);
+      await client.query('INSERT INTO items VALUES (1, $1), (2, $2), (3, $3)', [
+        '[1,0,0]',
+        '[0.9,0.1,0]',
+        '[0,0,1]',
+      ]);
       await client.query('BEGIN');
       await client.query('SET LOCAL enable_seqscan = off');
-      const plan = await client.query(`EXPLAIN SELECT id FROM items ORDER BY embedding <=> '[1,0,0]' LIMIT 2`);
-      const { rows } = await client.query(`SELECT id, 1 - (embedding <=> '[1,0,0]') AS similarity FROM items ORDER BY embedding <=> '[1,0,0]' LIMIT 2`);
+      const plan = await client.query(
+        `EXPLAIN SELECT id FROM items ORDER BY embedding <=> '[1,0,0]' LIMIT 2`,
+      );
+      const { rows } = await client.query(
+        `SELECT id, 1 - (embedding <=> '[1,0,0]') AS similarity FROM items ORDER BY embedding <=> '[1,0,0]' LIMIT 2`,
+      );
       await client.query('COMMIT');
-      expect(plan.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')).toMatch(/items_embedding_idx/);
+      expect(plan.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')).toMatch(
+        /items_embedding_idx/,
+      );
       expect(rows.map((r: { id: number }) => r.id)).toEqual([1, 2]);
       expect(Number(rows[0].similarity)).toBeCloseTo(1, 6);
     } finally {
@@ -55,7 +65,10 @@ describe('local servers (real PostgreSQL+pgvector, Redis, Chroma, transformers.j
   });
 
   it('Chroma stores a cosine collection with explicit 384-d embeddings', async () => {
-    const client = new ChromaClient({ host: new URL(servers.chromaUrl).hostname, port: Number(new URL(servers.chromaUrl).port) });
+    const client = new ChromaClient({
+      host: new URL(servers.chromaUrl).hostname,
+      port: Number(new URL(servers.chromaUrl).port),
+    });
     const name = uniqueName('found');
     const collection = await client.createCollection({
       name,
@@ -66,7 +79,11 @@ describe('local servers (real PostgreSQL+pgvector, Redis, Chroma, transformers.j
       const a = Array.from({ length: 384 }, (_, i) => (i === 0 ? 1 : 0));
       const b = Array.from({ length: 384 }, (_, i) => (i === 1 ? 1 : 0));
       await collection.add({ ids: ['a', 'b'], embeddings: [a, b], documents: ['first', 'second'] });
-      const result = await collection.query({ queryEmbeddings: [a], nResults: 2, include: ['distances', 'embeddings'] });
+      const result = await collection.query({
+        queryEmbeddings: [a],
+        nResults: 2,
+        include: ['distances', 'embeddings'],
+      });
       expect(result.ids[0]).toEqual(['a', 'b']);
       expect(result.distances[0]![0]).toBeCloseTo(0, 6);
       expect(result.distances[0]![1]).toBeCloseTo(1, 6);
@@ -77,7 +94,11 @@ describe('local servers (real PostgreSQL+pgvector, Redis, Chroma, transformers.j
   });
 
   it('transformers.js runs the stand-in MiniLM and returns 384-d unit vectors', async () => {
-    const embedder = await TransformersEmbedder.load({ model: testModel.model, dtype: testModel.dtype, batchSize: 16 });
+    const embedder = await TransformersEmbedder.load({
+      model: testModel.model,
+      dtype: testModel.dtype,
+      batchSize: 16,
+    });
     try {
       const vectors = await embedder.embed(['Wisdom is understanding what truly matters', 'What is wisdom?']);
       for (const v of vectors) {

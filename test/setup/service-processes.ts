@@ -29,12 +29,18 @@ export class ServiceProcess {
     child.stderr!.on('data', collect);
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.output.slice(-4000)}`);
-      const ok = await fetch(this.healthUrl).then((r) => r.ok, () => false);
+      if (child.exitCode !== null)
+        throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.output.slice(-4000)}`);
+      const ok = await fetch(this.healthUrl).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return;
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`${this.name} did not become healthy within ${timeoutMs} ms:\n${this.output.slice(-4000)}`);
+    throw new Error(
+      `${this.name} did not become healthy within ${timeoutMs} ms:\n${this.output.slice(-4000)}`,
+    );
   }
 
   /** Sends a signal and waits for the exit; returns the exit code (null when killed by the signal). */

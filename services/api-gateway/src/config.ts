@@ -5,7 +5,9 @@ export const GatewayEnv = z.object({
   ...coreEnvShape,
   GATEWAY_PORT: portVar(8000),
   GATEWAY_HOST: z.string().default('127.0.0.1'),
-  SEARCH_SERVICE_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('http://127.0.0.1:8010'),
+  SEARCH_SERVICE_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .default('http://127.0.0.1:8010'),
   /** Largest request body; bigger ones get 413. */
   BODY_LIMIT: z
     .string()

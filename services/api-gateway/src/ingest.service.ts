@@ -68,7 +68,11 @@ export class IngestService {
   private async idsFor(caller: Caller, kind: string, body: unknown): Promise<string> {
     if (caller.idempotencyKey === undefined) return randomUUID();
     if (!IDEMPOTENCY_KEY.test(caller.idempotencyKey)) {
-      throw new ValidationError('Idempotency-Key must be 1-255 printable ASCII characters', undefined, 'invalid_idempotency_key');
+      throw new ValidationError(
+        'Idempotency-Key must be 1-255 printable ASCII characters',
+        undefined,
+        'invalid_idempotency_key',
+      );
     }
     const scope = `${caller.userId}:${kind}:${caller.idempotencyKey}`;
     const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
@@ -80,7 +84,11 @@ export class IngestService {
         throw new UnavailableError('Redis does not answer', { cause, code: 'queue_unavailable' });
       });
     if (held !== null && held !== fingerprint) {
-      throw new ConflictError('this Idempotency-Key was used with a different request body', undefined, 'idempotency_key_reused');
+      throw new ConflictError(
+        'this Idempotency-Key was used with a different request body',
+        undefined,
+        'idempotency_key_reused',
+      );
     }
     return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
   }
@@ -89,7 +97,10 @@ export class IngestService {
     try {
       return await this.queues.ingest.add(name, data, { jobId });
     } catch (cause) {
-      throw new UnavailableError('the job queue (Redis) does not answer', { cause, code: 'queue_unavailable' });
+      throw new UnavailableError('the job queue (Redis) does not answer', {
+        cause,
+        code: 'queue_unavailable',
+      });
     }
   }
 
@@ -110,8 +121,14 @@ export class IngestService {
   async storeBatch(inputs: MemoryInputParsed[], caller: Caller): Promise<{ memoryIds: string[]; job: Job }> {
     const batchId = await this.idsFor(caller, 'batch', inputs);
     const now = new Date();
-    const memories = inputs.map((input, i) => toQueuedMemory(input, uuidv5(`${batchId}:${i}`, IDEMPOTENCY_NAMESPACE), now));
-    const payload = validate(StoreMemoryBatchPayload, { user_id: caller.userId, request_id: caller.requestId, memories });
+    const memories = inputs.map((input, i) =>
+      toQueuedMemory(input, uuidv5(`${batchId}:${i}`, IDEMPOTENCY_NAMESPACE), now),
+    );
+    const payload = validate(StoreMemoryBatchPayload, {
+      user_id: caller.userId,
+      request_id: caller.requestId,
+      memories,
+    });
     const job = await this.add(JobName.StoreMemoryBatch, payload, jobIds.storeBatch(batchId));
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
     const queued = (job.data as { memories?: { id: string }[] }).memories ?? memories;
@@ -129,16 +146,21 @@ export class IngestService {
       throw new ConflictError(`the store job failed: ${message}`, { job_id: job.id }, 'job_failed');
     }
     const outcome = result.memories[0];
-    if (!outcome || outcome.status === 'deleted') throw new NotFoundError('the memory was deleted before it was stored', undefined, 'memory_not_found');
+    if (!outcome || outcome.status === 'deleted')
+      throw new NotFoundError('the memory was deleted before it was stored', undefined, 'memory_not_found');
     const memory = await this.store.get(userId, outcome.id);
-    if (!memory) throw new NotFoundError('the memory was deleted after it was stored', undefined, 'memory_not_found');
+    if (!memory)
+      throw new NotFoundError('the memory was deleted after it was stored', undefined, 'memory_not_found');
     return memory;
   }
 
   async job(id: string): Promise<JobView> {
     for (const queue of this.queues.all) {
       const job = await queue.getJob(id).catch((cause: unknown) => {
-        throw new UnavailableError('the job queue (Redis) does not answer', { cause, code: 'queue_unavailable' });
+        throw new UnavailableError('the job queue (Redis) does not answer', {
+          cause,
+          code: 'queue_unavailable',
+        });
       });
       if (!job) continue;
       return {
@@ -169,7 +191,10 @@ export class IngestService {
     // A job not yet taken is removed; one running now sees the tombstone.
     if (job && state !== 'active' && pending) await job.remove().catch(() => undefined);
     const deleted = await this.store.delete(caller.userId, id);
-    this.logger.info({ requestId: caller.requestId, memoryId: id, deleted, jobState: state }, 'memory deleted');
+    this.logger.info(
+      { requestId: caller.requestId, memoryId: id, deleted, jobState: state },
+      'memory deleted',
+    );
     return deleted || pending;
   }
 

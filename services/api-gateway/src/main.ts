@@ -55,7 +55,10 @@ async function main(): Promise<void> {
       metrics: createMetrics('api-gateway'),
       logger,
       ready: async () => ({
-        redis: await redis.ping().then(() => true, () => false),
+        redis: await redis.ping().then(
+          () => true,
+          () => false,
+        ),
         store: (await store.status()).reachable,
         search_service: (await search.info()).reachable,
       }),

@@ -31,13 +31,19 @@ export class SearchClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (cause) {
-      throw new UnavailableError('the search service does not answer', { cause, code: 'search_service_unavailable' });
+      throw new UnavailableError('the search service does not answer', {
+        cause,
+        code: 'search_service_unavailable',
+      });
     }
     const text = await response.text();
     try {
       return { status: response.status, body: JSON.parse(text) as unknown };
     } catch (cause) {
-      throw new UnavailableError('the search service gave an unreadable answer', { cause, code: 'search_service_unavailable' });
+      throw new UnavailableError('the search service gave an unreadable answer', {
+        cause,
+        code: 'search_service_unavailable',
+      });
     }
   }
 

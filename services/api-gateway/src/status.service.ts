@@ -26,7 +26,15 @@ export class StatusService {
         this.queues.map(async (queue) => {
           try {
             const [counts, workers] = await Promise.all([
-              queue.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized', 'waiting-children'),
+              queue.getJobCounts(
+                'waiting',
+                'active',
+                'completed',
+                'failed',
+                'delayed',
+                'prioritized',
+                'waiting-children',
+              ),
               queue.getWorkersCount(),
             ]);
             return [queue.name, { ...counts, workers }] as const;

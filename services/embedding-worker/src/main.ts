@@ -22,7 +22,11 @@ async function main(): Promise<void> {
   let logger = createLogger({ service: 'embedding-worker' });
   try {
     const config = loadWorkerConfig();
-    logger = createLogger({ service: 'embedding-worker', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
+    logger = createLogger({
+      service: 'embedding-worker',
+      level: config.LOG_LEVEL,
+      pretty: config.LOG_PRETTY,
+    });
     const metrics = createMetrics('embedding-worker');
     const redis = createRedis(config.REDIS_URL, 'worker');
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
@@ -45,7 +49,11 @@ async function main(): Promise<void> {
     const worker = createIngestWorker(
       redis,
       createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' })),
-      { prefix: config.QUEUE_PREFIX, concurrency: config.WORKER_CONCURRENCY, lockDurationMs: config.WORKER_LOCK_DURATION_MS },
+      {
+        prefix: config.QUEUE_PREFIX,
+        concurrency: config.WORKER_CONCURRENCY,
+        lockDurationMs: config.WORKER_LOCK_DURATION_MS,
+      },
       metrics,
       logger,
     );
@@ -57,7 +65,12 @@ async function main(): Promise<void> {
 
     void worker.run();
     logger.info(
-      { concurrency: config.WORKER_CONCURRENCY, backend: store.backend, model: embedder.info.model, dtype: embedder.info.dtype },
+      {
+        concurrency: config.WORKER_CONCURRENCY,
+        backend: store.backend,
+        model: embedder.info.model,
+        dtype: embedder.info.dtype,
+      },
       'embedding worker running',
     );
     // worker.close() waits for the jobs in flight, which wait for their micro-batches to be written.

@@ -1,5 +1,12 @@
 import pino from 'pino';
-import { createMetrics, type Embedder, type MemoryRecord, type MemoryStore, type QueuedMemory, type Tombstones } from 'memory-core';
+import {
+  createMetrics,
+  type Embedder,
+  type MemoryRecord,
+  type MemoryStore,
+  type QueuedMemory,
+  type Tombstones,
+} from 'memory-core';
 import { MicroBatcher } from './micro-batcher';
 
 class FakeEmbedder implements Embedder {
@@ -81,7 +88,11 @@ describe('MicroBatcher', () => {
     ]);
     expect(embedder.calls).toEqual([['a', 'bb', 'ccc', 'dddd']]);
     expect(store.upserts).toHaveLength(1);
-    expect(results.map((r) => r.map((o) => o.status))).toEqual([['created'], ['created', 'created'], ['created']]);
+    expect(results.map((r) => r.map((o) => o.status))).toEqual([
+      ['created'],
+      ['created', 'created'],
+      ['created'],
+    ]);
     // Each memory keeps its own user and its own vector.
     expect(store.upserts[0]!.map((r) => [r.user_id, r.embedding[0]])).toEqual([
       ['1', 1],
@@ -93,7 +104,10 @@ describe('MicroBatcher', () => {
 
   it('never puts more than maxBatch texts in one call', async () => {
     const { embedder, batcher } = setup({ maxBatch: 4 });
-    await batcher.submit('1', Array.from({ length: 10 }, (_, i) => memory(`m${i}`)));
+    await batcher.submit(
+      '1',
+      Array.from({ length: 10 }, (_, i) => memory(`m${i}`)),
+    );
     expect(embedder.calls.map((c) => c.length)).toEqual([4, 4, 2]);
   });
 

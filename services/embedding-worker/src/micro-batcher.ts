@@ -50,7 +50,10 @@ export class MicroBatcher {
   /** Resolves with one outcome per memory, in order, once all are written (or dropped). */
   submit(userId: string, memories: QueuedMemory[]): Promise<MemoryOutcome[]> {
     const outcomes = memories.map(
-      (memory) => new Promise<MemoryOutcome>((resolve, reject) => this.pending.push({ userId, memory, resolve, reject })),
+      (memory) =>
+        new Promise<MemoryOutcome>((resolve, reject) =>
+          this.pending.push({ userId, memory, resolve, reject }),
+        ),
     );
     this.schedule();
     return Promise.all(outcomes);
@@ -87,7 +90,9 @@ export class MicroBatcher {
     let live: Pending[];
     let vectors: Float32Array[];
     try {
-      const deleted = await this.tombstones.deletedAmong(batch.map((p) => ({ ...p.memory, user_id: p.userId })));
+      const deleted = await this.tombstones.deletedAmong(
+        batch.map((p) => ({ ...p.memory, user_id: p.userId })),
+      );
       for (const item of batch.filter((p) => deleted.has(p.memory.id))) {
         item.resolve({ requested_id: item.memory.id, id: item.memory.id, status: 'deleted' });
       }

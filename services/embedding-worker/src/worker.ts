@@ -34,7 +34,12 @@ export function createIngestWorker(
     const final = job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
     metrics.jobsFailed.inc({ name: job.name, retried: String(!final) });
     logger[final ? 'error' : 'warn'](
-      { jobId: job.id, requestId: (job.data as { request_id?: string }).request_id, attempt: job.attemptsMade, err: error.message },
+      {
+        jobId: job.id,
+        requestId: (job.data as { request_id?: string }).request_id,
+        attempt: job.attemptsMade,
+        err: error.message,
+      },
       final ? 'job failed' : 'job attempt failed, will retry',
     );
   });

@@ -33,9 +33,14 @@ export function createApp(deps: SearchAppDeps): express.Express {
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     const status = await deps.store.status();
-    res.status(status.reachable ? 200 : 503).json({ status: status.reachable ? 'ready' : 'unavailable', store: status });
+    res
+      .status(status.reachable ? 200 : 503)
+      .json({ status: status.reachable ? 'ready' : 'unavailable', store: status });
   });
-  app.get('/info', (_req, res) => void res.json({ embedding: deps.embedder.info, backend: deps.store.backend }));
+  app.get(
+    '/info',
+    (_req, res) => void res.json({ embedding: deps.embedder.info, backend: deps.store.backend }),
+  );
   app.get('/metrics', metricsRoute(deps.metrics));
   app.use('/api/memory', memoryRoutes({ ...deps, queries }));
 

@@ -38,10 +38,20 @@ async function main(): Promise<void> {
     });
     const server = await listen(app, config.SEARCH_SERVICE_PORT, config.SEARCH_SERVICE_HOST);
     logger.info(
-      { port: config.SEARCH_SERVICE_PORT, backend: store.backend, model: embedder.info.model, dtype: embedder.info.dtype },
+      {
+        port: config.SEARCH_SERVICE_PORT,
+        backend: store.backend,
+        model: embedder.info.model,
+        dtype: embedder.info.dtype,
+      },
       'search service listening',
     );
-    onShutdown(logger, [() => closeServer(server), () => store.close(), () => embedder.close(), () => redis.quit()]);
+    onShutdown(logger, [
+      () => closeServer(server),
+      () => store.close(),
+      () => embedder.close(),
+      () => redis.quit(),
+    ]);
   } catch (error) {
     exitOnStartupError(logger, error);
   }

@@ -14,13 +14,16 @@ export const boolVar = (defaultValue: boolean) =>
     .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const urlVar = (protocols: string[]) =>
-  z.string().refine((value) => {
-    try {
-      return protocols.includes(new URL(value).protocol);
-    } catch {
-      return false;
-    }
-  }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+  );
 
 export const MemoryBackendSetting = z.enum(['auto', 'postgres', 'chroma']);
 export type MemoryBackendSetting = z.infer<typeof MemoryBackendSetting>;
@@ -35,7 +38,10 @@ export const coreEnvShape = {
   CHROMA_URL: urlVar(['http:', 'https:']).default('http://127.0.0.1:8100'),
   CHROMA_COLLECTION: z
     .string()
-    .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$/, 'must be 3-63 letters, digits, dot, dash or underscore')
+    .regex(
+      /^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$/,
+      'must be 3-63 letters, digits, dot, dash or underscore',
+    )
     .default('memories'),
   MEMORY_BACKEND: MemoryBackendSetting.default('auto'),
   /** PostgreSQL schema that holds the tables (tests use one per file). */

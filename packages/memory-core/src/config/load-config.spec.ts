@@ -7,7 +7,11 @@ const schema = z.object({ ...coreEnvShape, ...embeddingEnvShape });
 describe('loadConfig', () => {
   it('applies defaults and freezes the result', () => {
     const config = loadConfig(schema, {});
-    expect(config).toMatchObject({ MEMORY_BACKEND: 'auto', REDIS_URL: 'redis://127.0.0.1:6379', EMBEDDING_DTYPE: 'q8' });
+    expect(config).toMatchObject({
+      MEMORY_BACKEND: 'auto',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      EMBEDDING_DTYPE: 'q8',
+    });
     expect(config.DATABASE_URL).toBeUndefined();
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -15,7 +19,12 @@ describe('loadConfig', () => {
   it('lists every problem, one line per variable', () => {
     let error: unknown;
     try {
-      loadConfig(schema, { MEMORY_BACKEND: 'mysql', REDIS_URL: 'localhost:6379', EMBEDDING_DTYPE: 'fp16', HNSW_EF_SEARCH: '0' });
+      loadConfig(schema, {
+        MEMORY_BACKEND: 'mysql',
+        REDIS_URL: 'localhost:6379',
+        EMBEDDING_DTYPE: 'fp16',
+        HNSW_EF_SEARCH: '0',
+      });
     } catch (e) {
       error = e;
     }

@@ -49,7 +49,9 @@ export async function selectBackend(
     choice = decide('chroma', 'MEMORY_BACKEND=chroma → chroma');
   } else if (!settings.databaseUrl) {
     if (settings.setting === 'postgres') {
-      throw new UnavailableError('MEMORY_BACKEND=postgres but DATABASE_URL is unset', { code: 'backend_unavailable' });
+      throw new UnavailableError('MEMORY_BACKEND=postgres but DATABASE_URL is unset', {
+        code: 'backend_unavailable',
+      });
     }
     choice = decide('chroma', 'MEMORY_BACKEND=auto: DATABASE_URL unset → chroma');
   } else {

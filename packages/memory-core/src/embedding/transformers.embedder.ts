@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transformers' with { 'resolution-mode': 'import' };
+import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transformers' with {
+  'resolution-mode': 'import',
+};
 import { UnavailableError } from '../errors';
 import { isLocalModelPath } from '../config/env-fields';
 import { EMBEDDING_DIMENSION } from '../memory/memory.schemas';
@@ -45,7 +47,11 @@ export class TransformersEmbedder implements Embedder {
     let modelId = options.model;
     if (isLocalModelPath(options.model)) {
       const folder = path.resolve(options.model);
-      const weights = path.join(folder, 'onnx', options.dtype === 'q8' ? 'model_quantized.onnx' : 'model.onnx');
+      const weights = path.join(
+        folder,
+        'onnx',
+        options.dtype === 'q8' ? 'model_quantized.onnx' : 'model.onnx',
+      );
       if (!existsSync(weights)) {
         throw new UnavailableError(
           `EMBEDDING_MODEL folder ${folder} has no ${path.relative(folder, weights)}: point EMBEDDING_MODEL at a folder holding the model`,
@@ -65,7 +71,9 @@ export class TransformersEmbedder implements Embedder {
       const model = await AutoModel.from_pretrained(modelId, { dtype: options.dtype });
       return new TransformersEmbedder(tokenizer, model, options);
     } catch (cause) {
-      const where = isLocalModelPath(options.model) ? `folder ${path.resolve(options.model)}` : 'the Hugging Face hub';
+      const where = isLocalModelPath(options.model)
+        ? `folder ${path.resolve(options.model)}`
+        : 'the Hugging Face hub';
       throw new UnavailableError(
         `cannot load embedding model "${options.model}" from ${where}; set EMBEDDING_MODEL to a local folder holding the model (see README "Embedding model")`,
         { cause, code: 'embedding_model_unavailable' },
@@ -78,7 +86,9 @@ export class TransformersEmbedder implements Embedder {
    */
   async embed(texts: string[]): Promise<Float32Array[]> {
     const out = new Array<Float32Array>(texts.length);
-    const order = texts.map((text, index) => ({ index, length: text.length })).sort((a, b) => a.length - b.length);
+    const order = texts
+      .map((text, index) => ({ index, length: text.length }))
+      .sort((a, b) => a.length - b.length);
     for (let start = 0; start < order.length; start += this.options.batchSize) {
       const chunk = order.slice(start, start + this.options.batchSize);
       const vectors = await this.embedBatch(chunk.map((c) => texts[c.index]!));

@@ -21,7 +21,14 @@ export function requireJson(): RequestHandler {
   return (req, _res, next) => {
     const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
     if (hasBody && !req.is('application/json')) {
-      next(new ValidationError('the request body must be JSON (Content-Type: application/json)', undefined, 'unsupported_media_type', 415));
+      next(
+        new ValidationError(
+          'the request body must be JSON (Content-Type: application/json)',
+          undefined,
+          'unsupported_media_type',
+          415,
+        ),
+      );
       return;
     }
     next();
@@ -55,7 +62,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     const known = isAppError(error) ? error : fromBodyParser(error as { type?: string });
     if (known) {
       const level = known.httpStatus >= 500 ? 'warn' : 'debug';
-      logger[level]({ requestId: requestIdValue, code: known.code, status: known.httpStatus, path: req.path }, 'request failed');
+      logger[level](
+        { requestId: requestIdValue, code: known.code, status: known.httpStatus, path: req.path },
+        'request failed',
+      );
       res.status(known.httpStatus).json({ error: known.toJSON() });
       return;
     }
@@ -69,6 +79,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
 /** 404 for routes that do not exist, in the same JSON shape. */
 export function notFoundRoute(): RequestHandler {
   return (req, res) => {
-    res.status(404).json({ error: { code: 'route_not_found', message: `no route for ${req.method} ${req.path}` } });
+    res
+      .status(404)
+      .json({ error: { code: 'route_not_found', message: `no route for ${req.method} ${req.path}` } });
   };
 }

@@ -10,5 +10,8 @@ export function validate<S extends z.ZodType>(schema: S, input: unknown, what = 
     message: issue.message,
   }));
   const first = issues[0]!;
-  throw new ValidationError(`invalid ${what}: ${first.path ? `${first.path}: ` : ''}${first.message}`, issues);
+  throw new ValidationError(
+    `invalid ${what}: ${first.path ? `${first.path}: ` : ''}${first.message}`,
+    issues,
+  );
 }

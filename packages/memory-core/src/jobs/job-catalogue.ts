@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { DefaultJobOptions } from 'bullmq';
 import { Content, ContentType, Metadata, MemoryLimits, ScopeValue } from '../memory/memory.schemas';
+import { ChromaMapping, type SkipReason } from '../migration/chroma-mapping.schema';
 
 /** Queues. Their Redis keys start with the configured prefix, e.g. `{memory}` (a Redis Cluster hash tag). */
 export const QueueName = {
@@ -13,6 +14,7 @@ export const JobName = {
   StoreMemory: 'store-memory',
   StoreMemoryBatch: 'store-memory-batch',
   MigrateChroma: 'migrate-chroma',
+  RollbackMigration: 'rollback-migration',
 } as const;
 export type JobName = (typeof JobName)[keyof typeof JobName];
 
@@ -54,10 +56,12 @@ export interface StoreJobResult {
   memories: { requested_id: string; id: string; status: 'created' | 'updated' | 'duplicate' | 'deleted' }[];
 }
 
-/** Deterministic job ids, so that enqueuing the same memory twice is one job. */
+/** Deterministic job ids, so that enqueuing the same memory (or migration) twice is one job. */
 export const jobIds = {
   storeMemory: (memoryId: string) => `store-${memoryId}`,
   storeBatch: (batchId: string) => `batch-${batchId}`,
+  migration: (migrationId: string) => `migrate-${migrationId}`,
+  rollback: (migrationId: string) => `rollback-${migrationId}`,
 };
 
 /** Bounded retries with exponential backoff; finished jobs are trimmed by age and count. */
@@ -66,4 +70,155 @@ export const defaultJobOptions: DefaultJobOptions = {
   backoff: { type: 'exponential', delay: 1_000 },
   removeOnComplete: { age: 24 * 3600, count: 10_000 },
   removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
+};
+
+/** Letters, digits, `_` and `-` (BullMQ job ids must not contain `:`). */
+export const MigrationId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,100}$/, 'a migration id is 1-100 letters, digits, "_" or "-"');
+
+/**
+ * What a client asks for (`POST /api/memory/migrate`, `npm run migrate`): which Chroma collection to
+ * move to PostgreSQL, and how.
+ */
+export const MigrateChromaRequest = z.strictObject({
+  /** Read and validate everything, report what would happen, write nothing. @defaultValue false */
+  dry_run: z.boolean().default(false),
+  /**
+   * Only this user's records (our own layout, or a mapping with a `user_id` key); with a mapping that
+   * names no user key, the user every record is given to.
+   */
+  user_id: ScopeValue.optional(),
+  /** @defaultValue the worker's `CHROMA_COLLECTION` */
+  collection: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$/, 'not a Chroma collection name')
+    .optional(),
+  /** Records read, embedded and written per batch (one transaction each). @defaultValue 500 */
+  batch_size: z.number().int().min(1).max(5_000).default(500),
+  /** Embed every text again instead of copying the stored vectors. @defaultValue false */
+  re_embed: z.boolean().default(false),
+  /** A foreign collection's metadata keys (see `ChromaMapping`); without it, our own Chroma layout. */
+  mapping: ChromaMapping.optional(),
+});
+export type MigrateChromaRequest = z.input<typeof MigrateChromaRequest>;
+
+export const MigrateChromaPayload = MigrateChromaRequest.extend({
+  migration_id: MigrationId,
+  request_id: z.string().max(128).optional(),
+});
+export type MigrateChromaPayload = z.output<typeof MigrateChromaPayload>;
+
+export const RollbackMigrationPayload = z.strictObject({
+  migration_id: MigrationId,
+  request_id: z.string().max(128).optional(),
+});
+export type RollbackMigrationPayload = z.output<typeof RollbackMigrationPayload>;
+
+/** Memories per scope: one user's totals by session, project and content type. */
+export interface ScopeCounts {
+  total: number;
+  by_session: Record<string, number>;
+  by_project: Record<string, number>;
+  by_content_type: Record<string, number>;
+}
+
+export interface MigrationStats {
+  /** Records in the selection when the migration started. */
+  total: number;
+  /** Records read from Chroma (in the selection). */
+  read: number;
+  /** Rows written to PostgreSQL by this migration (0 in a dry run). */
+  written: number;
+  /** Rows a dry run would write. */
+  would_write: number;
+  skipped: number;
+  skipped_by_reason: Partial<Record<SkipReason, number>>;
+  /** Records PostgreSQL rejected (e.g. text it cannot hold); listed in `failures`. */
+  failed: number;
+  /** Texts embedded again (or that a dry run would embed), by reason. */
+  re_embedded: number;
+  re_embedded_by_reason: Partial<Record<'requested' | 'missing' | 'dimension' | 'model', number>>;
+  /** Vectors copied as they were. */
+  copied_embeddings: number;
+  /** Time spent working, summed over resumed attempts. */
+  duration_ms: number;
+  records_per_second: number;
+}
+
+export interface MigrationIssue {
+  /** The Chroma id. */
+  id: string;
+  reason: string;
+  message: string;
+}
+
+export interface VerificationDifference {
+  kind: 'count' | 'missing' | 'field' | 'vector';
+  user_id?: string;
+  /** For counts: `total`, `session`, `project` or `content_type`; for fields, the field. */
+  scope?: string;
+  key?: string;
+  id?: string;
+  chroma?: unknown;
+  postgres?: unknown;
+}
+
+export interface MigrationVerification {
+  verified: boolean;
+  /** Per user: what Chroma holds (records that map to memories) and what PostgreSQL holds of them. */
+  counts: Record<string, { chroma: ScopeCounts; postgres: ScopeCounts }>;
+  sample: { size: number; fields_compared: number; vectors_compared: number };
+  /** Empty when verified; at most 100. */
+  differences: VerificationDifference[];
+}
+
+export type MigrationState = 'running' | 'completed' | 'failed' | 'cancelled' | 'rolled_back';
+
+/** What a migration job returns (and `--status` shows). */
+export interface MigrationResult {
+  migration_id: string;
+  dry_run: boolean;
+  collection: string;
+  state: MigrationState;
+  stats: MigrationStats;
+  /** Records that map to memories, per user and scope (what a dry run reports). */
+  counts: Record<string, ScopeCounts>;
+  /** Up to 100 skipped records with their reason. */
+  skipped: MigrationIssue[];
+  /** Up to 100 records PostgreSQL rejected. */
+  failures: MigrationIssue[];
+  verification: MigrationVerification | null;
+  started_at: string;
+  finished_at: string | null;
+}
+
+/** What a migration job reports as progress. */
+export interface MigrationProgress {
+  migration_id: string;
+  phase: 'counting' | 'migrating' | 'verifying' | 'done';
+  done: number;
+  total: number;
+  written: number;
+  skipped: number;
+  failed: number;
+  /** Records per second over this attempt. */
+  rate: number;
+  eta_seconds: number | null;
+}
+
+export interface RollbackResult {
+  migration_id: string;
+  removed: number;
+}
+
+/**
+ * Migrations resume from their checkpoint, so retries are cheap; a permanent failure (or the last
+ * attempt) rolls the migration back. Results are kept a month: they are the migration's record.
+ */
+export const migrationJobOptions: DefaultJobOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 5_000 },
+  removeOnComplete: { age: 30 * 24 * 3600, count: 1_000 },
+  removeOnFail: { age: 30 * 24 * 3600, count: 1_000 },
 };

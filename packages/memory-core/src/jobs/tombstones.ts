@@ -36,7 +36,9 @@ export class Tombstones {
   }
 
   async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {
-    await this.run(() => this.redis.set(this.sessionKey(userId, sessionId), String(at.getTime()), 'EX', TOMBSTONE_TTL_SECONDS));
+    await this.run(() =>
+      this.redis.set(this.sessionKey(userId, sessionId), String(at.getTime()), 'EX', TOMBSTONE_TTL_SECONDS),
+    );
   }
 
   /** The ids among `candidates` that a delete has covered. */

@@ -1,6 +1,13 @@
 import { z } from 'zod';
 import { andFilters, parseWhere, scopeConditions, type MemoryFilter } from './filter';
-import { ContentType, MemoryInput, MemoryLimits, Metadata, MetadataValue, ScopeValue } from './memory.schemas';
+import {
+  ContentType,
+  MemoryInput,
+  MemoryLimits,
+  Metadata,
+  MetadataValue,
+  ScopeValue,
+} from './memory.schemas';
 
 /**
  * The HTTP API's request bodies, with the seed's snake_case names so that clients of the original
@@ -57,7 +64,11 @@ export const MemoryResponse = z.object({
   updated_at: z.string(),
 });
 
-export const SearchResultResponse = MemoryResponse.omit({ user_id: true, updated_at: true, session_type: true }).extend({
+export const SearchResultResponse = MemoryResponse.omit({
+  user_id: true,
+  updated_at: true,
+  session_type: true,
+}).extend({
   similarity: z.number(),
 });
 

@@ -2,7 +2,10 @@ import { ValidationError } from '../errors';
 import { andFilters, matchesFilter, parseWhere } from './filter';
 import { searchRequestFilter, SearchRequest } from './api.schemas';
 
-const memory = (metadata: Record<string, string | number | boolean>, scope: Record<string, string | null> = {}) => ({
+const memory = (
+  metadata: Record<string, string | number | boolean>,
+  scope: Record<string, string | null> = {},
+) => ({
   metadata,
   user_id: '1',
   session_id: null,
@@ -24,7 +27,11 @@ describe('parseWhere', () => {
 
   it('turns numbers given for scope fields into strings (session_id: 1 is session "1")', () => {
     expect(parseWhere({ session_id: 1 })).toEqual({ field: 'session_id', op: '$eq', value: '1' });
-    expect(parseWhere({ session_id: { $in: [1, 2] } })).toEqual({ field: 'session_id', op: '$in', value: ['1', '2'] });
+    expect(parseWhere({ session_id: { $in: [1, 2] } })).toEqual({
+      field: 'session_id',
+      op: '$in',
+      value: ['1', '2'],
+    });
   });
 
   it.each([
@@ -104,6 +111,9 @@ describe('searchRequestFilter', () => {
   });
 
   it('has no where when the request has no filter', () => {
-    expect(searchRequestFilter('1', SearchRequest.parse({ query: 'q' }))).toEqual({ user_id: '1', where: undefined });
+    expect(searchRequestFilter('1', SearchRequest.parse({ query: 'q' }))).toEqual({
+      user_id: '1',
+      where: undefined,
+    });
   });
 });

@@ -1,5 +1,11 @@
 import { ValidationError } from '../errors';
-import { METADATA_KEY_PATTERN, MemoryLimits, RESERVED_METADATA_KEYS, SCOPE_FIELDS, type ScopeField } from './memory.schemas';
+import {
+  METADATA_KEY_PATTERN,
+  MemoryLimits,
+  RESERVED_METADATA_KEYS,
+  SCOPE_FIELDS,
+  type ScopeField,
+} from './memory.schemas';
 
 /**
  * One filter language for both stores, with Chroma's `where` operators. A filter is parsed once into
@@ -44,7 +50,9 @@ function invalid(message: string, path: string): never {
 
 function isScalar(value: unknown): value is Scalar {
   return (
-    typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))
+    typeof value === 'string' ||
+    typeof value === 'boolean' ||
+    (typeof value === 'number' && Number.isFinite(value))
   );
 }
 
@@ -90,14 +98,16 @@ export function parseWhere(input: unknown, path = 'where'): FilterNode {
   let conditions = 0;
   const walk = (node: unknown, at: string, depth: number): FilterNode => {
     if (depth > MAX_DEPTH) invalid(`filters nest at most ${MAX_DEPTH} levels`, at);
-    if (node === null || typeof node !== 'object' || Array.isArray(node)) invalid('a filter is an object', at);
+    if (node === null || typeof node !== 'object' || Array.isArray(node))
+      invalid('a filter is an object', at);
     const entries = Object.entries(node);
     if (entries.length === 0) invalid('a filter object must not be empty', at);
     const parts: FilterNode[] = [];
     for (const [key, value] of entries) {
       const here = `${at}.${key}`;
       if (key === '$and' || key === '$or') {
-        if (!Array.isArray(value) || value.length === 0) invalid(`${key} takes a non-empty array of filters`, here);
+        if (!Array.isArray(value) || value.length === 0)
+          invalid(`${key} takes a non-empty array of filters`, here);
         const children = value.map((child, i) => walk(child, `${here}[${i}]`, depth + 1));
         parts.push(key === '$and' ? { and: children } : { or: children });
         continue;
@@ -108,7 +118,8 @@ export function parseWhere(input: unknown, path = 'where'): FilterNode {
         const ops = Object.entries(value);
         if (ops.length === 0) invalid('an operator object must not be empty', here);
         for (const [op, operand] of ops) {
-          if (!(COMPARISON_OPERATORS as readonly string[]).includes(op)) invalid(`unknown operator "${op}"`, `${here}.${op}`);
+          if (!(COMPARISON_OPERATORS as readonly string[]).includes(op))
+            invalid(`unknown operator "${op}"`, `${here}.${op}`);
           const typedOp = op as ComparisonOperator;
           parts.push({ field, op: typedOp, value: parseValue(field, typedOp, operand, `${here}.${op}`) });
           conditions += 1;
@@ -132,7 +143,9 @@ export function andFilters(...parts: (FilterNode | undefined)[]): FilterNode | u
 }
 
 /** Scope fields given as plain values (`{session_id: 1}`) become `$eq` conditions. */
-export function scopeConditions(scope: Partial<Record<Exclude<ScopeField, 'user_id'>, string | undefined>>): FilterNode | undefined {
+export function scopeConditions(
+  scope: Partial<Record<Exclude<ScopeField, 'user_id'>, string | undefined>>,
+): FilterNode | undefined {
   const parts: FilterNode[] = Object.entries(scope)
     .filter((e): e is [string, string] => e[1] !== undefined)
     .map(([field, value]) => ({ field, op: '$eq' as const, value }));

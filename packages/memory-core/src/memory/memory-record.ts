@@ -17,7 +17,9 @@ export function toQueuedMemory(input: MemoryInputParsed, id: string, createdAt: 
     id,
     content: input.content,
     session_id: input.session_id ?? null,
-    session_type: input.session_type ?? (typeof fromMetadata === 'string' && fromMetadata.trim() ? fromMetadata.trim() : null),
+    session_type:
+      input.session_type ??
+      (typeof fromMetadata === 'string' && fromMetadata.trim() ? fromMetadata.trim() : null),
     project: input.project ?? null,
     content_type: input.content_type,
     metadata: input.metadata,

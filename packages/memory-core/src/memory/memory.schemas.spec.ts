@@ -3,8 +3,17 @@ import { toQueuedMemory } from './memory-record';
 
 describe('MemoryInput', () => {
   it('accepts the seed request and fills defaults', () => {
-    const parsed = MemoryInput.parse({ content: 'Wisdom', session_id: 1, metadata: { session_type: 'philosophy' } });
-    expect(parsed).toEqual({ content: 'Wisdom', session_id: '1', content_type: 'note', metadata: { session_type: 'philosophy' } });
+    const parsed = MemoryInput.parse({
+      content: 'Wisdom',
+      session_id: 1,
+      metadata: { session_type: 'philosophy' },
+    });
+    expect(parsed).toEqual({
+      content: 'Wisdom',
+      session_id: '1',
+      content_type: 'note',
+      metadata: { session_type: 'philosophy' },
+    });
   });
 
   it.each([
@@ -15,7 +24,10 @@ describe('MemoryInput', () => {
     [{ content: 'x', metadata: { a: null } }, 'metadata.a'],
     [{ content: 'x', metadata: { user_id: 'spoof' } }, 'metadata.user_id'],
     [{ content: 'x', metadata: { 'bad key': 1 } }, 'metadata.bad key'],
-    [{ content: 'x', metadata: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 1])) }, 'metadata'],
+    [
+      { content: 'x', metadata: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 1])) },
+      'metadata',
+    ],
     [{ content: 'x', metadata: { big: 'y'.repeat(1001) } }, 'metadata.big'],
     [{ content: 'x', session_id: '' }, 'session_id'],
     [{ content: 'x', content_type: 'two words' }, 'content_type'],
@@ -29,7 +41,11 @@ describe('MemoryInput', () => {
 
 describe('toQueuedMemory', () => {
   it("lifts the seed's metadata session_type into the scope field", () => {
-    const queued = toQueuedMemory(MemoryInput.parse({ content: 'x', metadata: { session_type: 'philosophy' } }), 'id', new Date(0));
+    const queued = toQueuedMemory(
+      MemoryInput.parse({ content: 'x', metadata: { session_type: 'philosophy' } }),
+      'id',
+      new Date(0),
+    );
     expect(queued).toMatchObject({ session_type: 'philosophy', metadata: { session_type: 'philosophy' } });
   });
 

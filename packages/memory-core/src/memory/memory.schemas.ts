@@ -60,8 +60,14 @@ export type MetadataValue = z.infer<typeof MetadataValue>;
 
 export const MetadataKey = z
   .string()
-  .max(MemoryLimits.metadataKeyMaxChars, `metadata keys are at most ${MemoryLimits.metadataKeyMaxChars} characters`)
-  .regex(METADATA_KEY_PATTERN, 'metadata keys use letters, digits, "_", "." and "-", starting with a letter or "_"')
+  .max(
+    MemoryLimits.metadataKeyMaxChars,
+    `metadata keys are at most ${MemoryLimits.metadataKeyMaxChars} characters`,
+  )
+  .regex(
+    METADATA_KEY_PATTERN,
+    'metadata keys use letters, digits, "_", "." and "-", starting with a letter or "_"',
+  )
   .refine((k) => !RESERVED_METADATA_KEYS.has(k), { message: 'this metadata key is reserved' });
 
 /** A flat JSON object of string, number and boolean values. */

@@ -37,7 +37,10 @@ export async function openStore(
 ): Promise<{ store: MemoryStore; choice: BackendChoice }> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      const choice = await selectBackend({ setting: config.MEMORY_BACKEND, databaseUrl: config.DATABASE_URL }, registry);
+      const choice = await selectBackend(
+        { setting: config.MEMORY_BACKEND, databaseUrl: config.DATABASE_URL },
+        registry,
+      );
       const store = createMemoryStore(choice, config, logger);
       try {
         await store.initialize();

@@ -13,11 +13,19 @@ export interface StoreSettings {
 }
 
 /** The adapter for the chosen backend. Only services' `main.ts` call this. */
-export function createMemoryStore(choice: BackendChoice, settings: StoreSettings, logger: Logger): MemoryStore {
+export function createMemoryStore(
+  choice: BackendChoice,
+  settings: StoreSettings,
+  logger: Logger,
+): MemoryStore {
   if (choice.backend === 'postgres') {
     if (!settings.DATABASE_URL) throw new Error('the postgres backend needs DATABASE_URL');
     return new PgvectorMemoryStore(
-      { connectionString: settings.DATABASE_URL, schema: settings.DATABASE_SCHEMA, efSearch: settings.HNSW_EF_SEARCH },
+      {
+        connectionString: settings.DATABASE_URL,
+        schema: settings.DATABASE_SCHEMA,
+        efSearch: settings.HNSW_EF_SEARCH,
+      },
       logger,
     );
   }

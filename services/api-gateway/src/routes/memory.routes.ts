@@ -38,7 +38,13 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
     requestId: String(res.locals.requestId),
     idempotencyKey: req.get('idempotency-key'),
   });
-  const forward = async (req: Request, res: Response, method: 'GET' | 'POST', path: string, body?: unknown) => {
+  const forward = async (
+    req: Request,
+    res: Response,
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ) => {
     const answer = await deps.search.forward(method, path, caller(req, res), body);
     res.status(answer.status).json(answer.body);
   };
@@ -60,7 +66,9 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
     if (wait) {
       const memory = await deps.ingest.waitForStored(job, who.userId, deps.storeWaitTimeoutMs);
       if (memory) {
-        res.status(201).json({ ...toMemoryView(memory), memory_id: memory.id, job_id: job.id, status: 'stored' });
+        res
+          .status(201)
+          .json({ ...toMemoryView(memory), memory_id: memory.id, job_id: job.id, status: 'stored' });
         return;
       }
     }

@@ -56,7 +56,10 @@ export function createStoreMemoryProcessor(batcher: MicroBatcher, logger: Logger
       );
     }
     const outcomes = (await Promise.all(steps)).flat();
-    log.info({ count: outcomes.length, memoryId: memories.length === 1 ? outcomes[0]!.id : undefined }, 'memories stored');
+    log.info(
+      { count: outcomes.length, memoryId: memories.length === 1 ? outcomes[0]!.id : undefined },
+      'memories stored',
+    );
     return { memories: outcomes };
   };
 }

@@ -50,7 +50,12 @@ export function memoryRoutes({ store, queries, metrics, defaultUserId }: MemoryR
     const page = validate(PageQuery, req.query, 'page');
     const where = scopeConditions({ session_id: sessionId });
     const result = await store.list({ user_id: userOf(req), where }, page);
-    res.json({ session_id: sessionId, memories: result.items.map(toMemoryView), total: result.total, ...page });
+    res.json({
+      session_id: sessionId,
+      memories: result.items.map(toMemoryView),
+      total: result.total,
+      ...page,
+    });
   });
 
   router.get('/project/:project', async (req, res) => {
