@@ -1,2 +1,3 @@
 export * from './memory-store';
 export * from './chroma';
+export * from './pgvector';

@@ -1,0 +1,8 @@
+export * from './pgvector-memory.store';
+export {
+  runMigrations,
+  findMigrationsDir,
+  readMigrations,
+  type MigrationFile,
+  type MigrationRunnerOptions,
+} from './migration-runner';

@@ -1,0 +1,823 @@
+import { Client, Pool, type PoolClient, type QueryResultRow } from 'pg';
+import { ConflictError, ValidationError } from '../../errors';
+import type { Logger } from '../../logging';
+import type { MemoryFilter } from '../../memory/filter';
+import {
+  METADATA_KEY_PATTERN,
+  MemoryLimits,
+  RESERVED_METADATA_KEYS,
+  type Memory,
+  type MemoryRecord,
+  type SearchHit,
+} from '../../memory/memory.schemas';
+import type { ListResult, MemoryStats, MemoryStore, Page, StoreStatus, UpsertResult } from '../memory-store';
+import { filterToSql, SqlParams } from './filter-sql';
+import { runMigrations } from './migration-runner';
+import { errorMessage, isConnectionError, quoteIdent, toStoreError } from './pg-errors';
+import { toVectorSql } from './vector-sql';
+
+export interface PgvectorStoreOptions {
+  /** A pool owned by the caller (not closed by `close()`). One of `pool` or `connectionString` is required. */
+  pool?: Pool;
+  /** Used to create a pool the store owns. */
+  connectionString?: string;
+  /** Schema that holds the tables. @defaultValue `'public'` */
+  schema?: string;
+  /** HNSW candidate list size per search (`hnsw.ef_search`), raised to `k` when smaller. @defaultValue 100 */
+  efSearch?: number;
+  /**
+   * A search whose filtered scope has at most this many memories scans them exactly (no index): exact
+   * results, and faster than the graph for small scopes. @defaultValue 5000
+   */
+  exactScanThreshold?: number;
+  /** How far an iterative HNSW scan may go to find `k` rows that pass the filter. @defaultValue 20000 */
+  maxScanTuples?: number;
+  /** Stored for records that do not name their embedding model. */
+  embeddingModel?: string;
+  /** Folder of the SQL migrations. @defaultValue the repository's `infra/migrations` */
+  migrationsDir?: string;
+  /** Connections in a pool the store creates. @defaultValue 10 */
+  poolSize?: number;
+  /** How long to wait for a connection before failing with `backend_unavailable`. @defaultValue 5000 */
+  connectionTimeoutMs?: number;
+}
+
+/** How a search was (or would be) run: exact scan of the scope, or the HNSW index. */
+export type SearchMode = 'exact' | 'hnsw';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DEDUP_CONSTRAINT = 'memories_dedup_key';
+const HNSW_INDEX = 'memories_embedding_hnsw_idx';
+const UPSERT_ATTEMPTS = 3;
+
+interface MemoryRow {
+  id: string;
+  user_id: string;
+  session_id: string | null;
+  session_type: string | null;
+  project: string | null;
+  content: string;
+  content_type: string;
+  metadata: Memory['metadata'];
+  content_hash: string;
+  embedding_model: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+interface ExistingRow {
+  id: string;
+  user_id: string;
+  session_id: string | null;
+  project_id: string | null;
+  content_hash: string;
+}
+
+/** A record ready to write: ids lower-cased, project resolved to its id, vector in pgvector's text form. */
+interface PreparedRecord {
+  record: MemoryRecord;
+  id: string;
+  projectId: string | null;
+  vector: string;
+}
+
+function toMemory(row: MemoryRow): Memory {
+  return {
+    id: row.id,
+    user_id: row.user_id,
+    session_id: row.session_id,
+    session_type: row.session_type,
+    project: row.project,
+    content: row.content,
+    content_type: row.content_type,
+    metadata: row.metadata,
+    content_hash: row.content_hash,
+    embedding_model: row.embedding_model,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+function dedupKey(userId: string, sessionId: string | null, projectId: string | null, hash: string): string {
+  return [userId, sessionId ?? '', projectId ?? '0', hash].join('\u0000');
+}
+
+function positiveInt(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1)
+    throw new ValidationError(`${name} must be a positive integer`, { [name]: value });
+  return value;
+}
+
+/**
+ * `MemoryStore` on PostgreSQL + pgvector. Tables come from the SQL migrations in `infra/migrations`
+ * (applied by `initialize`). Writes are batched into one statement per batch; search runs an exact
+ * scan over small scopes and an iterative HNSW scan (relaxed order, re-sorted by exact distance)
+ * over large ones; filters become parameterised SQL.
+ */
+export class PgvectorMemoryStore implements MemoryStore {
+  readonly backend = 'postgres' as const;
+  private readonly pool: Pool;
+  private readonly ownsPool: boolean;
+  private readonly log: Logger;
+  private readonly schema: string;
+  private readonly efSearch: number;
+  private readonly exactScanThreshold: number;
+  private readonly maxScanTuples: number;
+  private readonly t: { memories: string; projects: string; sessions: string; users: string };
+
+  constructor(
+    private readonly options: PgvectorStoreOptions,
+    private readonly logger: Logger,
+  ) {
+    this.log = logger.child({ module: 'pgvector-store' });
+    this.schema = options.schema ?? 'public';
+    const s = quoteIdent(this.schema);
+    this.t = {
+      memories: `${s}.memories`,
+      projects: `${s}.projects`,
+      sessions: `${s}.sessions`,
+      users: `${s}.users`,
+    };
+    this.efSearch = positiveInt(options.efSearch ?? 100, 'efSearch');
+    this.exactScanThreshold = Math.max(0, Math.floor(options.exactScanThreshold ?? 5000));
+    this.maxScanTuples = positiveInt(options.maxScanTuples ?? 20_000, 'maxScanTuples');
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else if (options.connectionString) {
+      this.pool = new Pool({
+        connectionString: options.connectionString,
+        max: options.poolSize ?? 10,
+        connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+        idleTimeoutMillis: 30_000,
+        application_name: 'memory-service',
+      });
+      this.ownsPool = true;
+      // An idle client that loses its connection emits here; without a listener the process would exit.
+      this.pool.on('error', (error) => this.log.warn({ err: error }, 'idle PostgreSQL connection failed'));
+    } else {
+      throw new ValidationError(
+        'PgvectorMemoryStore needs a pool or a connectionString',
+        undefined,
+        'invalid_config',
+      );
+    }
+  }
+
+  async initialize(): Promise<void> {
+    try {
+      const applied = await runMigrations(
+        this.pool,
+        { schema: this.schema, migrationsDir: this.options.migrationsDir },
+        this.logger,
+      );
+      this.log.info({ schema: this.schema, applied }, 'pgvector store initialized');
+    } catch (error) {
+      throw toStoreError(error, 'initialize');
+    }
+  }
+
+  async upsert(records: MemoryRecord[]): Promise<UpsertResult[]> {
+    if (records.length === 0) return [];
+    for (const r of records) {
+      if (!UUID.test(r.id)) throw new ValidationError('memory ids are UUIDs', { id: r.id }, 'invalid_id');
+      if (typeof r.user_id !== 'string' || r.user_id.length === 0) {
+        throw new ValidationError('a memory needs a user_id', { id: r.id });
+      }
+      for (const key of Object.keys(r.metadata ?? {})) {
+        if (!METADATA_KEY_PATTERN.test(key) || RESERVED_METADATA_KEYS.has(key)) {
+          throw new ValidationError(`metadata key "${key}" is reserved or not allowed`, { id: r.id, key });
+        }
+      }
+    }
+    const vectors = records.map((r) => toVectorSql(r.embedding));
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.transaction('upsert', async (client) => {
+          const results: UpsertResult[] = [];
+          for (let i = 0; i < records.length; i += MemoryLimits.batchMaxMemories) {
+            const end = i + MemoryLimits.batchMaxMemories;
+            results.push(...(await this.writeBatch(client, records.slice(i, end), vectors.slice(i, end))));
+          }
+          return results;
+        });
+      } catch (error) {
+        // Another writer stored the same content between our lookup and insert: look again.
+        const raced =
+          error instanceof ConflictError &&
+          (error.details as { constraint?: string })?.constraint === DEDUP_CONSTRAINT;
+        if (!raced || attempt >= UPSERT_ATTEMPTS) throw error;
+        this.log.debug({ attempt }, 'dedup race on upsert, retrying');
+      }
+    }
+  }
+
+  /** One batch inside the upsert transaction: scope rows, one lookup, one INSERT for all memories. */
+  private async writeBatch(
+    client: PoolClient,
+    records: MemoryRecord[],
+    vectors: string[],
+  ): Promise<UpsertResult[]> {
+    const projectIds = await this.ensureScopes(client, records);
+    const prepared: PreparedRecord[] = records.map((record, i) => ({
+      record,
+      id: record.id.toLowerCase(),
+      projectId: record.project ? (projectIds.get(`${record.user_id}\u0000${record.project}`) ?? null) : null,
+      vector: vectors[i]!,
+    }));
+
+    const existing = await this.lookupExisting(client, prepared);
+    const byId = new Map(existing.map((row) => [row.id, row]));
+    // Who holds each content key, as far as this batch can tell. Rows being updated keep their old key
+    // too: conservative (never a unique violation), at worst reporting a duplicate of a moved row.
+    const keyOwner = new Map<string, string>();
+    for (const row of existing)
+      keyOwner.set(dedupKey(row.user_id, row.session_id, row.project_id, row.content_hash), row.id);
+
+    // The same id twice in one batch: the last occurrence is written, earlier ones share its result.
+    const lastIndex = new Map(prepared.map((p, i) => [p.id, i]));
+    const outcome = new Map<string, { id: string; status: UpsertResult['status'] }>();
+    const toWrite: PreparedRecord[] = [];
+    prepared.forEach((p, i) => {
+      if (lastIndex.get(p.id) !== i) return;
+      const current = byId.get(p.id);
+      if (current && current.user_id !== p.record.user_id) {
+        throw new ConflictError(
+          'a memory with this id belongs to another user',
+          { id: p.record.id },
+          'id_conflict',
+        );
+      }
+      const key = dedupKey(p.record.user_id, p.record.session_id ?? null, p.projectId, p.record.content_hash);
+      const owner = keyOwner.get(key);
+      if (owner !== undefined && owner !== p.id) {
+        outcome.set(p.id, { id: owner, status: 'duplicate' });
+        return;
+      }
+      keyOwner.set(key, p.id);
+      toWrite.push(p);
+    });
+
+    if (toWrite.length > 0) {
+      const written = await this.insertMemories(client, toWrite);
+      for (const p of toWrite) {
+        const inserted = written.get(p.id);
+        if (inserted === undefined) {
+          throw new ConflictError(
+            'a memory with this id belongs to another user',
+            { id: p.record.id },
+            'id_conflict',
+          );
+        }
+        outcome.set(p.id, { id: p.record.id, status: inserted ? 'created' : 'updated' });
+      }
+    }
+    return prepared.map((p) => {
+      const result = outcome.get(p.id)!;
+      return {
+        requested_id: p.record.id,
+        id: result.status === 'duplicate' ? result.id : p.record.id,
+        status: result.status,
+      };
+    });
+  }
+
+  /** Creates the users, projects and sessions a batch names; returns project ids by `user\0name`. */
+  private async ensureScopes(client: PoolClient, records: MemoryRecord[]): Promise<Map<string, string>> {
+    const users = [...new Set(records.map((r) => r.user_id))].sort();
+    await client.query(`INSERT INTO ${this.t.users} (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [
+      users,
+    ]);
+
+    const projectIds = new Map<string, string>();
+    const withProject = records.filter((r) => r.project);
+    if (withProject.length > 0) {
+      const pairs = [...new Map(withProject.map((r) => [`${r.user_id}\u0000${r.project}`, r])).values()];
+      const params = [pairs.map((r) => r.user_id), pairs.map((r) => r.project)];
+      await client.query(
+        `INSERT INTO ${this.t.projects} (user_id, name)
+         SELECT u, n FROM unnest($1::text[], $2::text[]) AS t(u, n) ORDER BY u, n
+         ON CONFLICT (user_id, name) DO NOTHING`,
+        params,
+      );
+      const rows = await client.query<{ id: string; user_id: string; name: string }>(
+        `SELECT p.id, p.user_id, p.name FROM ${this.t.projects} p
+         JOIN unnest($1::text[], $2::text[]) AS t(u, n) ON p.user_id = t.u AND p.name = t.n`,
+        params,
+      );
+      for (const row of rows.rows) projectIds.set(`${row.user_id}\u0000${row.name}`, row.id);
+    }
+
+    const withSession = records.filter((r) => r.session_id);
+    if (withSession.length > 0) {
+      await client.query(
+        `INSERT INTO ${this.t.sessions} AS s (user_id, id, project_id, session_type)
+         SELECT DISTINCT ON (u, sid) u, sid, pid, st
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS t(u, sid, pid, st)
+         ORDER BY u, sid
+         ON CONFLICT (user_id, id) DO UPDATE
+           SET project_id = coalesce(s.project_id, EXCLUDED.project_id),
+               session_type = coalesce(EXCLUDED.session_type, s.session_type)
+           WHERE (s.project_id IS NULL AND EXCLUDED.project_id IS NOT NULL)
+              OR (EXCLUDED.session_type IS NOT NULL AND s.session_type IS DISTINCT FROM EXCLUDED.session_type)`,
+        [
+          withSession.map((r) => r.user_id),
+          withSession.map((r) => r.session_id),
+          withSession.map((r) =>
+            r.project ? (projectIds.get(`${r.user_id}\u0000${r.project}`) ?? null) : null,
+          ),
+          withSession.map((r) => r.session_type ?? null),
+        ],
+      );
+    }
+    return projectIds;
+  }
+
+  /** Memories that share an id or a content key (user + session + project + hash) with the batch. */
+  private async lookupExisting(client: PoolClient, batch: PreparedRecord[]): Promise<ExistingRow[]> {
+    const result = await client.query<ExistingRow>(
+      `SELECT id, user_id, session_id, project_id::text AS project_id, content_hash
+         FROM ${this.t.memories} WHERE id = ANY($1::uuid[])
+       UNION
+       SELECT id, user_id, session_id, project_id::text, content_hash
+         FROM ${this.t.memories}
+        WHERE (user_id, coalesce(session_id, ''), coalesce(project_id, 0), content_hash) IN (
+          SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]))`,
+      [
+        batch.map((p) => p.id),
+        batch.map((p) => p.record.user_id),
+        batch.map((p) => p.record.session_id ?? ''),
+        batch.map((p) => p.projectId ?? '0'),
+        batch.map((p) => p.record.content_hash),
+      ],
+    );
+    return result.rows;
+  }
+
+  /** One INSERT for the whole batch; an existing id (same user) is updated. Returns id → inserted. */
+  private async insertMemories(client: PoolClient, batch: PreparedRecord[]): Promise<Map<string, boolean>> {
+    const col = <T>(pick: (p: PreparedRecord) => T): T[] => batch.map(pick);
+    const result = await client.query<{ id: string; inserted: boolean }>(
+      `INSERT INTO ${this.t.memories} AS m (id, user_id, session_id, session_type, project_id, content, content_type,
+         metadata, content_hash, embedding, embedding_model, migration_id, created_at, updated_at)
+       SELECT t.id, t.user_id, t.session_id, t.session_type, t.project_id, t.content, t.content_type,
+              t.metadata::jsonb, t.content_hash, t.embedding::vector, t.embedding_model, t.migration_id,
+              coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+                   $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
+         AS t(id, user_id, session_id, session_type, project_id, content, content_type, metadata, content_hash,
+              embedding, embedding_model, migration_id, created_at, updated_at)
+       ON CONFLICT (id) DO UPDATE SET
+         session_id = EXCLUDED.session_id,
+         session_type = EXCLUDED.session_type,
+         project_id = EXCLUDED.project_id,
+         content = EXCLUDED.content,
+         content_type = EXCLUDED.content_type,
+         metadata = EXCLUDED.metadata,
+         content_hash = EXCLUDED.content_hash,
+         embedding = EXCLUDED.embedding,
+         embedding_model = EXCLUDED.embedding_model,
+         migration_id = EXCLUDED.migration_id,
+         updated_at = EXCLUDED.updated_at
+       WHERE m.user_id = EXCLUDED.user_id
+       RETURNING m.id, (m.xmax = 0) AS inserted`,
+      [
+        col((p) => p.id),
+        col((p) => p.record.user_id),
+        col((p) => p.record.session_id ?? null),
+        col((p) => p.record.session_type ?? null),
+        col((p) => p.projectId),
+        col((p) => p.record.content),
+        col((p) => p.record.content_type),
+        col((p) => JSON.stringify(p.record.metadata ?? {})),
+        col((p) => p.record.content_hash),
+        col((p) => p.vector),
+        col((p) => p.record.embedding_model || this.options.embeddingModel || 'unknown'),
+        col((p) => p.record.migration_id ?? null),
+        col((p) => p.record.created_at || null),
+        col((p) => p.record.updated_at || null),
+      ],
+    );
+    return new Map(result.rows.map((row) => [row.id, row.inserted]));
+  }
+
+  async search(vector: Float32Array | number[], k: number, filter: MemoryFilter): Promise<SearchHit[]> {
+    const plan = this.searchPlan(vector, k, filter);
+    return this.transaction(
+      'search',
+      async (client) => {
+        const scopeRows = await this.countScope(client, plan.filterSql, plan.filterValues);
+        if (scopeRows <= this.exactScanThreshold) return this.runSearch(client, plan, 'exact');
+        const hits = await this.runSearch(client, plan, 'hnsw');
+        // An iterative scan stops at maxScanTuples; a very selective filter may leave it short of k.
+        if (hits.length < Math.min(plan.k, scopeRows)) {
+          this.log.debug({ found: hits.length, k: plan.k }, 'hnsw scan came back short, scanning exactly');
+          return this.runSearch(client, plan, 'exact');
+        }
+        return hits;
+      },
+      true,
+    );
+  }
+
+  /**
+   * The mode and PostgreSQL plan `search` would use for these arguments (for diagnostics and tests).
+   */
+  async explainSearch(
+    vector: Float32Array | number[],
+    k: number,
+    filter: MemoryFilter,
+  ): Promise<{ mode: SearchMode; plan: string }> {
+    const plan = this.searchPlan(vector, k, filter);
+    return this.transaction(
+      'explain search',
+      async (client) => {
+        const scopeRows = await this.countScope(client, plan.filterSql, plan.filterValues);
+        const mode: SearchMode = scopeRows <= this.exactScanThreshold ? 'exact' : 'hnsw';
+        if (mode === 'hnsw') await this.applyHnswSettings(client, plan.k);
+        const { text, values } = this.searchSql(plan, mode);
+        const result = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, values);
+        return { mode, plan: result.rows.map((r) => r['QUERY PLAN']).join('\n') };
+      },
+      true,
+    );
+  }
+
+  private searchPlan(vector: Float32Array | number[], k: number, filter: MemoryFilter) {
+    if (!Number.isInteger(k) || k < 1 || k > MemoryLimits.searchMaxResults) {
+      throw new ValidationError(`k is an integer from 1 to ${MemoryLimits.searchMaxResults}`, { k });
+    }
+    const params = new SqlParams();
+    const filterSql = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
+    return { k, vector: toVectorSql(vector), filterSql, filterValues: params.values };
+  }
+
+  /** Memories in the filtered scope, counted up to just past the exact-scan threshold. */
+  private async countScope(client: PoolClient, filterSql: string, values: unknown[]): Promise<number> {
+    const limit = `$${values.length + 1}::int`;
+    const result = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${this.t.memories} m WHERE ${filterSql} LIMIT ${limit}) s`,
+      [...values, this.exactScanThreshold + 1],
+    );
+    return result.rows[0]?.n ?? 0;
+  }
+
+  /**
+   * Settings of an HNSW search, local to its transaction. The scope was counted and is large, so the
+   * index is the right tool: plans that sort the whole scope are ruled out rather than left to cost
+   * estimates (stale right after bulk loads), so that ef_search always means what it says. That
+   * penalty inflates the plan's cost past JIT's threshold, and compiling costs more than the query.
+   */
+  private async applyHnswSettings(client: PoolClient, k: number): Promise<void> {
+    await client.query(
+      `SELECT set_config('hnsw.ef_search', $1, true),
+              set_config('hnsw.iterative_scan', 'relaxed_order', true),
+              set_config('hnsw.max_scan_tuples', $2, true),
+              set_config('enable_sort', 'off', true),
+              set_config('jit', 'off', true)`,
+      [String(Math.min(1000, Math.max(this.efSearch, k))), String(this.maxScanTuples)],
+    );
+  }
+
+  private searchSql(
+    plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
+    mode: SearchMode,
+  ): { text: string; values: unknown[] } {
+    const n = plan.filterValues.length;
+    const vec = `$${n + 1}::vector`;
+    const k = `$${n + 2}::int`;
+    const values = [...plan.filterValues, plan.vector, plan.k];
+    const columns = this.columns('m', 'p');
+    if (mode === 'exact') {
+      // Ordering by an expression the HNSW index cannot serve forces an exact scan of the (small) scope.
+      return {
+        text: `SELECT ${columns}, m.embedding <=> ${vec} AS distance
+               FROM ${this.t.memories} m LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
+               WHERE ${plan.filterSql}
+               ORDER BY (m.embedding <=> ${vec}) + 0, m.id
+               LIMIT ${k}`,
+        values,
+      };
+    }
+    // relaxed_order may return rows slightly out of order: materialise, then sort by exact distance
+    // (`+ 0` keeps the planner from trusting the CTE's order).
+    return {
+      text: `WITH nearest AS MATERIALIZED (
+               SELECT m.id, m.embedding <=> ${vec} AS distance
+               FROM ${this.t.memories} m
+               WHERE ${plan.filterSql}
+               ORDER BY m.embedding <=> ${vec}
+               LIMIT ${k}
+             )
+             SELECT ${columns}, nearest.distance
+             FROM nearest JOIN ${this.t.memories} m ON m.id = nearest.id
+             LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
+             ORDER BY nearest.distance + 0, m.id`,
+      values,
+    };
+  }
+
+  private async runSearch(
+    client: PoolClient,
+    plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
+    mode: SearchMode,
+  ): Promise<SearchHit[]> {
+    if (mode === 'hnsw') await this.applyHnswSettings(client, plan.k);
+    const { text, values } = this.searchSql(plan, mode);
+    const result = await client.query<MemoryRow & { distance: number }>(text, values);
+    this.log.debug({ mode, k: plan.k, found: result.rowCount }, 'search');
+    return result.rows.map((row) => ({ ...toMemory(row), similarity: 1 - row.distance }));
+  }
+
+  async get(userId: string, id: string): Promise<Memory | null> {
+    if (!UUID.test(id)) return null;
+    const result = await this.query<MemoryRow>(
+      'get',
+      `SELECT ${this.columns('m', 'p')} FROM ${this.t.memories} m LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
+       WHERE m.user_id = $1 AND m.id = $2::uuid`,
+      [userId, id],
+    );
+    return result.rows[0] ? toMemory(result.rows[0]) : null;
+  }
+
+  async list(filter: MemoryFilter, page: Page): Promise<ListResult> {
+    const limit = page.limit ?? 50;
+    const offset = page.offset ?? 0;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new ValidationError('limit is an integer from 1 to 1000', { limit });
+    if (!Number.isInteger(offset) || offset < 0)
+      throw new ValidationError('offset is a non-negative integer', { offset });
+    const params = new SqlParams();
+    const where = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
+    const whereValues = [...params.values];
+    const limitParam = params.add(limit, 'int');
+    const offsetParam = params.add(offset, 'int');
+    return this.transaction(
+      'list',
+      async (client) => {
+        const total = await client.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${this.t.memories} m WHERE ${where}`,
+          whereValues,
+        );
+        const rows = await client.query<MemoryRow>(
+          `SELECT ${this.columns('m', 'p')} FROM ${this.t.memories} m LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
+           WHERE ${where}
+           ORDER BY m.created_at DESC, m.id DESC
+           LIMIT ${limitParam} OFFSET ${offsetParam}`,
+          params.values,
+        );
+        return { items: rows.rows.map(toMemory), total: Number(total.rows[0]?.n ?? 0) };
+      },
+      true,
+      'REPEATABLE READ',
+    );
+  }
+
+  async delete(userId: string, id: string): Promise<boolean> {
+    if (!UUID.test(id)) return false;
+    const result = await this.query(
+      'delete',
+      `DELETE FROM ${this.t.memories} WHERE user_id = $1 AND id = $2::uuid`,
+      [userId, id],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async deleteByScope(filter: MemoryFilter): Promise<number> {
+    const params = new SqlParams();
+    const where = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
+    const result = await this.query(
+      'delete by scope',
+      `DELETE FROM ${this.t.memories} AS m WHERE ${where}`,
+      params.values,
+    );
+    return result.rowCount ?? 0;
+  }
+
+  /** Removes every memory written by one Chroma → PostgreSQL migration (all users); returns how many. */
+  async deleteByMigration(migrationId: string): Promise<number> {
+    if (!migrationId)
+      throw new ValidationError('a migration id is required', undefined, 'invalid_migration_id');
+    const result = await this.query(
+      'delete by migration',
+      `DELETE FROM ${this.t.memories} WHERE migration_id = $1`,
+      [migrationId],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  /**
+   * The memories with these ids, whatever their user, with the migration that wrote each (and their
+   * vectors when asked): the Chroma → PostgreSQL migration skips ids already here and verifies by them.
+   */
+  async findByIds(ids: string[], options: { embeddings?: boolean } = {}): Promise<MemoryRecord[]> {
+    const wanted = [...new Set(ids.filter((id) => UUID.test(id)).map((id) => id.toLowerCase()))];
+    if (wanted.length === 0) return [];
+    const vector = options.embeddings ? ', m.embedding::text AS embedding' : '';
+    const result = await this.query<MemoryRow & { migration_id: string | null; embedding?: string }>(
+      'find by ids',
+      `SELECT ${this.columns('m', 'p')}, m.migration_id${vector}
+       FROM ${this.t.memories} m LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
+       WHERE m.id = ANY($1::uuid[])`,
+      [wanted],
+    );
+    // pgvector's text form, `[0.1,0.2,...]`, is a JSON array.
+    return result.rows.map((row) => ({
+      ...toMemory(row),
+      migration_id: row.migration_id,
+      embedding: row.embedding ? (JSON.parse(row.embedding) as number[]) : [],
+    }));
+  }
+
+  async stats(filter: MemoryFilter): Promise<MemoryStats> {
+    const params = new SqlParams();
+    const where = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
+    const result = await this.query<{
+      content_type: string | null;
+      session_id: string | null;
+      project: string | null;
+      n: number;
+      g: number;
+    }>(
+      'stats',
+      `SELECT m.content_type, m.session_id, p.name AS project, count(*)::int AS n,
+              GROUPING(m.content_type, m.session_id, p.name)::int AS g
+       FROM ${this.t.memories} m LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
+       WHERE ${where}
+       GROUP BY GROUPING SETS ((m.content_type), (m.session_id), (p.name), ())`,
+      params.values,
+    );
+    const stats: MemoryStats = { total: 0, by_content_type: {}, by_session: {}, by_project: {} };
+    // GROUPING() sets a bit for each column *not* grouped: 0b011 = by content_type, 0b101 = by session…
+    for (const row of result.rows) {
+      if (row.g === 0b111) stats.total = row.n;
+      else if (row.g === 0b011 && row.content_type !== null) stats.by_content_type[row.content_type] = row.n;
+      else if (row.g === 0b101 && row.session_id !== null) stats.by_session[row.session_id] = row.n;
+      else if (row.g === 0b110 && row.project !== null) stats.by_project[row.project] = row.n;
+    }
+    return stats;
+  }
+
+  async status(): Promise<StoreStatus> {
+    try {
+      const info = await this.pool.query<{
+        server: string;
+        pgvector: string | null;
+        indexdef: string | null;
+        has_table: boolean;
+      }>(
+        `SELECT current_setting('server_version') AS server,
+                (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector,
+                (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'memories' AND indexname = $2) AS indexdef,
+                to_regclass($3) IS NOT NULL AS has_table`,
+        [this.schema, HNSW_INDEX, this.t.memories],
+      );
+      const row = info.rows[0]!;
+      const versions: Record<string, string> = { postgres: row.server };
+      if (row.pgvector) versions.pgvector = row.pgvector;
+      if (!row.has_table) {
+        return {
+          backend: this.backend,
+          reachable: true,
+          versions,
+          error: `schema "${this.schema}" is not initialized`,
+        };
+      }
+      const count = await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.t.memories}`);
+      return {
+        backend: this.backend,
+        reachable: true,
+        memory_count: Number(count.rows[0]?.n ?? 0),
+        index: this.describeIndex(row.indexdef),
+        versions,
+      };
+    } catch (error) {
+      return { backend: this.backend, reachable: false, error: toStoreError(error, 'status').message };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  /** e.g. `hnsw (vector_cosine_ops, m=16, ef_construction=64); ef_search=100, iterative_scan=relaxed_order, exact scan ≤ 5000 rows` */
+  private describeIndex(indexdef: string | null): string {
+    const search = `ef_search=${this.efSearch}, iterative_scan=relaxed_order, max_scan_tuples=${this.maxScanTuples}, exact scan ≤ ${this.exactScanThreshold} rows`;
+    if (!indexdef) return `no HNSW index (exact scans only); ${search}`;
+    const method = /USING (\w+) \(\w+ (\w+)\)/.exec(indexdef);
+    const withClause = /WITH \(([^)]*)\)/
+      .exec(indexdef)?.[1]
+      ?.replace(/'/g, '')
+      .replace(/\s*=\s*/g, '=');
+    const parts = [method?.[2], withClause].filter(Boolean).join(', ');
+    return `${method?.[1] ?? 'index'} (${parts}); ${search}`;
+  }
+
+  private columns(m: string, p: string): string {
+    return [
+      `${m}.id`,
+      `${m}.user_id`,
+      `${m}.session_id`,
+      `${m}.session_type`,
+      `${p}.name AS project`,
+      `${m}.content`,
+      `${m}.content_type`,
+      `${m}.metadata`,
+      `${m}.content_hash`,
+      `${m}.embedding_model`,
+      `${m}.created_at`,
+      `${m}.updated_at`,
+    ].join(', ');
+  }
+
+  private async query<R extends QueryResultRow>(operation: string, text: string, values: unknown[]) {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (error) {
+      throw toStoreError(error, operation);
+    }
+  }
+
+  private async transaction<T>(
+    operation: string,
+    work: (client: PoolClient) => Promise<T>,
+    readOnly = false,
+    isolation: 'READ COMMITTED' | 'REPEATABLE READ' = 'READ COMMITTED',
+  ): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw toStoreError(error, operation);
+    }
+    let broken: Error | undefined;
+    // A checked-out client has no pool listener: a connection lost now would be an unhandled 'error'.
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
+    try {
+      await client.query(`BEGIN ISOLATION LEVEL ${isolation}${readOnly ? ' READ ONLY' : ''}`);
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      if (isConnectionError(error)) broken = error as Error;
+      else await client.query('ROLLBACK').catch(() => undefined);
+      throw toStoreError(error, operation);
+    } finally {
+      // A connection that failed is discarded rather than returned to the pool.
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+}
+
+/** What `probePgvector` found: whether PostgreSQL answers and can hold vectors. */
+export interface PgvectorProbe {
+  ok: boolean;
+  /** Why `ok` is false. */
+  reason?: string;
+  serverVersion?: string;
+  /** Installed version, or the version available to install. */
+  pgvectorVersion?: string;
+  installed?: boolean;
+}
+
+/**
+ * Checks that a PostgreSQL server answers and that pgvector is installed or can be (for backend
+ * selection). Never throws.
+ */
+export async function probePgvector(
+  connectionString: string,
+  options: { timeoutMs?: number } = {},
+): Promise<PgvectorProbe> {
+  const timeout = options.timeoutMs ?? 3000;
+  const client = new Client({ connectionString, connectionTimeoutMillis: timeout, query_timeout: timeout });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const result = await client.query<{ server: string; installed: string | null; available: string | null }>(
+      `SELECT current_setting('server_version') AS server,
+              (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed,
+              (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS available`,
+    );
+    const row = result.rows[0]!;
+    const version = row.installed ?? row.available ?? undefined;
+    if (!version)
+      return {
+        ok: false,
+        reason: 'pgvector is not available on this server',
+        serverVersion: row.server,
+        installed: false,
+      };
+    return {
+      ok: true,
+      serverVersion: row.server,
+      pgvectorVersion: version,
+      installed: row.installed !== null,
+    };
+  } catch (error) {
+    return { ok: false, reason: `PostgreSQL does not answer: ${errorMessage(error)}` };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

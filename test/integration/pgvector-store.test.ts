@@ -1,0 +1,232 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Client, Pool } from 'pg';
+import {
+  createLogger,
+  findMigrationsDir,
+  PgvectorMemoryStore,
+  probePgvector,
+  readMigrations,
+  runMigrations,
+  type MemoryRecord,
+} from 'memory-core';
+import { createTestSchema, repoRoot, servers } from '../setup/servers';
+
+/** What only the PostgreSQL store has: migrations, the schema they make, migration rollback, the probe. */
+
+const logger = createLogger({ service: 'pgvector-store-test', level: 'silent' });
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+function record(userId: string, content: string, extra: Partial<MemoryRecord> = {}): MemoryRecord {
+  const at = new Date().toISOString();
+  const embedding = new Float32Array(384).map((_, i) => Math.sin(i + content.length));
+  return {
+    id: randomUUID(),
+    user_id: userId,
+    session_id: null,
+    session_type: null,
+    project: null,
+    content,
+    content_type: 'note',
+    metadata: {},
+    content_hash: sha256(content),
+    embedding_model: 'test-model',
+    created_at: at,
+    updated_at: at,
+    embedding,
+    ...extra,
+  };
+}
+
+describe('PostgreSQL migrations', () => {
+  let pool: Pool;
+  let schema: { schema: string; drop: () => Promise<void> };
+
+  beforeAll(async () => {
+    pool = new Pool({ connectionString: servers.databaseUrl, max: 6 });
+    schema = await createTestSchema('migr');
+  });
+  afterAll(async () => {
+    await schema.drop();
+    await pool.end();
+  });
+
+  it("finds the repository's infra/migrations from the package", () => {
+    expect(findMigrationsDir()).toBe(`${repoRoot}/infra/migrations`);
+    expect(readMigrations(findMigrationsDir()).map((m) => m.file)[0]).toBe('0001_init.sql');
+  });
+
+  it('services starting together apply each migration once (advisory lock), then nothing is pending', async () => {
+    const runs = await Promise.all(
+      [1, 2, 3].map(() => runMigrations(pool, { schema: schema.schema }, logger)),
+    );
+    const versions = readMigrations(findMigrationsDir()).map((m) => m.version);
+    expect(runs.flat().sort()).toEqual(versions);
+    expect(await runMigrations(pool, { schema: schema.schema }, logger)).toEqual([]);
+    const recorded = await pool.query(
+      `SELECT version FROM "${schema.schema}".schema_migrations ORDER BY version`,
+    );
+    expect(recorded.rows.map((r: { version: string }) => r.version)).toEqual(versions);
+  });
+
+  it('creates the tables and indexes in the given schema only', async () => {
+    const tables = await pool.query(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
+      [schema.schema],
+    );
+    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual([
+      'memories',
+      'projects',
+      'schema_migrations',
+      'sessions',
+      'users',
+    ]);
+    const indexes = await pool.query(
+      `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'memories'`,
+      [schema.schema],
+    );
+    const defs = Object.fromEntries(
+      indexes.rows.map((r: { indexname: string; indexdef: string }) => [r.indexname, r.indexdef]),
+    );
+    expect(defs.memories_embedding_hnsw_idx).toMatch(
+      /USING hnsw \(embedding vector_cosine_ops\) WITH \(m='16', ef_construction='64'\)/,
+    );
+    expect(defs.memories_dedup_key).toMatch(
+      /UNIQUE INDEX .* \(user_id, COALESCE\(session_id, ''::text\), COALESCE\(project_id, \(0\)::bigint\), content_hash\)/,
+    );
+    expect(defs.memories_metadata_idx).toMatch(/USING gin \(metadata jsonb_path_ops\)/);
+    for (const name of [
+      'memories_user_created_idx',
+      'memories_user_session_idx',
+      'memories_user_project_idx',
+      'memories_user_content_type_idx',
+      'memories_migration_idx',
+    ]) {
+      expect(defs[name]).toBeDefined();
+    }
+  });
+
+  it('creates a schema that does not exist yet', async () => {
+    const name = `${schema.schema}_new`;
+    try {
+      expect(await runMigrations(pool, { schema: name }, logger)).toEqual(['0001']);
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+    }
+  });
+});
+
+describe('PgvectorMemoryStore (PostgreSQL only)', () => {
+  let schema: { schema: string; drop: () => Promise<void> };
+  let store: PgvectorMemoryStore;
+
+  beforeAll(async () => {
+    schema = await createTestSchema('pgstore');
+    store = new PgvectorMemoryStore({ connectionString: servers.databaseUrl, schema: schema.schema }, logger);
+    await store.initialize();
+  });
+  afterAll(async () => {
+    await store.close();
+    await schema.drop();
+  });
+
+  it("deleteByMigration removes exactly one migration's rows, across users", async () => {
+    await store.upsert([
+      record('u1', 'migrated 1', { migration_id: 'm-1' }),
+      record('u2', 'migrated 2', { migration_id: 'm-1' }),
+      record('u1', 'other migration', { migration_id: 'm-2' }),
+      record('u1', 'written by the service'),
+    ]);
+    expect(await store.deleteByMigration('m-1')).toBe(2);
+    expect(await store.deleteByMigration('m-1')).toBe(0);
+    expect(
+      (await store.list({ user_id: 'u1' }, { limit: 10, offset: 0 })).items.map((m) => m.content).sort(),
+    ).toEqual(['other migration', 'written by the service']);
+  });
+
+  it('concurrent writers of the same content under different ids end with one memory (dedup race retried)', async () => {
+    // Open six connections and create the user first, so that the writers really overlap (a new
+    // session or user row would serialise them on its lock before they reach the memories table).
+    await Promise.all(Array.from({ length: 6 }, (_, i) => store.upsert([record('u-race', `warm-up ${i}`)])));
+    const copies = Array.from({ length: 6 }, () => record('u-race', 'written by six workers at once'));
+    const results = (await Promise.all(copies.map((c) => store.upsert([c])))).flat();
+    const created = results.filter((r) => r.status === 'created');
+    expect(created).toHaveLength(1);
+    expect(results.every((r) => r.id === created[0]!.id)).toBe(true);
+    expect((await store.list({ user_id: 'u-race' }, { limit: 10, offset: 0 })).total).toBe(7);
+  });
+
+  it('creates users, projects by name and sessions in the same transaction as the memories', async () => {
+    await store.upsert([
+      record('u-scope', 'one', { project: 'apollo', session_id: 'sess', session_type: 'work' }),
+      record('u-scope', 'two', { project: 'apollo', session_id: 'sess' }),
+    ]);
+    const client = new Client({ connectionString: servers.databaseUrl });
+    await client.connect();
+    try {
+      const s = `"${schema.schema}"`;
+      const projects = await client.query(
+        `SELECT user_id, name FROM ${s}.projects WHERE user_id = 'u-scope'`,
+      );
+      expect(projects.rows).toEqual([{ user_id: 'u-scope', name: 'apollo' }]);
+      const sessions = await client.query(
+        `SELECT s.id, s.session_type, p.name AS project FROM ${s}.sessions s LEFT JOIN ${s}.projects p ON p.id = s.project_id WHERE s.user_id = 'u-scope'`,
+      );
+      expect(sessions.rows).toEqual([{ id: 'sess', session_type: 'work', project: 'apollo' }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('rejects a wrong embedding dimension and reserved metadata keys before writing', async () => {
+    await expect(store.upsert([record('u-bad', 'short', { embedding: [0.1, 0.2] })])).rejects.toMatchObject({
+      code: 'invalid_embedding',
+    });
+    await expect(
+      store.upsert([record('u-bad', 'reserved', { metadata: { content_hash: 'x' } })]),
+    ).rejects.toMatchObject({
+      httpStatus: 400,
+    });
+    expect((await store.list({ user_id: 'u-bad' }, { limit: 10, offset: 0 })).total).toBe(0);
+  });
+
+  it('status names the HNSW index and the server and pgvector versions', async () => {
+    const status = await store.status();
+    expect(status.index).toMatch(
+      /^hnsw \(vector_cosine_ops, m=16, ef_construction=64\); ef_search=100, iterative_scan=relaxed_order/,
+    );
+    expect(status.versions).toEqual({ postgres: expect.stringMatching(/^15\./), pgvector: '0.8.0' });
+  });
+
+  it('status says when the schema has not been initialized', async () => {
+    const bare = await createTestSchema('bare');
+    const uninitialized = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema: bare.schema },
+      logger,
+    );
+    try {
+      expect(await uninitialized.status()).toMatchObject({
+        reachable: true,
+        error: expect.stringMatching(/not initialized/),
+      });
+    } finally {
+      await uninitialized.close();
+      await bare.drop();
+    }
+  });
+});
+
+describe('probePgvector', () => {
+  it('reports a server with pgvector as usable, with versions', async () => {
+    expect(await probePgvector(servers.databaseUrl)).toEqual({
+      ok: true,
+      serverVersion: expect.stringMatching(/^15\./),
+      pgvectorVersion: '0.8.0',
+      installed: true,
+    });
+  });
+
+  it('reports a server that does not answer, without throwing', async () => {
+    const probe = await probePgvector('postgres://memory:memory@127.0.0.1:1/memory', { timeoutMs: 1000 });
+    expect(probe).toEqual({ ok: false, reason: expect.stringMatching(/does not answer: .*ECONNREFUSED/) });
+  });
+});
