@@ -1,3 +1,5 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { createTestSchema, servers } from '../setup/servers';
 import { createStack, waitForJob, type Stack } from '../setup/service-processes';
@@ -6,7 +8,7 @@ import { createStack, waitForJob, type Stack } from '../setup/service-processes'
  * At-least-once delivery made exactly-once in effect: a worker killed with SIGKILL in the middle of
  * 2,000 memories, then restarted, leaves every memory stored exactly once.
  */
-describe('worker killed mid-batch (postgres backend)', () => {
+describe('worker faults and shutdown (postgres backend)', () => {
   let stack: Stack;
   let schema: Awaited<ReturnType<typeof createTestSchema>>;
 
@@ -71,5 +73,41 @@ describe('worker killed mid-batch (postgres backend)', () => {
     expect(new Set(rows.map((r: { id: string }) => r.id))).toEqual(
       new Set(jobs.flatMap((j) => j.memory_ids)),
     );
+  });
+
+  it('finishes the jobs in flight on SIGTERM before it exits', async () => {
+    const memories = Array.from({ length: 1000 }, (_, i) => ({
+      content: `graceful memory ${i}`,
+      session_id: 'graceful',
+    }));
+    const { body } = await stack.call('POST', '/api/memory/store/batch', { memories });
+    for (;;) {
+      const { body: job } = await stack.call('GET', `/api/memory/jobs/${body.job_id}`);
+      if (job.state === 'active') break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await stack.services.worker.stop('SIGTERM')).toBe(0);
+    const { body: job } = await stack.call('GET', `/api/memory/jobs/${body.job_id}`);
+    expect(job).toMatchObject({ state: 'completed', attempts_made: 1 });
+    await stack.services.worker.start();
+  });
+
+  it('fails an invalid payload for good, without retries, with its reason visible', async () => {
+    const connection = new Redis(servers.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue('memory-ingest', { connection, prefix: stack.queuePrefix });
+    try {
+      const job = await queue.add(
+        'store-memory',
+        { user_id: '1', memory: { id: 'not-a-uuid', content: '' } },
+        { attempts: 5 },
+      );
+      const view = await waitForJob(stack, job.id!);
+      expect(view.state).toBe('failed');
+      expect(view.attempts_made).toBe(1);
+      expect(view.failed_reason).toMatch(/invalid store-memory payload: memory\.id/);
+    } finally {
+      await queue.close();
+      await connection.quit();
+    }
   });
 });
