@@ -9,3 +9,4 @@ export * from './http';
 export * from './metrics';
 export * from './deployment';
 export * from './runtime';
+export * from './migration';

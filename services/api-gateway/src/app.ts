@@ -17,6 +17,7 @@ import {
 import type { IngestService } from './ingest.service';
 import { openApiDocument } from './openapi';
 import { memoryRoutes } from './routes/memory.routes';
+import { migrationRoutes } from './routes/migration.routes';
 import type { SearchClient } from './search-client';
 import type { StatusService } from './status.service';
 
@@ -64,7 +65,13 @@ export function createApp(deps: GatewayAppDeps): express.Express {
   });
   app.get('/metrics', metricsRoute(deps.metrics));
 
-  app.use('/api/memory', requireJson(), express.json({ limit: deps.bodyLimit }), memoryRoutes(deps));
+  app.use(
+    '/api/memory',
+    requireJson(),
+    express.json({ limit: deps.bodyLimit }),
+    migrationRoutes(deps),
+    memoryRoutes(deps),
+  );
 
   app.use(notFoundRoute());
   app.use(errorHandler(deps.logger.child({ module: 'http' })));

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   ErrorResponse,
   MemoryResponse,
+  MigrateChromaRequest,
   SearchRequest,
   SearchResultResponse,
   StoreBatchRequest,
@@ -116,6 +117,22 @@ export function openApiDocument() {
           responses: {
             '200': { description: 'Job', content: anyObject },
             '404': { description: 'Unknown job', content: json(ErrorResponse) },
+          },
+        },
+      },
+      '/api/memory/migrate': {
+        post: {
+          summary:
+            'Queue a Chroma → PostgreSQL migration (progress and result: GET /api/memory/jobs/{job_id})',
+          requestBody: { required: false, content: json(MigrateChromaRequest, 'input') },
+          responses: {
+            '202': {
+              description: 'Queued',
+              content: json(
+                z.object({ job_id: z.string(), migration_id: z.string(), status: z.literal('queued') }),
+              ),
+            },
+            ...errors,
           },
         },
       },

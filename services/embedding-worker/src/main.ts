@@ -15,6 +15,7 @@ import {
 } from 'memory-core';
 import { loadWorkerConfig } from './config';
 import { MicroBatcher } from './micro-batcher';
+import { createMigration, createMigrationWorker } from './processors/migrate-chroma.processor';
 import { createStoreMemoryProcessor } from './processors/store-memory.processor';
 import { createIngestWorker } from './worker';
 
@@ -57,6 +58,14 @@ async function main(): Promise<void> {
       metrics,
       logger,
     );
+    const migration = createMigration(redis, embedder, config, logger.child({ module: 'migration' }));
+    const migrationWorker = createMigrationWorker(
+      redis,
+      migration.processor,
+      { prefix: config.QUEUE_PREFIX, lockDurationMs: config.WORKER_LOCK_DURATION_MS },
+      metrics,
+      logger,
+    );
 
     const app = express();
     app.get('/healthz', (_req, res) => void res.json({ status: 'ok', running: worker.isRunning() }));
@@ -64,6 +73,7 @@ async function main(): Promise<void> {
     const server = await listen(app, config.WORKER_METRICS_PORT, config.WORKER_HOST);
 
     void worker.run();
+    void migrationWorker.run();
     logger.info(
       {
         concurrency: config.WORKER_CONCURRENCY,
@@ -75,8 +85,9 @@ async function main(): Promise<void> {
     );
     // worker.close() waits for the jobs in flight, which wait for their micro-batches to be written.
     onShutdown(logger, [
-      () => worker.close(),
+      () => Promise.all([worker.close(), migrationWorker.close()]),
       () => batcher.flush(),
+      () => migration.close(),
       () => closeServer(server),
       () => store.close(),
       () => embedder.close(),

@@ -1,0 +1,6 @@
+export * from './chroma-mapping.schema';
+export * from './record-mapper';
+export * from './chroma-collection.source';
+export * from './migration-checkpoints';
+export * from './chroma-migration';
+export * from './migration-jobs';

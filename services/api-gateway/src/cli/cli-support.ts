@@ -1,0 +1,36 @@
+import { Redis } from 'ioredis';
+import { z } from 'zod';
+import { coreEnvShape, loadConfig } from 'memory-core';
+
+/** The settings the command-line tools read: the same variables as the services. */
+export function loadCliConfig() {
+  return loadConfig(z.object(coreEnvShape));
+}
+export type CliConfig = ReturnType<typeof loadCliConfig>;
+
+/** Raised for wrong usage; the tools print it with the usage text and exit with 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** A Redis connection that fails within a few seconds, with one clear line, when Redis is down. */
+export async function connectRedis(url: string): Promise<Redis> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => (times > 3 ? null : 300),
+  });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+  } catch (error) {
+    redis.disconnect();
+    throw new Error(
+      `Redis does not answer at ${url}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  return redis;
+}
+
+export const print = (line = '') => void process.stdout.write(`${line}\n`);
+export const printError = (line: string) => void process.stderr.write(`${line}\n`);

@@ -1,0 +1,245 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { ChromaClient } from 'chromadb';
+import { Client } from 'pg';
+import { ChromaMemoryStore, contentHash, createLogger, type MemoryRecord } from 'memory-core';
+import { createTestSchema, repoRoot, servers, testModel } from '../setup/servers';
+import { createStack, ServiceProcess, waitForJob, type Stack } from '../setup/service-processes';
+
+/**
+ * The migration through the real services: the deployment runs on Chroma, a migration job moves its
+ * memories to PostgreSQL on the worker (HTTP and CLI), survives a SIGKILLed worker, verifies, and the
+ * backend is then switched explicitly and the services restarted.
+ */
+
+const TOTAL = 3_000;
+const logger = createLogger({ service: 'migration-e2e', level: 'silent' });
+const chromaUrl = new URL(servers.chromaUrl);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function randomUnit(): Float32Array {
+  const v = Float32Array.from({ length: 384 }, () => Math.random() * 2 - 1);
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+}
+
+/** Runs one of the built command-line tools with the stack's environment. */
+function cli(stack: Stack, tool: 'migrate' | 'backend', args: string[]) {
+  const file = path.join(repoRoot, 'services/api-gateway/dist/cli', `${tool}.js`);
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [file, ...args],
+      { env: stack.env, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('Chroma → PostgreSQL migration through the services', () => {
+  let stack: Stack;
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let sql: Client;
+  let records: MemoryRecord[];
+  let migrationId: string;
+  let restarted: ServiceProcess[] = [];
+
+  /** Rows in the schema (0 while the migration has not created its tables). */
+  const count = async (where = 'true') => {
+    const table = `${schema.schema}.memories`;
+    const { rows } = await sql.query('SELECT to_regclass($1) IS NOT NULL AS present', [table]);
+    if (!rows[0].present) return 0;
+    return Number((await sql.query(`SELECT count(*) AS n FROM ${table} WHERE ${where}`)).rows[0].n);
+  };
+
+  beforeAll(async () => {
+    schema = await createTestSchema('migration_e2e');
+    sql = new Client({ connectionString: servers.databaseUrl });
+    await sql.connect();
+    // A short lock lets the restarted worker take over the killed worker's migration within seconds.
+    stack = createStack({
+      backend: 'chroma',
+      schema: schema.schema,
+      env: { WORKER_LOCK_DURATION_MS: '3000' },
+    });
+
+    // What users have today: memories in the deployment's Chroma collection, written by the service.
+    const chroma = new ChromaMemoryStore(
+      { url: servers.chromaUrl, collection: stack.collection, embeddingModel: path.resolve(testModel.model) },
+      logger,
+    );
+    const start = Date.parse('2024-06-01T00:00:00.000Z');
+    records = Array.from({ length: TOTAL }, (_, i) => {
+      const content = `memory ${i} about ${['gardens', 'rivers', 'books', 'music'][i % 4]} and more`;
+      const at = new Date(start + i * 1_000).toISOString();
+      return {
+        id: randomUUID(),
+        user_id: '1',
+        session_id: `session-${i % 10}`,
+        session_type: null,
+        project: i % 3 === 0 ? null : `project-${i % 3}`,
+        content,
+        content_type: ['note', 'insight', 'reflection'][i % 3]!,
+        metadata: { i },
+        content_hash: contentHash(content),
+        embedding: randomUnit(),
+        embedding_model: path.resolve(testModel.model),
+        created_at: at,
+        updated_at: at,
+      };
+    });
+    for (let i = 0; i < TOTAL; i += 1_000) await chroma.upsert(records.slice(i, i + 1_000));
+    await stack.start();
+  });
+
+  afterAll(async () => {
+    await Promise.all(restarted.map((s) => s.stop()));
+    await stack?.stop();
+    await sql?.end();
+    await schema?.drop();
+    await new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port || 80) })
+      .deleteCollection({ name: stack.collection })
+      .catch(() => undefined);
+  });
+
+  it('POST /api/memory/migrate answers bad requests with a 400 JSON error', async () => {
+    for (const body of [
+      { batch_size: 0 },
+      { batch_size: 'ten' },
+      { dry_run: true, unknown_option: 1 },
+      { mapping: { user_id: 5 } },
+      { mapping: { owner: 'user' } },
+      { collection: '../etc' },
+    ]) {
+      const { status, body: answer } = await stack.call('POST', '/api/memory/migrate', body);
+      expect(status).toBe(400);
+      expect(answer.error).toMatchObject({ code: 'validation_failed', message: expect.any(String) });
+    }
+  });
+
+  it('a migration of an unknown collection fails for good, with the reason, and writes nothing', async () => {
+    const { status, body } = await stack.call('POST', '/api/memory/migrate', {
+      collection: 'no_such_collection',
+    });
+    expect(status).toBe(202);
+    expect(body.job_id).toBe(`migrate-${body.migration_id}`);
+    const job = await waitForJob(stack, body.job_id);
+    expect(job).toMatchObject({ state: 'failed', attempts_made: 1, queue: 'memory-migration' });
+    expect(job.failed_reason).toMatch(
+      /Chroma collection "no_such_collection" does not exist; rolled back: 0 rows removed/,
+    );
+    expect(await count()).toBe(0);
+  });
+
+  it('the CLI runs a dry run, follows it, and prints the statistics; nothing is written', async () => {
+    const { code, stdout, stderr } = await cli(stack, 'migrate', ['--dry-run', '--batch-size', '250']);
+    expect({ code, stderr }).toMatchObject({ code: 0 });
+    expect(stderr).toMatch(/queued migration mig-/);
+    expect(stdout).toMatch(/dry run, nothing written/);
+    expect(stdout).toMatch(new RegExp(`read ${TOTAL}  would write ${TOTAL}  skipped 0`));
+    expect(stdout).toMatch(
+      new RegExp(`user 1: ${TOTAL} memories in 10 sessions, 2 projects, 3 content types`),
+    );
+    expect(await count()).toBe(0);
+  });
+
+  it('a worker killed with SIGKILL mid-migration and restarted: the migration resumes, exact counts, no duplicates', async () => {
+    const { status, body } = await stack.call('POST', '/api/memory/migrate', { batch_size: 20 });
+    expect(status).toBe(202);
+    expect(body).toMatchObject({ job_id: `migrate-${body.migration_id}`, status: 'queued' });
+    migrationId = body.migration_id;
+
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const { body: job } = await stack.call('GET', `/api/memory/jobs/${body.job_id}`);
+      const done = (job.progress as { done?: number } | undefined)?.done ?? 0;
+      if (done >= TOTAL * 0.2 && done < TOTAL * 0.8) break;
+      if (job.state === 'completed' || Date.now() > deadline) {
+        throw new Error(`missed the window: ${JSON.stringify(job.progress)}`);
+      }
+      await sleep(20);
+    }
+    expect(await stack.services.worker.stop('SIGKILL')).toBeNull();
+    const partial = await count();
+    expect(partial).toBeGreaterThan(0);
+    expect(partial).toBeLessThan(TOTAL);
+
+    await stack.services.worker.start();
+    const job = await waitForJob(stack, body.job_id, 180_000);
+    expect(job.state).toBe('completed');
+    expect(job.progress).toMatchObject({ phase: 'done', done: TOTAL, total: TOTAL, written: TOTAL });
+    expect(job.result.stats).toMatchObject({
+      read: TOTAL,
+      written: TOTAL,
+      skipped: 0,
+      failed: 0,
+      copied_embeddings: TOTAL,
+    });
+    expect(job.result.verification).toMatchObject({ verified: true, differences: [] });
+
+    expect(await count()).toBe(TOTAL);
+    expect(await count(`migration_id = '${migrationId}'`)).toBe(TOTAL);
+    const { rows } = await sql.query(
+      `SELECT count(DISTINCT id) AS ids, count(DISTINCT content) AS contents FROM ${schema.schema}.memories`,
+    );
+    expect(rows[0]).toEqual({ ids: String(TOTAL), contents: String(TOTAL) });
+    const { rows: ids } = await sql.query(`SELECT id::text FROM ${schema.schema}.memories`);
+    expect(new Set(ids.map((r: { id: string }) => r.id))).toEqual(new Set(records.map((r) => r.id)));
+  });
+
+  it('the CLI shows where a migration stands', async () => {
+    const { code, stdout } = await cli(stack, 'migrate', ['--status', migrationId]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(new RegExp(`job migrate-${migrationId}: completed`));
+    expect(stdout).toMatch(/completed, verified/);
+    expect(stdout).toMatch(new RegExp(`read ${TOTAL}  written ${TOTAL}  skipped 0`));
+  });
+
+  it('switching the backend is one explicit step; restarted services then read the migrated memories from PostgreSQL', async () => {
+    expect((await cli(stack, 'backend', ['show'])).stdout).toMatch(/^backend: chroma/);
+    const use = await cli(stack, 'backend', ['use', 'postgres']);
+    expect(use.code).toBe(0);
+    expect(use.stdout).toMatch(/backend: postgres \(was chroma\)\nrestart the services/);
+
+    // Services read the backend at start-up: restart them (MEMORY_BACKEND=auto follows the recorded choice).
+    await stack.stop();
+    const env = { ...stack.env, MEMORY_BACKEND: 'auto' };
+    restarted = [
+      new ServiceProcess('embedding-worker', env, `http://127.0.0.1:${stack.ports.worker}/healthz`),
+      new ServiceProcess('search-service', env, `http://127.0.0.1:${stack.ports.search}/healthz`),
+      new ServiceProcess('api-gateway', env, `${stack.gatewayUrl}/healthz`),
+    ];
+    for (const service of restarted) await service.start();
+
+    const status = await stack.call('GET', '/api/memory/status');
+    expect(status.body.backend).toBe('postgres');
+    const sample = records[1_234]!;
+    const { status: code, body } = await stack.call('GET', `/api/memory/${sample.id}`);
+    expect(code).toBe(200);
+    expect(body).toMatchObject({
+      id: sample.id,
+      content: sample.content,
+      session_id: sample.session_id,
+      metadata: { i: 1_234 },
+    });
+  });
+
+  it('the CLI rolls the migration back: exactly its rows go, a memory stored through the API stays', async () => {
+    const stored = await stack.call('POST', '/api/memory/store?wait=true', {
+      content: 'stored after the switch',
+    });
+    expect(stored.status).toBe(201);
+
+    const { code, stdout, stderr } = await cli(stack, 'migrate', ['--rollback', migrationId]);
+    expect({ code, stderr }).toMatchObject({ code: 0 });
+    expect(stdout).toMatch(new RegExp(`rolled back migration ${migrationId}: ${TOTAL} rows removed`));
+    expect(await count()).toBe(1);
+    expect((await stack.call('GET', `/api/memory/${stored.body.memory_id}`)).status).toBe(200);
+    expect((await stack.call('GET', `/api/memory/${records[0]!.id}`)).status).toBe(404);
+    expect((await cli(stack, 'migrate', ['--status', migrationId])).stdout).toMatch(/rolled_back/);
+  });
+});
