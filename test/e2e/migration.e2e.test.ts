@@ -147,7 +147,7 @@ describe('Chroma → PostgreSQL migration through the services', () => {
     expect(await count()).toBe(0);
   });
 
-  it('a worker killed with SIGKILL mid-migration and restarted: the migration resumes, exact counts, no duplicates', async () => {
+  it('a worker killed with SIGKILL mid-migration, then stopped with SIGTERM: the migration resumes each time, exact counts, no duplicates', async () => {
     const { status, body } = await stack.call('POST', '/api/memory/migrate', { batch_size: 20 });
     expect(status).toBe(202);
     expect(body).toMatchObject({ job_id: `migrate-${body.migration_id}`, status: 'queued' });
@@ -169,6 +169,25 @@ describe('Chroma → PostgreSQL migration through the services', () => {
     expect(partial).toBeLessThan(TOTAL);
 
     await stack.services.worker.start();
+
+    // SIGTERM pauses the migration at its next batch: the worker exits promptly and cleanly, and the
+    // job waits in the queue for the next worker.
+    for (;;) {
+      const { body: job } = await stack.call('GET', `/api/memory/jobs/${body.job_id}`);
+      const done = (job.progress as { done?: number } | undefined)?.done ?? 0;
+      if (job.state === 'active' && done > partial && done < TOTAL * 0.95) break;
+      if (job.state === 'completed' || Date.now() > deadline + 60_000) {
+        throw new Error(`missed the SIGTERM window: ${JSON.stringify(job.progress)}`);
+      }
+      await sleep(20);
+    }
+    const stopping = Date.now();
+    expect(await stack.services.worker.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(10_000);
+    const paused = await stack.call('GET', `/api/memory/jobs/${body.job_id}`);
+    expect(['delayed', 'waiting']).toContain(paused.body.state);
+    await stack.services.worker.start();
+
     const job = await waitForJob(stack, body.job_id, 180_000);
     expect(job.state).toBe('completed');
     expect(job.progress).toMatchObject({ phase: 'done', done: TOTAL, total: TOTAL, written: TOTAL });

@@ -10,14 +10,15 @@ import {
   metricsRoute,
   onShutdown,
   openStore,
+  QueueName,
   Tombstones,
   TransformersEmbedder,
 } from 'memory-core';
 import { loadWorkerConfig } from './config';
 import { MicroBatcher } from './micro-batcher';
-import { createMigration, createMigrationWorker } from './processors/migrate-chroma.processor';
+import { createMigration } from './processors/migrate-chroma.processor';
 import { createStoreMemoryProcessor } from './processors/store-memory.processor';
-import { createIngestWorker } from './worker';
+import { createQueueWorker } from './worker';
 
 async function main(): Promise<void> {
   let logger = createLogger({ service: 'embedding-worker' });
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
       logger.child({ module: 'micro-batcher' }),
       { maxBatch: config.MICRO_BATCH_SIZE, waitMs: config.MICRO_BATCH_WAIT_MS },
     );
-    const worker = createIngestWorker(
+    const worker = createQueueWorker(
+      QueueName.Ingest,
       redis,
       createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' })),
       {
@@ -58,11 +60,27 @@ async function main(): Promise<void> {
       metrics,
       logger,
     );
-    const migration = createMigration(redis, embedder, config, logger.child({ module: 'migration' }));
-    const migrationWorker = createMigrationWorker(
+    // Aborted on shutdown: a running migration pauses at its next batch and resumes later.
+    const stopping = new AbortController();
+    const migration = createMigration(
+      redis,
+      embedder,
+      config,
+      logger.child({ module: 'migration' }),
+      stopping.signal,
+    );
+    // One migration at a time per worker (two runs of one collection must not interleave); one that
+    // stalled may be taken over a few times, since it resumes from its checkpoint.
+    const migrationWorker = createQueueWorker(
+      QueueName.Migration,
       redis,
       migration.processor,
-      { prefix: config.QUEUE_PREFIX, lockDurationMs: config.WORKER_LOCK_DURATION_MS },
+      {
+        prefix: config.QUEUE_PREFIX,
+        concurrency: 1,
+        lockDurationMs: config.WORKER_LOCK_DURATION_MS,
+        maxStalledCount: 5,
+      },
       metrics,
       logger,
     );
@@ -85,7 +103,10 @@ async function main(): Promise<void> {
     );
     // worker.close() waits for the jobs in flight, which wait for their micro-batches to be written.
     onShutdown(logger, [
-      () => Promise.all([worker.close(), migrationWorker.close()]),
+      async () => {
+        stopping.abort();
+        await Promise.all([worker.close(), migrationWorker.close()]);
+      },
       () => batcher.flush(),
       () => migration.close(),
       () => closeServer(server),

@@ -1,31 +1,35 @@
 import { Worker, type Job, type Processor } from 'bullmq';
-import { QueueName, type Logger, type Metrics } from 'memory-core';
+import type { Logger, Metrics } from 'memory-core';
 import type { Redis } from 'ioredis';
 
-export interface WorkerSettings {
+export interface QueueWorkerSettings {
   prefix: string;
   concurrency: number;
+  /** A job whose worker died (lock not renewed) goes back to the queue within about this long. */
   lockDurationMs: number;
+  /** How often a job may be taken over from a dead worker before it fails. @defaultValue 1 */
+  maxStalledCount?: number;
 }
 
 /**
- * The BullMQ worker of the ingest queue. Completed and failed attempts are counted; a failure that
- * will be retried is logged at warn, a final one at error.
+ * A BullMQ worker of one queue. Completed and failed attempts are counted; a failure that will be
+ * retried is logged at warn, a final one at error.
  */
-export function createIngestWorker(
+export function createQueueWorker(
+  queueName: string,
   connection: Redis,
   processor: Processor,
-  settings: WorkerSettings,
+  settings: QueueWorkerSettings,
   metrics: Metrics,
   logger: Logger,
 ): Worker {
-  const worker = new Worker(QueueName.Ingest, processor, {
+  const worker = new Worker(queueName, processor, {
     connection,
     prefix: settings.prefix,
     concurrency: settings.concurrency,
-    // A job whose worker died (lock not renewed) goes back to the queue within about this long.
     lockDuration: settings.lockDurationMs,
     stalledInterval: settings.lockDurationMs,
+    maxStalledCount: settings.maxStalledCount ?? 1,
     autorun: false,
   });
   worker.on('completed', (job: Job) => metrics.jobsProcessed.inc({ name: job.name }));
@@ -35,6 +39,7 @@ export function createIngestWorker(
     metrics.jobsFailed.inc({ name: job.name, retried: String(!final) });
     logger[final ? 'error' : 'warn'](
       {
+        queue: queueName,
         jobId: job.id,
         requestId: (job.data as { request_id?: string }).request_id,
         attempt: job.attemptsMade,
@@ -43,6 +48,6 @@ export function createIngestWorker(
       final ? 'job failed' : 'job attempt failed, will retry',
     );
   });
-  worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
+  worker.on('error', (error) => logger.error({ queue: queueName, err: error.message }, 'worker error'));
   return worker;
 }

@@ -58,6 +58,8 @@ export interface ChromaMigrationDeps {
 
 export interface RunHooks {
   onProgress?: (progress: MigrationProgress) => Promise<void> | void;
+  /** When aborted, the run stops after the batch in hand, its checkpoint saved (MigrationPausedError). */
+  signal?: AbortSignal | undefined;
 }
 
 /** Why a vector is embedded again rather than copied. */
@@ -84,6 +86,17 @@ interface RunContext {
 }
 
 /** The error a migration stops with when a rollback asked it to. */
+/** The run stopped between batches because its process is shutting down; it resumes from its checkpoint. */
+export class MigrationPausedError extends ConflictError {
+  constructor(migrationId: string) {
+    super(
+      `migration ${migrationId} paused at a batch boundary`,
+      { migration_id: migrationId },
+      'migration_paused',
+    );
+  }
+}
+
 export class MigrationCancelledError extends ConflictError {
   constructor(migrationId: string) {
     super(
@@ -222,6 +235,7 @@ export class ChromaMigration {
 
     for (;;) {
       if (await this.deps.checkpoints.isCancelRequested(ctx.id)) throw new MigrationCancelledError(ctx.id);
+      if (hooks.signal?.aborted) throw new MigrationPausedError(ctx.id);
       const rows = await this.deps.source.page(ctx.collection, ctx.checkpoint.offset, ctx.batchSize, {
         where: ctx.where,
         embeddings: !ctx.reEmbed,

@@ -1,4 +1,4 @@
-import { Queue, UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import {
@@ -9,6 +9,7 @@ import {
   JobName,
   MigrateChromaPayload,
   MigrationCancelledError,
+  MigrationPausedError,
   PgvectorMemoryStore,
   QueueName,
   RedisMigrationCheckpoints,
@@ -16,7 +17,6 @@ import {
   type Embedder,
   type Logger,
   type MigrationResult,
-  type Metrics,
   type RollbackResult,
 } from 'memory-core';
 
@@ -48,6 +48,7 @@ export function createMigration(
   embedder: Embedder,
   settings: MigrationSettings,
   logger: Logger,
+  shutdown?: AbortSignal,
 ) {
   const target = settings.DATABASE_URL
     ? new PgvectorMemoryStore(
@@ -73,7 +74,7 @@ export function createMigration(
     : undefined;
   const queue = new Queue(QueueName.Migration, { connection: redis, prefix: settings.QUEUE_PREFIX });
   return {
-    processor: createMigrateChromaProcessor(engine, checkpoints, queue, logger),
+    processor: createMigrateChromaProcessor(engine, checkpoints, queue, logger, shutdown),
     close: async () => {
       await queue.close();
       await target?.close();
@@ -91,6 +92,7 @@ export function createMigrateChromaProcessor(
   checkpoints: RedisMigrationCheckpoints,
   queue: Queue,
   logger: Logger,
+  shutdown?: AbortSignal,
 ) {
   const requireEngine = (): ChromaMigration => {
     if (engine) return engine;
@@ -99,7 +101,7 @@ export function createMigrateChromaProcessor(
     );
   };
 
-  const migrate = async (job: Job): Promise<MigrationResult> => {
+  const migrate = async (job: Job, token?: string): Promise<MigrationResult> => {
     const data = payload(MigrateChromaPayload, job);
     const migration = requireEngine();
     const log = logger.child({
@@ -109,9 +111,18 @@ export function createMigrateChromaProcessor(
       attempt: job.attemptsMade + 1,
     });
     try {
-      return await migration.run(data, { onProgress: (progress) => job.updateProgress({ ...progress }) });
+      return await migration.run(data, {
+        onProgress: (progress) => job.updateProgress({ ...progress }),
+        signal: shutdown,
+      });
     } catch (error) {
       if (error instanceof MigrationCancelledError) throw new UnrecoverableError(error.message);
+      if (error instanceof MigrationPausedError) {
+        // The worker is shutting down: back to the queue, to resume from the checkpoint at once.
+        log.info('migration paused for shutdown, resumes from its checkpoint');
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
       const final = !isTransientMigrationError(error) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (!final) {
         log.warn({ err: message(error) }, 'migration attempt failed, resumes from its checkpoint on retry');
@@ -146,44 +157,9 @@ export function createMigrateChromaProcessor(
     return result;
   };
 
-  return async (job: Job): Promise<MigrationResult | RollbackResult> => {
-    if (job.name === JobName.MigrateChroma) return migrate(job);
+  return async (job: Job, token?: string): Promise<MigrationResult | RollbackResult> => {
+    if (job.name === JobName.MigrateChroma) return migrate(job, token);
     if (job.name === JobName.RollbackMigration) return rollback(job);
     throw new UnrecoverableError(`unknown job name "${job.name}"`);
   };
-}
-
-/**
- * The BullMQ worker of the migration queue: one job at a time per worker (two migrations of one
- * collection must not interleave), and a stalled migration may be taken over a few times, since it
- * resumes from its checkpoint.
- */
-export function createMigrationWorker(
-  connection: Redis,
-  processor: Processor,
-  settings: { prefix: string; lockDurationMs: number },
-  metrics: Metrics,
-  logger: Logger,
-): Worker {
-  const worker = new Worker(QueueName.Migration, processor, {
-    connection,
-    prefix: settings.prefix,
-    concurrency: 1,
-    lockDuration: settings.lockDurationMs,
-    stalledInterval: settings.lockDurationMs,
-    maxStalledCount: 5,
-    autorun: false,
-  });
-  worker.on('completed', (job: Job) => metrics.jobsProcessed.inc({ name: job.name }));
-  worker.on('failed', (job: Job | undefined, error: Error) => {
-    if (!job) return;
-    const final = job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
-    metrics.jobsFailed.inc({ name: job.name, retried: String(!final) });
-    logger[final ? 'error' : 'warn'](
-      { jobId: job.id, attempt: job.attemptsMade, err: error.message },
-      final ? 'migration job failed' : 'migration job attempt failed, will retry',
-    );
-  });
-  worker.on('error', (error) => logger.error({ err: error.message }, 'migration worker error'));
-  return worker;
 }
