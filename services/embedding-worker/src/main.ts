@@ -7,12 +7,12 @@ import {
   DeploymentRegistry,
   exitOnStartupError,
   listen,
+  loadEmbedder,
   metricsRoute,
   onShutdown,
   openStore,
   QueueName,
   Tombstones,
-  TransformersEmbedder,
 } from 'memory-core';
 import { loadWorkerConfig } from './config';
 import { MicroBatcher } from './micro-batcher';
@@ -32,13 +32,7 @@ async function main(): Promise<void> {
     const metrics = createMetrics('embedding-worker');
     const redis = createRedis(config.REDIS_URL, 'worker');
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
-    const embedder = await TransformersEmbedder.load({
-      model: config.EMBEDDING_MODEL,
-      dtype: config.EMBEDDING_DTYPE,
-      batchSize: config.EMBEDDING_BATCH_SIZE,
-      cacheDir: config.EMBEDDING_CACHE_DIR,
-    });
-    await registry.checkEmbeddingModel(embedder.info);
+    const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);
     const batcher = new MicroBatcher(
       embedder,

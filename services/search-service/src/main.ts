@@ -6,9 +6,9 @@ import {
   DeploymentRegistry,
   exitOnStartupError,
   listen,
+  loadEmbedder,
   onShutdown,
   openStore,
-  TransformersEmbedder,
 } from 'memory-core';
 import { createApp } from './app';
 import { loadSearchServiceConfig } from './config';
@@ -20,13 +20,7 @@ async function main(): Promise<void> {
     logger = createLogger({ service: 'search-service', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
     const redis = createRedis(config.REDIS_URL, 'client');
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
-    const embedder = await TransformersEmbedder.load({
-      model: config.EMBEDDING_MODEL,
-      dtype: config.EMBEDDING_DTYPE,
-      batchSize: config.EMBEDDING_BATCH_SIZE,
-      cacheDir: config.EMBEDDING_CACHE_DIR,
-    });
-    await registry.checkEmbeddingModel(embedder.info);
+    const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);
     const app = createApp({
       store,

@@ -19,7 +19,10 @@ describe('QueryEmbeddingCache', () => {
     const { embedder, calls } = countingEmbedder();
     const cache = new QueryEmbeddingCache(embedder, 10);
     expect(await cache.embed('what is wisdom?')).toMatchObject({ cached: false });
-    expect(await cache.embed('what is wisdom?')).toMatchObject({ cached: true, vector: new Float32Array([15]) });
+    expect(await cache.embed('what is wisdom?')).toMatchObject({
+      cached: true,
+      vector: new Float32Array([15]),
+    });
     expect(calls).toEqual([['what is wisdom?']]);
   });
 

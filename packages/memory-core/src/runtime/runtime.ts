@@ -7,6 +7,7 @@ import type { BackendChoice } from '../deployment';
 import type { MemoryBackendSetting } from '../config/env-fields';
 import { createMemoryStore, type StoreSettings } from '../storage/create-memory-store';
 import type { MemoryStore } from '../storage/memory-store';
+import { TransformersEmbedder } from '../embedding/transformers.embedder';
 
 /**
  * A Redis connection. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands wait for
@@ -61,6 +62,36 @@ export async function openStore(
 }
 
 export { DeploymentRegistry };
+
+export interface EmbedderSettings {
+  EMBEDDING_MODEL: string;
+  EMBEDDING_DTYPE: 'q8' | 'fp32';
+  EMBEDDING_BATCH_SIZE: number;
+  EMBEDDING_CACHE_DIR?: string | undefined;
+}
+
+/**
+ * Loads the embedding model and checks it against the one the deployment records, so that a worker
+ * and a search service with different models or dtypes never run side by side.
+ */
+export async function loadEmbedder(
+  config: EmbedderSettings,
+  registry: DeploymentRegistry,
+): Promise<TransformersEmbedder> {
+  const embedder = await TransformersEmbedder.load({
+    model: config.EMBEDDING_MODEL,
+    dtype: config.EMBEDDING_DTYPE,
+    batchSize: config.EMBEDDING_BATCH_SIZE,
+    cacheDir: config.EMBEDDING_CACHE_DIR,
+  });
+  try {
+    await registry.checkEmbeddingModel(embedder.info);
+  } catch (error) {
+    await embedder.close();
+    throw error;
+  }
+  return embedder;
+}
 
 /** Starts listening; resolves once the port is bound. */
 export function listen(app: Express, port: number, host: string): Promise<Server> {

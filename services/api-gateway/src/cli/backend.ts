@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { DeploymentRegistry, probePgvector, type BackendChoice, type BackendName } from 'memory-core';
-import { connectRedis, loadCliConfig, print, printError, UsageError } from './cli-support';
+import { connectRedis, loadCliConfig, print, printError, runCli, UsageError } from './cli-support';
 
 const USAGE = `Shows or switches the storage backend every service of this deployment uses.
 
@@ -95,13 +95,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    const usage =
-      error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    printError(`backend: ${error instanceof Error ? error.message : String(error)}`);
-    if (usage) printError('run "npm run backend -- --help" for the commands');
-    process.exit(usage ? 2 : 1);
-  },
-);
+runCli('backend', main);

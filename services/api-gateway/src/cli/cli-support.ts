@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { coreEnvShape, loadConfig } from 'memory-core';
+import { coreEnvShape, isAppError, loadConfig } from 'memory-core';
 
 /** The settings the command-line tools read: the same variables as the services. */
 export function loadCliConfig() {
@@ -34,3 +34,22 @@ export async function connectRedis(url: string): Promise<Redis> {
 
 export const print = (line = '') => void process.stdout.write(`${line}\n`);
 export const printError = (line: string) => void process.stderr.write(`${line}\n`);
+
+/**
+ * Runs a command's `main` and exits with its code. Usage errors (and input the service rejects as
+ * invalid) exit 2 with a hint to `--help`; other failures exit 1 with one line.
+ */
+export function runCli(name: 'migrate' | 'backend', main: (argv: string[]) => Promise<number>): void {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      const usage =
+        error instanceof UsageError ||
+        (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ||
+        (isAppError(error) && error.httpStatus === 400);
+      printError(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+      if (usage) printError(`run "npm run ${name} -- --help" for the options`);
+      process.exit(usage ? 2 : 1);
+    },
+  );
+}

@@ -6,7 +6,6 @@ import type { Redis } from 'ioredis';
 import {
   enqueueMigration,
   enqueueRollback,
-  isAppError,
   jobIds,
   QueueName,
   RedisMigrationCheckpoints,
@@ -15,7 +14,7 @@ import {
   type MigrationResult,
   type RollbackResult,
 } from 'memory-core';
-import { connectRedis, loadCliConfig, print, printError, UsageError } from './cli-support';
+import { connectRedis, loadCliConfig, print, printError, runCli, UsageError } from './cli-support';
 
 const USAGE = `Moves memories from Chroma to PostgreSQL as a job on the embedding worker.
 
@@ -325,14 +324,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    const usage =
-      error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    const text = isAppError(error) ? error.message : error instanceof Error ? error.message : String(error);
-    printError(`migrate: ${text}`);
-    if (usage) printError('run "npm run migrate -- --help" for the options');
-    process.exit(usage || (isAppError(error) && error.httpStatus === 400) ? 2 : 1);
-  },
-);
+runCli('migrate', main);
