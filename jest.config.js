@@ -1,6 +1,7 @@
 // Three projects: unit tests next to the code (fakes only, no servers), integration tests under
 // test/integration and end-to-end tests under test/e2e (real PostgreSQL+pgvector, Redis, Chroma).
-const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
+// ts-jest transpiles each file alone (types are checked by `tsc -b` and `tsc -p tsconfig.test.json`).
+const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.test.json' }] };
 const moduleNameMapper = { '^memory-core$': '<rootDir>/packages/memory-core/src/index.ts' };
 const common = {
   rootDir: __dirname,
