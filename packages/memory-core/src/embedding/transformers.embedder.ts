@@ -18,7 +18,7 @@ export interface TransformersEmbedderOptions {
   model: string;
   /** @defaultValue `'q8'` */
   dtype: 'q8' | 'fp32';
-  /** Texts per model call. @defaultValue 64 */
+  /** Texts per model call. @defaultValue 8 (`EMBEDDING_BATCH_SIZE`) */
   batchSize: number;
   /** Word pieces per text; MiniLM was trained on 256. @defaultValue 256 */
   maxTokens?: number;

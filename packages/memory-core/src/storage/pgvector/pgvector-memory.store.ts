@@ -23,7 +23,7 @@ export interface PgvectorStoreOptions {
   connectionString?: string;
   /** Schema that holds the tables. @defaultValue `'public'` */
   schema?: string;
-  /** HNSW candidate list size per search (`hnsw.ef_search`), raised to `k` when smaller. @defaultValue 100 */
+  /** HNSW candidate list size per search (`hnsw.ef_search`), raised to `k` when smaller. @defaultValue 200 */
   efSearch?: number;
   /**
    * A search whose filtered scope has at most this many memories scans them exactly (no index): exact
@@ -138,7 +138,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       sessions: `${s}.sessions`,
       users: `${s}.users`,
     };
-    this.efSearch = positiveInt(options.efSearch ?? 100, 'efSearch');
+    this.efSearch = positiveInt(options.efSearch ?? 200, 'efSearch');
     this.exactScanThreshold = Math.max(0, Math.floor(options.exactScanThreshold ?? 5000));
     this.maxScanTuples = positiveInt(options.maxScanTuples ?? 20_000, 'maxScanTuples');
     if (options.pool) {
