@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { createTestSchema, servers } from '../setup/servers';
 import { createStack, waitForJob, type Stack } from '../setup/service-processes';
@@ -122,7 +123,6 @@ describe('Redis crashes (SIGKILL) and restarts with its AOF while jobs wait', ()
       },
     );
     await until('redis', async () => {
-      const { Redis } = await import('ioredis');
       const probe = new Redis(`redis://127.0.0.1:${port}`, {
         lazyConnect: true,
         maxRetriesPerRequest: 0,

@@ -3,6 +3,7 @@ import {
   closeServer,
   createLogger,
   createMetrics,
+  connectRedis,
   createRedis,
   defaultJobOptions,
   DeploymentRegistry,
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
   try {
     const config = loadGatewayConfig();
     logger = createLogger({ service: 'api-gateway', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-    const redis = createRedis(config.REDIS_URL, 'client');
+    const redis = await connectRedis(config.REDIS_URL, 'client');
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
     const { store, choice } = await openStore(config, registry, logger);
 
@@ -32,8 +33,10 @@ async function main(): Promise<void> {
     const ingestQueue = new Queue(QueueName.Ingest, queueOptions);
     const migrationQueue = new Queue(QueueName.Migration, queueOptions);
     const queues = [ingestQueue, migrationQueue];
+    // QueueEvents blocks on its connection, so it gets one of its own.
+    const eventsRedis = createRedis(config.REDIS_URL, 'worker');
     const queueEvents = new QueueEvents(QueueName.Ingest, {
-      connection: createRedis(config.REDIS_URL, 'worker'),
+      connection: eventsRedis,
       prefix: config.QUEUE_PREFIX,
     });
     const search = new SearchClient(config.SEARCH_SERVICE_URL, config.SEARCH_TIMEOUT_MS);
@@ -73,7 +76,7 @@ async function main(): Promise<void> {
       () => queueEvents.close(),
       ...queues.map((q) => () => q.close()),
       () => store.close(),
-      () => redis.quit(),
+      () => Promise.all([redis.quit(), eventsRedis.quit()]),
     ]);
   } catch (error) {
     exitOnStartupError(logger, error);

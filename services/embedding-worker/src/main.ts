@@ -3,7 +3,7 @@ import {
   closeServer,
   createLogger,
   createMetrics,
-  createRedis,
+  connectRedis,
   DeploymentRegistry,
   exitOnStartupError,
   listen,
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
       pretty: config.LOG_PRETTY,
     });
     const metrics = createMetrics('embedding-worker');
-    const redis = createRedis(config.REDIS_URL, 'worker');
+    const redis = await connectRedis(config.REDIS_URL, 'worker');
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
     const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);

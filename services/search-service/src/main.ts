@@ -2,7 +2,7 @@ import {
   closeServer,
   createLogger,
   createMetrics,
-  createRedis,
+  connectRedis,
   DeploymentRegistry,
   exitOnStartupError,
   listen,
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   try {
     const config = loadSearchServiceConfig();
     logger = createLogger({ service: 'search-service', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-    const redis = createRedis(config.REDIS_URL, 'client');
+    const redis = await connectRedis(config.REDIS_URL, 'client');
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
     const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);

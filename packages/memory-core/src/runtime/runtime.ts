@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
+import { UnavailableError } from '../errors';
 import type { Logger } from '../logging';
 import { DeploymentRegistry, selectBackend } from '../deployment';
 import type { BackendChoice } from '../deployment';
@@ -19,6 +20,33 @@ export function createRedis(url: string, role: 'worker' | 'client'): Redis {
     enableOfflineQueue: role === 'worker',
     retryStrategy: (times) => Math.min(times * 200, 2_000),
   });
+}
+
+/**
+ * A Redis connection that is ready for commands: at start-up a client without an offline queue would
+ * otherwise fail its first commands while it is still connecting.
+ */
+export async function connectRedis(
+  url: string,
+  role: 'worker' | 'client',
+  timeoutMs = 30_000,
+): Promise<Redis> {
+  const redis = createRedis(url, role);
+  if (redis.status === 'ready') return redis;
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  if (!ready) {
+    redis.disconnect();
+    throw new UnavailableError(`Redis at ${new URL(url).host} did not answer within ${timeoutMs} ms`, {
+      code: 'redis_unavailable',
+    });
+  }
+  return redis;
 }
 
 export interface OpenStoreSettings extends StoreSettings {
