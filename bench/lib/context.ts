@@ -1,0 +1,66 @@
+import type { Logger } from 'memory-core';
+import type { Corpus } from './corpus';
+
+export type Mode = 'quick' | 'full';
+
+export interface BenchOptions {
+  mode: Mode;
+  /** Repetitions of each timed measurement; medians are reported. */
+  runs: number;
+  embedding: {
+    q8Texts: number;
+    fp32Texts: number;
+    batchSizes: number[];
+    /** Texts per embed call in the sub-batching table (the worker's micro-batch). */
+    callSize: number;
+    subBatchSizes: number[];
+  };
+  ingestion: {
+    memories: number;
+    requestSize: number;
+    clients: number;
+    singleMemories: number;
+    singleClients: number;
+    variantRuns: number;
+    chroma: boolean;
+  };
+  single: { requests: number };
+  search: {
+    sizes: number[];
+    baseTexts: number;
+    queries: number;
+    /** Queries of the exact engines at sizes above 100k (each scans the scope). */
+    exactQueriesLarge: number;
+    concurrency: number;
+    chromaMaxSize: number;
+    efSweep: number[];
+    hnsw: { m: number; efConstruction: number; maintenanceWorkMem: string; parallelWorkers: number };
+    hnswBuildTimeoutMs: number;
+    loadChunk: number;
+  };
+  migration: { records: number; batchSize: number };
+  /** Where BENCHMARKS.md and the JSON results go. */
+  output: { markdown: string; json: string };
+  /** Sections to run (all by default). */
+  sections: SectionName[];
+}
+
+export const SECTIONS = ['embedding', 'ingestion', 'single', 'search', 'migration'] as const;
+export type SectionName = (typeof SECTIONS)[number];
+
+export interface BenchContext {
+  options: BenchOptions;
+  logger: Logger;
+  corpus: Corpus;
+  /** Progress on stderr; never part of the report. */
+  progress: (message: string) => void;
+}
+
+/** Where each part of the corpus is taken from, so sections never share texts. */
+export const CorpusOffsets = {
+  embedding: 0,
+  ingestion: 2_000,
+  single: 30_000,
+  searchBase: 32_000,
+  queries: 60_000,
+} as const;

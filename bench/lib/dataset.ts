@@ -1,0 +1,311 @@
+import { createHash } from 'node:crypto';
+import { ChromaClient, type Collection, type Metadata as ChromaMetadata } from 'chromadb';
+import { Pool } from 'pg';
+import { ChromaMemoryStore, PgvectorMemoryStore, type Logger } from 'memory-core';
+import { servers } from './paths';
+import { gaussian, nowMs, seededRandom } from './stats';
+
+/**
+ * The search data set. Record i belongs to user `bench-u{i % users}` and to a session of
+ * `sessionSize` memories of that user; its vector is a real embedding of a corpus text, mixed with a
+ * second one and some noise, then normalised, so that large sets keep the shape of real embeddings
+ * without embedding a million texts; its content names the texts it was made from.
+ */
+export interface DatasetLayout {
+  users: number;
+  sessionSize: number;
+  /** Weight of the second embedding mixed into each vector. */
+  mix: number;
+  /** Standard deviation of the Gaussian noise added per dimension. */
+  noise: number;
+}
+
+export const DEFAULT_LAYOUT: DatasetLayout = { users: 10, sessionSize: 500, mix: 0.35, noise: 0.03 };
+
+export const EMBEDDING_MODEL_NAME = 'bench-synthetic (minilm-l6 embeddings mixed)';
+
+export interface SyntheticRecord {
+  id: string;
+  user: string;
+  session: string;
+  content: string;
+  hash: string;
+  vector: Float32Array;
+  createdAt: string;
+}
+
+export function recordId(i: number): string {
+  return `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+}
+
+export function userOf(i: number, layout: DatasetLayout): string {
+  return `bench-u${i % layout.users}`;
+}
+
+export function sessionOf(i: number, layout: DatasetLayout): string {
+  return `s${Math.floor(i / (layout.users * layout.sessionSize))}`;
+}
+
+const EPOCH = Date.parse('2025-01-01T00:00:00.000Z');
+
+export class SyntheticDataset {
+  constructor(
+    private readonly baseTexts: string[],
+    private readonly baseVectors: Float32Array[],
+    readonly layout: DatasetLayout = DEFAULT_LAYOUT,
+  ) {}
+
+  get baseSize(): number {
+    return this.baseVectors.length;
+  }
+
+  record(i: number): SyntheticRecord {
+    const random = seededRandom(Math.imul(i + 1, 2_654_435_761) ^ 0x5bd1e995);
+    const normal = gaussian(random);
+    const k = this.baseVectors.length;
+    const p = Math.floor(random() * k);
+    const q = Math.floor(random() * k);
+    const a = this.baseVectors[p]!;
+    const b = this.baseVectors[q]!;
+    const v = new Float32Array(a.length);
+    let norm = 0;
+    for (let d = 0; d < a.length; d += 1) {
+      const x = a[d]! + this.layout.mix * b[d]! + this.layout.noise * normal();
+      v[d] = x;
+      norm += x * x;
+    }
+    norm = Math.sqrt(norm);
+    for (let d = 0; d < v.length; d += 1) v[d] = v[d]! / norm;
+    const content = `${this.baseTexts[p]} / ${this.baseTexts[q]} (#${i})`;
+    return {
+      id: recordId(i),
+      user: userOf(i, this.layout),
+      session: sessionOf(i, this.layout),
+      content,
+      hash: createHash('sha256').update(content, 'utf8').digest('hex'),
+      vector: v,
+      createdAt: new Date(EPOCH + i * 1000).toISOString(),
+    };
+  }
+
+  records(from: number, to: number): SyntheticRecord[] {
+    const out: SyntheticRecord[] = [];
+    for (let i = from; i < to; i += 1) out.push(this.record(i));
+    return out;
+  }
+}
+
+export function vectorText(v: Float32Array | number[]): string {
+  return `[${Array.from(v).join(',')}]`;
+}
+
+/** A PostgreSQL schema holding one data set, created with the store's own migrations. */
+export class BenchSchema {
+  readonly pool: Pool;
+  private constructor(
+    readonly schema: string,
+    poolSize: number,
+  ) {
+    this.pool = new Pool({ connectionString: servers.databaseUrl, max: poolSize, application_name: 'bench' });
+  }
+
+  static async create(schema: string, logger: Logger, poolSize = 8): Promise<BenchSchema> {
+    const db = new BenchSchema(schema, poolSize);
+    await db.pool.query(`CREATE SCHEMA ${schema}`);
+    const store = new PgvectorMemoryStore({ pool: db.pool, schema }, logger);
+    await store.initialize();
+    return db;
+  }
+
+  /** An adapter on this schema (its own small pool, as a service would have). */
+  store(logger: Logger, options: { efSearch?: number; exactScanThreshold?: number; poolSize?: number } = {}) {
+    return new PgvectorMemoryStore(
+      {
+        connectionString: servers.databaseUrl,
+        schema: this.schema,
+        efSearch: options.efSearch,
+        exactScanThreshold: options.exactScanThreshold,
+        poolSize: options.poolSize ?? 10,
+      },
+      logger,
+    );
+  }
+
+  async count(where = 'true', values: unknown[] = []): Promise<number> {
+    const r = await this.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${this.schema}.memories WHERE ${where}`,
+      values,
+    );
+    return Number(r.rows[0]?.n ?? 0);
+  }
+
+  /** Writes records with one `INSERT ... SELECT FROM unnest(...)` per chunk, straight to the table. */
+  async insertDirect(records: SyntheticRecord[], chunk = 2000): Promise<void> {
+    const s = this.schema;
+    for (let start = 0; start < records.length; start += chunk) {
+      const batch = records.slice(start, start + chunk);
+      const users = [...new Set(batch.map((r) => r.user))];
+      await this.pool.query(`INSERT INTO ${s}.users (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [
+        users,
+      ]);
+      const sessions = [...new Map(batch.map((r) => [`${r.user}\u0000${r.session}`, r])).values()];
+      await this.pool.query(
+        `INSERT INTO ${s}.sessions (user_id, id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`,
+        [sessions.map((r) => r.user), sessions.map((r) => r.session)],
+      );
+      await this.pool.query(
+        `INSERT INTO ${s}.memories (id, user_id, session_id, content, content_type, content_hash, embedding,
+           embedding_model, created_at, updated_at)
+         SELECT id, u, sid, c, 'note', h, e::vector, $7, t, t
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::timestamptz[])
+           AS x(id, u, sid, c, h, e, t)`,
+        [
+          batch.map((r) => r.id),
+          batch.map((r) => r.user),
+          batch.map((r) => r.session),
+          batch.map((r) => r.content),
+          batch.map((r) => r.hash),
+          batch.map((r) => vectorText(r.vector)),
+          EMBEDDING_MODEL_NAME,
+          batch.map((r) => r.createdAt),
+        ],
+      );
+    }
+  }
+
+  async dropHnsw(): Promise<void> {
+    await this.pool.query(`DROP INDEX IF EXISTS ${this.schema}.memories_embedding_hnsw_idx`);
+  }
+
+  /** Builds the HNSW index as the migration defines it; returns build time and sizes. */
+  async buildHnsw(
+    settings: { m: number; efConstruction: number; maintenanceWorkMem: string; parallelWorkers: number },
+    timeoutMs: number,
+  ): Promise<{ ms: number; indexMiB: number; tableMiB: number; completed: boolean; tuplesDone?: number }> {
+    const client = await this.pool.connect();
+    try {
+      await client.query(`SET maintenance_work_mem = '${settings.maintenanceWorkMem}'`);
+      await client.query(`SET max_parallel_maintenance_workers = ${settings.parallelWorkers}`);
+      await client.query(`SET statement_timeout = ${Math.round(timeoutMs)}`);
+      const start = nowMs();
+      let completed = true;
+      let tuplesDone: number | undefined;
+      const progress = setInterval(() => {
+        void this.pool
+          .query<{ n: string }>(`SELECT tuples_done AS n FROM pg_stat_progress_create_index WHERE pid = $1`, [
+            (client as unknown as { processID: number }).processID,
+          ])
+          .then((r) => {
+            if (r.rows[0]) tuplesDone = Number(r.rows[0].n);
+          })
+          .catch(() => undefined);
+      }, 2000);
+      try {
+        await client.query(
+          `CREATE INDEX memories_embedding_hnsw_idx ON ${this.schema}.memories
+             USING hnsw (embedding vector_cosine_ops) WITH (m = ${settings.m}, ef_construction = ${settings.efConstruction})`,
+        );
+      } catch (error) {
+        if ((error as { code?: string }).code !== '57014') throw error;
+        completed = false;
+      } finally {
+        clearInterval(progress);
+      }
+      const ms = nowMs() - start;
+      await client.query('RESET statement_timeout');
+      await client.query(`ANALYZE ${this.schema}.memories`);
+      const sizes = await client.query<{ idx: string | null; tbl: string }>(
+        `SELECT pg_relation_size(to_regclass($1)) AS idx, pg_total_relation_size($2::regclass) AS tbl`,
+        [`${this.schema}.memories_embedding_hnsw_idx`, `${this.schema}.memories`],
+      );
+      const mib = (v: string | null | undefined) => Number(v ?? 0) / 1024 / 1024;
+      return {
+        ms,
+        indexMiB: mib(sizes.rows[0]?.idx),
+        tableMiB: mib(sizes.rows[0]?.tbl),
+        completed,
+        tuplesDone,
+      };
+    } finally {
+      client.release();
+    }
+  }
+
+  async drop(): Promise<void> {
+    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    await this.pool.end();
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/**
+ * A Chroma collection made by `ChromaMemoryStore` (its HNSW settings, cosine space), filled straight
+ * through the chromadb client with the metadata layout the adapter writes, so that the adapter
+ * searches it as its own.
+ */
+export class BenchCollection {
+  private constructor(
+    readonly name: string,
+    private readonly client: ChromaClient,
+    readonly collection: Collection,
+    readonly store: ChromaMemoryStore,
+  ) {}
+
+  static async create(name: string, logger: Logger): Promise<BenchCollection> {
+    const store = new ChromaMemoryStore({ url: servers.chromaUrl, collection: name }, logger);
+    await store.initialize();
+    const url = new URL(servers.chromaUrl);
+    const client = new ChromaClient({ host: url.hostname, port: Number(url.port || 80), ssl: false });
+    const collection = await client.getOrCreateCollection({ name, embeddingFunction: null });
+    return new BenchCollection(name, client, collection, store);
+  }
+
+  async add(records: SyntheticRecord[], chunk = 1000): Promise<void> {
+    for (let start = 0; start < records.length; start += chunk) {
+      const batch = records.slice(start, start + chunk);
+      await this.collection.add({
+        ids: batch.map((r) => r.id),
+        embeddings: batch.map((r) => Array.from(r.vector)),
+        documents: batch.map((r) => r.content),
+        metadatas: batch.map((r): ChromaMetadata => {
+          const ms = Date.parse(r.createdAt);
+          return {
+            user_id: r.user,
+            session_id: r.session,
+            'has:session_id': true,
+            content_type: 'note',
+            created_at: r.createdAt,
+            created_at_ms: ms,
+            updated_at: r.createdAt,
+            content_hash: r.hash,
+            embedding_model: EMBEDDING_MODEL_NAME,
+          };
+        }),
+      });
+    }
+  }
+
+  count(): Promise<number> {
+    return this.collection.count();
+  }
+
+  async drop(): Promise<void> {
+    await this.client.deleteCollection({ name: this.name }).catch(() => undefined);
+    await this.store.close();
+  }
+}
+
+/** Memories in a Chroma collection (0 when it does not exist yet). */
+export async function chromaCount(name: string): Promise<number> {
+  const url = new URL(servers.chromaUrl);
+  const client = new ChromaClient({ host: url.hostname, port: Number(url.port || 80), ssl: false });
+  try {
+    const collection = await client.getCollection({ name });
+    return await collection.count();
+  } catch {
+    return 0;
+  }
+}

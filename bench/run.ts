@@ -1,0 +1,139 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createLogger } from 'memory-core';
+import { loadCorpus } from './lib/corpus';
+import { SECTIONS, type BenchContext, type BenchOptions, type Mode, type SectionName } from './lib/context';
+import { environment, loadAverage } from './lib/environment';
+import { repoRoot } from './lib/paths';
+import { renderReport, type BenchResults } from './report';
+import { runEmbedding } from './sections/embedding';
+import { runIngestion } from './sections/ingestion';
+import { runMigration } from './sections/migration';
+import { runSearch } from './sections/search';
+import { runSingleStore } from './sections/single-store';
+
+export function defaultOptions(mode: Mode): BenchOptions {
+  const full = mode === 'full';
+  return {
+    mode,
+    runs: full ? 3 : 1,
+    embedding: {
+      q8Texts: full ? 512 : 64,
+      fp32Texts: full ? 256 : 32,
+      batchSizes: full ? [1, 8, 16, 32, 64, 128, 256] : [1, 16, 64],
+      callSize: 64,
+      subBatchSizes: full ? [4, 8, 16, 32, 64] : [8, 64],
+    },
+    ingestion: {
+      memories: full ? 2_000 : 200,
+      requestSize: 100,
+      clients: 4,
+      singleMemories: full ? 500 : 50,
+      singleClients: 32,
+      variantRuns: full ? 2 : 1,
+      chroma: true,
+    },
+    single: { requests: full ? 200 : 20 },
+    search: {
+      sizes: full ? [10_000, 100_000, 1_000_000] : [2_000],
+      baseTexts: full ? 5_000 : 300,
+      queries: full ? 200 : 20,
+      exactQueriesLarge: 50,
+      concurrency: 4,
+      chromaMaxSize: full ? 100_000 : 2_000,
+      efSweep: full ? [40, 100, 200, 400] : [40, 100],
+      hnsw: { m: 16, efConstruction: 64, maintenanceWorkMem: '4GB', parallelWorkers: 2 },
+      hnswBuildTimeoutMs: 40 * 60_000,
+      loadChunk: 10_000,
+    },
+    migration: { records: full ? 20_000 : 500, batchSize: 500 },
+    output: {
+      markdown: path.join(repoRoot, full ? 'BENCHMARKS.md' : 'bench/results/BENCHMARKS.quick.md'),
+      json: path.join(repoRoot, `bench/results/${mode}.json`),
+    },
+    sections: [...SECTIONS],
+  };
+}
+
+/** `--quick` or `--full` (default), `--sections a,b`, `--sizes 10000,100000`, `--out FILE.md`. */
+export function parseArgs(argv: string[]): BenchOptions {
+  const mode: Mode = argv.includes('--quick') ? 'quick' : 'full';
+  const options = defaultOptions(mode);
+  const value = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const sections = value('--sections');
+  if (sections) {
+    const names = sections.split(',') as SectionName[];
+    for (const n of names)
+      if (!SECTIONS.includes(n)) throw new Error(`unknown section "${n}" (${SECTIONS.join(', ')})`);
+    options.sections = names;
+  }
+  const sizes = value('--sizes');
+  if (sizes) options.search.sizes = sizes.split(',').map(Number);
+  const chromaMax = value('--chroma-max');
+  if (chromaMax) options.search.chromaMaxSize = Number(chromaMax);
+  const runs = value('--runs');
+  if (runs) options.runs = Number(runs);
+  const out = value('--out');
+  if (out) {
+    options.output.markdown = path.resolve(out);
+    options.output.json = path.resolve(out.replace(/\.md$/, '') + '.json');
+  }
+  return options;
+}
+
+/** Runs the selected sections and writes the report; returns the results. */
+export async function runBench(options: BenchOptions, quiet = false): Promise<BenchResults> {
+  const started = Date.now();
+  const progress = (message: string) => {
+    if (!quiet) process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${message}\n`);
+  };
+  const ctx: BenchContext = {
+    options,
+    logger: createLogger({ service: 'bench', level: 'warn' }),
+    corpus: loadCorpus(),
+    progress,
+  };
+  const results: BenchResults = {
+    options,
+    environment: await environment(),
+    corpus: { source: ctx.corpus.source, texts: ctx.corpus.texts.length },
+  };
+  progress(
+    `mode ${options.mode}; load ${results.environment.loadAtStart.join(' ')}; corpus ${ctx.corpus.texts.length} texts`,
+  );
+  const save = () => {
+    mkdirSync(path.dirname(options.output.json), { recursive: true });
+    writeFileSync(options.output.json, JSON.stringify(results, null, 2));
+  };
+  if (options.sections.includes('embedding')) results.embedding = await runEmbedding(ctx);
+  save();
+  if (options.sections.includes('ingestion')) results.ingestion = await runIngestion(ctx);
+  save();
+  if (options.sections.includes('single')) results.single = await runSingleStore(ctx);
+  save();
+  if (options.sections.includes('search')) results.search = await runSearch(ctx);
+  save();
+  if (options.sections.includes('migration')) results.migration = await runMigration(ctx);
+  results.environment.loadAtEnd = loadAverage();
+  results.durationS = (Date.now() - started) / 1000;
+  save();
+  mkdirSync(path.dirname(options.output.markdown), { recursive: true });
+  writeFileSync(options.output.markdown, renderReport(results));
+  progress(
+    `wrote ${path.relative(process.cwd(), options.output.markdown)} in ${results.durationS.toFixed(0)} s`,
+  );
+  return results;
+}
+
+if (require.main === module) {
+  runBench(parseArgs(process.argv.slice(2))).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,309 @@
+import { randomUUID } from 'node:crypto';
+import { ChromaClient } from 'chromadb';
+import { Pool } from 'pg';
+import {
+  contentHash,
+  embeddingEnvShape,
+  PgvectorMemoryStore,
+  TransformersEmbedder,
+  type MemoryRecord,
+} from 'memory-core';
+import { meanLength, textsFrom } from '../lib/corpus';
+import { CorpusOffsets, type BenchContext } from '../lib/context';
+import { chromaCount } from '../lib/dataset';
+import { benchModel, servers } from '../lib/paths';
+import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
+import { median, nowMs, runConcurrent, sleep } from '../lib/stats';
+
+export interface IngestRun {
+  backend: 'postgres' | 'chroma';
+  variant: string;
+  requests: 'batch' | 'single';
+  memories: number;
+  /** Rows of the run in the store once it finished (equals `memories` when nothing was lost or doubled). */
+  stored: number;
+  /** Memories per second from the first request to the last row in the store. */
+  e2eRate: number;
+  /** The raw pipeline on the same texts, as the worker defaults batch them, just before, in this process. */
+  rawRate: number;
+  ratio: number;
+  /** Until every request was answered (202). */
+  enqueueMs: number;
+  wallMs: number;
+  /** Model time inside the worker (its embedding_duration_seconds histogram). */
+  workerEmbedMs: number;
+  modelCalls: number;
+  meanBatch: number;
+}
+
+export interface IngestionResults {
+  memories: number;
+  meanChars: number;
+  requestSize: number;
+  clients: number;
+  runs: IngestRun[];
+  /** Enqueue alone (worker stopped): the gateway's share of the CPU per memory. */
+  enqueueOnly: { memories: number; ms: number; perMemoryMs: number };
+  /** Writes alone: the adapter's upsert of the same records in batches of 64, sequentially. */
+  writesOnly: { memories: number; ms: number; rate: number };
+  rss: { postgres: Record<string, Rss | undefined>; chroma?: Record<string, Rss | undefined> };
+}
+
+interface Variant {
+  name: string;
+  env: NodeJS.ProcessEnv;
+  requests: 'batch' | 'single';
+}
+
+/** The model batch size the services use unless EMBEDDING_BATCH_SIZE says otherwise. */
+const DEFAULT_EMBEDDING_BATCH = embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined);
+/** The worker's MICRO_BATCH_SIZE default (services/embedding-worker/src/config.ts). */
+const DEFAULT_MICRO_BATCH = 64;
+export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${DEFAULT_EMBEDDING_BATCH}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32)`;
+/** Before the benchmarks tuned it: one model call per micro-batch of 64. */
+export const PREVIOUS = 'EMBEDDING_BATCH_SIZE=64 (the default before tuning)';
+const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS]);
+
+export async function runIngestion(ctx: BenchContext): Promise<IngestionResults> {
+  const { options, corpus, progress } = ctx;
+  const o = options.ingestion;
+  const texts = textsFrom(corpus, o.memories, CorpusOffsets.ingestion);
+  const singleTexts = texts.slice(0, o.singleMemories);
+  // The raw yardstick runs as the worker's defaults do: calls of one micro-batch, model batches of
+  // EMBEDDING_BATCH_SIZE.
+  const embedder = await TransformersEmbedder.load({
+    model: benchModel,
+    dtype: 'q8',
+    batchSize: DEFAULT_EMBEDDING_BATCH,
+  });
+  await embedder.embed(texts.slice(0, 16));
+  const rawRate = async (items: string[]) => {
+    const t0 = nowMs();
+    for (let i = 0; i < items.length; i += DEFAULT_MICRO_BATCH) {
+      await embedder.embed(items.slice(i, i + DEFAULT_MICRO_BATCH));
+    }
+    return (items.length / (nowMs() - t0)) * 1000;
+  };
+  const schema = uniqueName('bench_ingest').toLowerCase();
+  const pool = new Pool({ connectionString: servers.databaseUrl, max: 2 });
+  await pool.query(`CREATE SCHEMA ${schema}`);
+  const pgRows = async (session: string) =>
+    Number(
+      (
+        await pool.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ${schema}.memories WHERE session_id = $1`,
+          [session],
+        )
+      ).rows[0]?.n ?? 0,
+    );
+  const runs: IngestRun[] = [];
+  let tag = 0;
+
+  const ingest = async (
+    stack: BenchStack,
+    backend: IngestRun['backend'],
+    variant: Variant,
+    items: string[],
+  ) => {
+    tag += 1;
+    const session = `ingest-${tag}`;
+    const raw = await rawRate(items);
+    const before = {
+      embed: await stack.workerMetric('embedding_duration_seconds_sum'),
+      calls: await stack.workerMetric('embedding_batch_size_count'),
+      texts: await stack.workerMetric('embedding_batch_size_sum'),
+    };
+    const chromaBefore = backend === 'chroma' ? await chromaCount(stack.collection) : 0;
+    const start = nowMs();
+    let enqueueMs: number;
+    if (variant.requests === 'batch') {
+      const requests: string[][] = [];
+      for (let i = 0; i < items.length; i += o.requestSize) requests.push(items.slice(i, i + o.requestSize));
+      await runConcurrent(requests.length, o.clients, (i) =>
+        postJson(`${stack.gatewayUrl}/api/memory/store/batch`, {
+          memories: requests[i]!.map((content) => ({ content, session_id: session, content_type: 'note' })),
+        }),
+      );
+    } else {
+      await runConcurrent(items.length, o.singleClients, (i) =>
+        postJson(`${stack.gatewayUrl}/api/memory/store`, { content: items[i], session_id: session }),
+      );
+    }
+    enqueueMs = nowMs() - start;
+    const deadline = Date.now() + 600_000;
+    const stored = async () =>
+      backend === 'postgres' ? pgRows(session) : (await chromaCount(stack.collection)) - chromaBefore;
+    for (;;) {
+      const n = await stored();
+      if (n >= items.length) break;
+      if (Date.now() > deadline)
+        throw new Error(`ingestion stalled at ${n} of ${items.length} (${variant.name})`);
+      await sleep(20);
+    }
+    const wallMs = nowMs() - start;
+    enqueueMs = Math.min(enqueueMs, wallMs);
+    const embedS = (await stack.workerMetric('embedding_duration_seconds_sum')) - before.embed;
+    const calls = (await stack.workerMetric('embedding_batch_size_count')) - before.calls;
+    const embedded = (await stack.workerMetric('embedding_batch_size_sum')) - before.texts;
+    const e2eRate = (items.length / wallMs) * 1000;
+    const run: IngestRun = {
+      backend,
+      variant: variant.name,
+      requests: variant.requests,
+      memories: items.length,
+      stored: await stored(),
+      e2eRate,
+      rawRate: raw,
+      ratio: e2eRate / raw,
+      enqueueMs,
+      wallMs,
+      workerEmbedMs: embedS * 1000,
+      modelCalls: calls,
+      meanBatch: calls ? embedded / calls : 0,
+    };
+    runs.push(run);
+    progress(
+      `ingestion ${backend} ${variant.name} (${variant.requests}): ${e2eRate.toFixed(0)}/s vs raw ${raw.toFixed(0)}/s = ${run.ratio.toFixed(2)}`,
+    );
+    return run;
+  };
+
+  const results: Partial<IngestionResults> = {
+    memories: texts.length,
+    meanChars: meanLength(texts),
+    requestSize: o.requestSize,
+    clients: o.clients,
+    runs,
+  };
+  const defaults: Variant = { name: DEFAULTS, env: {}, requests: 'batch' };
+  const pgStack = createBenchStack({ backend: 'postgres', schema });
+  try {
+    progress('ingestion: starting the PostgreSQL stack');
+    await pgStack.start();
+    // Warm-up: the first jobs pay for connections and the model's first allocations.
+    await ingest(pgStack, 'postgres', defaults, texts.slice(0, Math.min(200, texts.length)));
+    runs.pop();
+    for (let r = 0; r < options.runs; r += 1) await ingest(pgStack, 'postgres', defaults, texts);
+    const rss: Record<string, Rss | undefined> = {
+      'api-gateway': pgStack.services.gateway.rss(),
+      'embedding-worker': pgStack.services.worker.rss(),
+    };
+
+    // The gateway's share: enqueue with the worker stopped, then let the worker drain it.
+    progress('ingestion: enqueue only (worker stopped)');
+    await pgStack.services.worker.stop();
+    tag += 1;
+    const enqueueSession = `ingest-${tag}`;
+    const t0 = nowMs();
+    const requests: string[][] = [];
+    for (let i = 0; i < texts.length; i += o.requestSize) requests.push(texts.slice(i, i + o.requestSize));
+    await runConcurrent(requests.length, o.clients, (i) =>
+      postJson(`${pgStack.gatewayUrl}/api/memory/store/batch`, {
+        memories: requests[i]!.map((content) => ({ content, session_id: enqueueSession })),
+      }),
+    );
+    const enqueueMs = nowMs() - t0;
+    results.enqueueOnly = { memories: texts.length, ms: enqueueMs, perMemoryMs: enqueueMs / texts.length };
+    await pgStack.services.worker.start();
+    while ((await pgRows(enqueueSession)) < texts.length) await sleep(50);
+
+    // Writes alone, through the adapter, as the worker writes (batches of 64).
+    progress('ingestion: writes only');
+    const vectors = await embedder.embed(texts);
+    const store = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema, poolSize: 2 },
+      ctx.logger,
+    );
+    const now = new Date().toISOString();
+    const records: MemoryRecord[] = texts.map((content, i) => ({
+      id: randomUUID(),
+      user_id: '1',
+      session_id: 'writes-only',
+      session_type: null,
+      project: null,
+      content,
+      content_type: 'note',
+      metadata: {},
+      content_hash: contentHash(content),
+      embedding: vectors[i]!,
+      embedding_model: embedder.info.model,
+      created_at: now,
+      updated_at: now,
+    }));
+    const w0 = nowMs();
+    for (let i = 0; i < records.length; i += 64) await store.upsert(records.slice(i, i + 64));
+    const writeMs = nowMs() - w0;
+    await store.close();
+    results.writesOnly = { memories: records.length, ms: writeMs, rate: (records.length / writeMs) * 1000 };
+
+    const allVariants: Variant[] = [
+      { name: PREVIOUS, env: { EMBEDDING_BATCH_SIZE: '64' }, requests: 'batch' },
+      { name: 'EMBEDDING_BATCH_SIZE=1', env: { EMBEDDING_BATCH_SIZE: '1' }, requests: 'batch' },
+      { name: 'EMBEDDING_BATCH_SIZE=16', env: { EMBEDDING_BATCH_SIZE: '16' }, requests: 'batch' },
+      { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'batch' },
+      { name: 'MICRO_BATCH_SIZE=16', env: { MICRO_BATCH_SIZE: '16' }, requests: 'batch' },
+      { name: 'MICRO_BATCH_SIZE=256', env: { MICRO_BATCH_SIZE: '256' }, requests: 'batch' },
+      { name: 'WORKER_CONCURRENCY=1', env: { WORKER_CONCURRENCY: '1' }, requests: 'batch' },
+      { name: DEFAULTS, env: {}, requests: 'single' },
+      { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
+    ];
+    const variants = allVariants.filter((v) => options.mode === 'full' || QUICK_VARIANTS.has(v.name));
+    for (const variant of variants) {
+      progress(`ingestion: worker with ${variant.name}`);
+      await pgStack.restartWorker(variant.env);
+      const items = variant.requests === 'single' ? singleTexts : texts;
+      await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
+      runs.pop();
+      for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
+    }
+    rss['search-service'] = pgStack.services.search.rss();
+    results.rss = { postgres: rss };
+  } finally {
+    await pgStack.stop();
+  }
+
+  if (o.chroma) {
+    const chromaStack = createBenchStack({ backend: 'chroma' });
+    try {
+      progress('ingestion: starting the Chroma stack');
+      await chromaStack.start();
+      await ingest(chromaStack, 'chroma', defaults, texts.slice(0, Math.min(200, texts.length)));
+      runs.pop();
+      for (let r = 0; r < options.runs; r += 1) await ingest(chromaStack, 'chroma', defaults, texts);
+      results.rss!.chroma = {
+        'api-gateway': chromaStack.services.gateway.rss(),
+        'embedding-worker': chromaStack.services.worker.rss(),
+        'search-service': chromaStack.services.search.rss(),
+      };
+    } finally {
+      await chromaStack.stop();
+      await dropChromaCollection(chromaStack.collection);
+    }
+  }
+  await embedder.close();
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await pool.end();
+  return results as IngestionResults;
+}
+
+async function dropChromaCollection(name: string): Promise<void> {
+  const url = new URL(servers.chromaUrl);
+  const client = new ChromaClient({ host: url.hostname, port: Number(url.port || 80), ssl: false });
+  await client.deleteCollection({ name }).catch(() => undefined);
+}
+
+/** Median ratio and rate of the runs of one variant. */
+export function summarizeRuns(runs: IngestRun[]) {
+  return {
+    e2eRate: median(runs.map((r) => r.e2eRate)),
+    rawRate: median(runs.map((r) => r.rawRate)),
+    ratio: median(runs.map((r) => r.ratio)),
+    minRatio: Math.min(...runs.map((r) => r.ratio)),
+    maxRatio: Math.max(...runs.map((r) => r.ratio)),
+    meanBatch: median(runs.map((r) => r.meanBatch)),
+    workerEmbedShare: median(runs.map((r) => r.workerEmbedMs / r.wallMs)),
+    enqueueMs: median(runs.map((r) => r.enqueueMs)),
+    wallMs: median(runs.map((r) => r.wallMs)),
+    n: runs.length,
+  };
+}

@@ -1,0 +1,480 @@
+import { coreEnvShape, TransformersEmbedder, type MemoryFilter, type MemoryStore } from 'memory-core';
+import { textsFrom } from '../lib/corpus';
+import { CorpusOffsets, type BenchContext } from '../lib/context';
+import { BenchCollection, BenchSchema, SyntheticDataset, sessionOf, vectorText } from '../lib/dataset';
+import { benchModel } from '../lib/paths';
+import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
+import { medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
+
+export type SearchCase = 'none' | 'user' | 'user+session';
+export type Engine = 'pgvector adapter (auto)' | 'pgvector HNSW' | 'pgvector exact' | 'Chroma';
+
+export interface EngineResult {
+  engine: string;
+  case: SearchCase;
+  latency: LatencySummary;
+  qps: number;
+  /** Mean recall@10 against exact search on the same vectors and filter. */
+  recall: number | null;
+  queries: number;
+  runs: number;
+}
+
+export interface SizeResult {
+  size: number;
+  /** Memories in the filtered scopes at this size. */
+  scope: { user: number; session: number };
+  load: {
+    pgMs: number;
+    pgRowsPerS: number;
+    chromaMs?: number;
+    chromaRowsPerS?: number;
+    chromaCount?: number;
+  };
+  pgCount: number;
+  hnsw: { ms: number; indexMiB: number; tableMiB: number; completed: boolean; tuplesDone?: number };
+  store: EngineResult[];
+  service: EngineResult[];
+  efSweep: { efSearch: number; case: SearchCase; latency: LatencySummary; recall: number }[];
+  rss: { pgSearchService?: Rss; chromaSearchService?: Rss };
+}
+
+export interface WritePathResult {
+  path: string;
+  rows: number;
+  ms: number;
+  rowsPerS: number;
+}
+
+export interface SearchResults {
+  /** hnsw.ef_search of the adapter rows (the services' default). */
+  efSearch: number;
+  dataset: { baseTexts: number; queries: number; layout: SyntheticDataset['layout']; model: string };
+  writePaths: WritePathResult[];
+  sizes: SizeResult[];
+  skipped: string[];
+}
+
+const K = 10;
+/** The services' HNSW_EF_SEARCH default: the store level runs as the search service does. */
+export const DEFAULT_EF_SEARCH = coreEnvShape.HNSW_EF_SEARCH.parse(undefined);
+const USER = 'bench-u3';
+
+type Query = { vector: Float32Array; text: string; session: string };
+type Searcher = (q: Query, c: SearchCase) => Promise<string[]>;
+
+function recallOf(found: string[], truth: string[]): number {
+  if (truth.length === 0) return 1;
+  const wanted = new Set(truth);
+  return found.filter((id) => wanted.has(id)).length / truth.length;
+}
+
+function filterFor(q: Query, c: SearchCase): MemoryFilter {
+  if (c === 'user+session') {
+    return { user_id: USER, where: { field: 'session_id', op: '$eq', value: q.session } };
+  }
+  return { user_id: USER };
+}
+
+function storeSearcher(store: MemoryStore): Searcher {
+  return async (q, c) => (await store.search(q.vector, K, filterFor(q, c))).map((h) => h.id);
+}
+
+/** No filter at all: straight SQL, as the adapter would run it without its user scope. */
+function rawPgSearcher(db: BenchSchema, mode: 'hnsw' | 'exact', efSearch: number): Searcher {
+  const s = db.schema;
+  return async (q) => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN READ ONLY');
+      await client.query(`SELECT set_config('hnsw.ef_search', $1, true)`, [String(efSearch)]);
+      const order = mode === 'exact' ? '(m.embedding <=> $1::vector) + 0' : 'm.embedding <=> $1::vector';
+      const r = await client.query<{ id: string }>(
+        `SELECT m.id, m.content, m.embedding <=> $1::vector AS distance FROM ${s}.memories m ORDER BY ${order} LIMIT ${K}`,
+        [vectorText(q.vector)],
+      );
+      await client.query('COMMIT');
+      return r.rows.map((row) => row.id);
+    } finally {
+      client.release();
+    }
+  };
+}
+
+function chromaSearcher(collection: BenchCollection): Searcher {
+  return async (q, c) => {
+    if (c !== 'none') return (await collection.store.search(q.vector, K, filterFor(q, c))).map((h) => h.id);
+    const r = await collection.collection.query({
+      queryEmbeddings: [Array.from(q.vector)],
+      nResults: K,
+      include: ['documents', 'metadatas', 'distances'],
+    });
+    return r.ids[0] ?? [];
+  };
+}
+
+interface Measured {
+  latency: LatencySummary;
+  qps: number;
+  ids: string[][];
+}
+
+async function measure(
+  searcher: Searcher,
+  queries: Query[],
+  c: SearchCase,
+  concurrency: number,
+): Promise<Measured> {
+  const ids: string[][] = [];
+  const latencies: number[] = [];
+  for (const [i, q] of queries.entries()) {
+    const t0 = nowMs();
+    ids[i] = await searcher(q, c);
+    latencies.push(nowMs() - t0);
+  }
+  const qps = (await runConcurrent(queries.length, concurrency, (i) => searcher(queries[i]!, c))).qps;
+  return { latency: summarize(latencies), qps, ids };
+}
+
+function meanRecall(ids: string[][], truth: string[][]): number {
+  return ids.reduce((a, found, i) => a + recallOf(found, truth[i] ?? []), 0) / (ids.length || 1);
+}
+
+/**
+ * Search at growing sizes on one PostgreSQL schema and one Chroma collection holding the same
+ * vectors: load, build HNSW, then every engine side by side, at the store level and through the
+ * search service.
+ */
+export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
+  const { options, logger, corpus, progress } = ctx;
+  const o = options.search;
+  const runs = options.runs;
+  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 64 });
+  const baseTexts = textsFrom(corpus, o.baseTexts, CorpusOffsets.searchBase);
+  progress(`search: embedding ${baseTexts.length} base texts and ${o.queries} queries`);
+  const baseVectors = await embedder.embed(baseTexts);
+  const queryTexts = textsFrom(corpus, o.queries, CorpusOffsets.queries);
+  const queryVectors = await embedder.embed(queryTexts);
+  await embedder.close();
+  const dataset = new SyntheticDataset(baseTexts, baseVectors);
+  const layout = dataset.layout;
+
+  const results: SearchResults = {
+    efSearch: DEFAULT_EF_SEARCH,
+    dataset: { baseTexts: baseTexts.length, queries: queryTexts.length, layout, model: benchModel },
+    writePaths: await compareWritePaths(ctx, dataset),
+    sizes: [],
+    skipped: [],
+  };
+
+  const db = await BenchSchema.create(uniqueName('bench_search').toLowerCase(), logger);
+  const chroma = await BenchCollection.create(uniqueName('bench-search'), logger);
+  await db.dropHnsw();
+  let loaded = 0;
+  let chromaLoaded = 0;
+  try {
+    for (const size of o.sizes) {
+      const withChroma = size <= o.chromaMaxSize;
+      progress(`search ${size}: loading (${withChroma ? 'PostgreSQL and Chroma' : 'PostgreSQL only'})`);
+      // PostgreSQL first, then Chroma: Chroma indexes in the background after `add` returns, and
+      // would otherwise take CPU from the PostgreSQL load being timed.
+      let t0 = nowMs();
+      for (let start = loaded; start < size; start += o.loadChunk) {
+        await db.insertDirect(dataset.records(start, Math.min(size, start + o.loadChunk)));
+      }
+      const pgMs = nowMs() - t0;
+      let chromaMs = 0;
+      if (withChroma) {
+        t0 = nowMs();
+        for (let start = chromaLoaded; start < size; start += o.loadChunk) {
+          await chroma.add(dataset.records(start, Math.min(size, start + o.loadChunk)));
+        }
+        chromaMs = nowMs() - t0;
+        chromaLoaded = size;
+      }
+      const added = size - loaded;
+      loaded = size;
+      await db.dropHnsw();
+      progress(`search ${size}: building HNSW`);
+      const hnsw = await db.buildHnsw(o.hnsw, o.hnswBuildTimeoutMs);
+      if (!hnsw.completed) {
+        results.skipped.push(
+          `HNSW build at ${size} stopped after ${(hnsw.ms / 60_000).toFixed(1)} min (${hnsw.tuplesDone ?? '?'} of ${size} tuples): search at ${size} not measured`,
+        );
+        break;
+      }
+      // Sessions hold `users * sessionSize` consecutive records, `sessionSize` of them the user's.
+      const sessionCount = Math.max(1, Math.floor(size / (layout.users * layout.sessionSize)));
+      const sessionsOfUser = Array.from({ length: sessionCount }, (_, s) =>
+        sessionOf(s * layout.users * layout.sessionSize, layout),
+      );
+      const queries: Query[] = queryVectors.map((vector, i) => ({
+        vector,
+        text: queryTexts[i]!,
+        session: sessionsOfUser[i % sessionsOfUser.length]!,
+      }));
+      const scope = {
+        user: await db.count('user_id = $1', [USER]),
+        session: await db.count('user_id = $1 AND session_id = $2', [USER, queries[0]!.session]),
+      };
+      const sizeResult: SizeResult = {
+        size,
+        scope,
+        load: {
+          pgMs,
+          pgRowsPerS: (added / pgMs) * 1000,
+          ...(withChroma && chromaMs > 0 ? { chromaMs, chromaRowsPerS: (added / chromaMs) * 1000 } : {}),
+          ...(withChroma ? { chromaCount: await chroma.count() } : {}),
+        },
+        pgCount: await db.count(),
+        hnsw,
+        store: [],
+        service: [],
+        efSweep: [],
+        rss: {},
+      };
+      results.sizes.push(sizeResult);
+      const truth = await measureStoreLevel(
+        ctx,
+        db,
+        withChroma ? chroma : undefined,
+        queries,
+        sizeResult,
+        runs,
+      );
+      await measureServiceLevel(ctx, db, withChroma ? chroma : undefined, queries, sizeResult, runs);
+      if (size === Math.max(...o.sizes)) await efSweep(ctx, db, queries, truth, sizeResult);
+    }
+    if (o.sizes.some((s) => s > o.chromaMaxSize)) {
+      results.skipped.push(`Chroma not loaded past ${o.chromaMaxSize} memories (time budget of the run)`);
+    }
+  } finally {
+    await chroma.drop();
+    await db.drop();
+  }
+  return results;
+}
+
+/** Ground truth and every store-level engine, side by side, `runs` times. */
+async function measureStoreLevel(
+  ctx: BenchContext,
+  db: BenchSchema,
+  chroma: BenchCollection | undefined,
+  queries: Query[],
+  out: SizeResult,
+  runs: number,
+): Promise<Map<SearchCase, string[][]>> {
+  const { logger, options, progress } = ctx;
+  const o = options.search;
+  const efSearch = DEFAULT_EF_SEARCH;
+  const auto = db.store(logger, { efSearch });
+  const hnsw = db.store(logger, { efSearch, exactScanThreshold: 0 });
+  const exact = db.store(logger, { exactScanThreshold: 1_000_000_000 });
+  const large = out.size > 100_000;
+  const exactQueries = large ? queries.slice(0, o.exactQueriesLarge) : queries;
+  try {
+    const engines: { name: Engine; searcher: (c: SearchCase) => Searcher; exact?: boolean }[] = [
+      {
+        name: 'pgvector adapter (auto)',
+        searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'hnsw', efSearch) : storeSearcher(auto)),
+      },
+      {
+        name: 'pgvector HNSW',
+        searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'hnsw', efSearch) : storeSearcher(hnsw)),
+      },
+      {
+        name: 'pgvector exact',
+        searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'exact', efSearch) : storeSearcher(exact)),
+        exact: true,
+      },
+    ];
+    if (chroma) engines.push({ name: 'Chroma', searcher: () => chromaSearcher(chroma) });
+    const cases: SearchCase[] = ['none', 'user', 'user+session'];
+    const truth = new Map<SearchCase, string[][]>();
+    for (const c of cases) {
+      progress(`search ${out.size}: exact ground truth, filter ${c}`);
+      const searcher = engines.find((e) => e.exact)!.searcher(c);
+      const ids: string[][] = [];
+      for (const q of queries) ids.push(await searcher(q, c));
+      truth.set(c, ids);
+    }
+    for (const c of cases) {
+      for (const engine of engines) {
+        // The unfiltered case has no adapter path (every query is scoped to a user): one raw HNSW row.
+        if (c === 'none' && engine.name === 'pgvector adapter (auto)') continue;
+        const qs = engine.exact ? exactQueries : queries;
+        const engineRuns = engine.exact && large ? 1 : runs;
+        const measured: Measured[] = [];
+        for (let r = 0; r < engineRuns; r += 1) {
+          progress(`search ${out.size}: ${engine.name}, filter ${c}, run ${r + 1}/${engineRuns}`);
+          measured.push(await measure(engine.searcher(c), qs, c, o.concurrency));
+        }
+        out.store.push({
+          engine: engine.name,
+          case: c,
+          latency: medianOf(measured.map((m) => ({ ...m.latency }))),
+          qps: medianOf(measured.map((m) => ({ qps: m.qps }))).qps,
+          recall: meanRecall(measured[0]!.ids, truth.get(c)!.slice(0, qs.length)),
+          queries: qs.length,
+          runs: engineRuns,
+        });
+      }
+    }
+    return truth;
+  } finally {
+    await Promise.all([auto.close(), hnsw.close(), exact.close()]);
+  }
+}
+
+/** Through the search service over HTTP (query embedding included), for each backend. */
+async function measureServiceLevel(
+  ctx: BenchContext,
+  db: BenchSchema,
+  chroma: BenchCollection | undefined,
+  queries: Query[],
+  out: SizeResult,
+  runs: number,
+): Promise<void> {
+  const { options, progress } = ctx;
+  const backends: { name: string; backend: 'postgres' | 'chroma' }[] = [
+    { name: 'pgvector (service)', backend: 'postgres' },
+  ];
+  if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma' });
+  for (const b of backends) {
+    const stack = createBenchStack({
+      backend: b.backend,
+      schema: db.schema,
+      collection: chroma?.name,
+    });
+    await stack.start(['search']);
+    try {
+      for (const c of ['user', 'user+session'] as SearchCase[]) {
+        const search = (q: Query, text: string) =>
+          postJson<{ results: { id: string }[] }>(
+            `${stack.searchUrl}/api/memory/search`,
+            { query: text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
+            { 'x-user-id': USER },
+          );
+        const cold: Measured[] = [];
+        const cached: Measured[] = [];
+        for (let r = 0; r < runs; r += 1) {
+          progress(`search ${out.size}: ${b.name}, filter ${c}, run ${r + 1}/${runs}`);
+          // A text per run that the service has not seen: each query is embedded (no cache hit).
+          const fresh: Searcher = async (q) =>
+            (await search(q, `${q.text} [${out.size}.${r}.${c}]`)).results.map((h) => h.id);
+          cold.push(await measure(fresh, queries, c, options.search.concurrency));
+          const again: Searcher = async (q) =>
+            (await search(q, `${q.text} [${out.size}.${r}.${c}]`)).results.map((h) => h.id);
+          cached.push(await measure(again, queries, c, options.search.concurrency));
+        }
+        for (const [label, m] of [
+          ['query embedded', cold],
+          ['query cached', cached],
+        ] as const) {
+          out.service.push({
+            engine: `${b.name}, ${label}`,
+            case: c,
+            latency: medianOf(m.map((x) => ({ ...x.latency }))),
+            qps: medianOf(m.map((x) => ({ qps: x.qps }))).qps,
+            recall: null,
+            queries: queries.length,
+            runs,
+          });
+        }
+      }
+      const rss = stack.services.search.rss();
+      if (b.backend === 'postgres') out.rss.pgSearchService = rss;
+      else out.rss.chromaSearchService = rss;
+    } finally {
+      await stack.stop();
+    }
+  }
+}
+
+/** Recall and latency of forced HNSW by ef_search (the main knob), one run each. */
+async function efSweep(
+  ctx: BenchContext,
+  db: BenchSchema,
+  queries: Query[],
+  truth: Map<SearchCase, string[][]>,
+  out: SizeResult,
+): Promise<void> {
+  const { options, logger, progress } = ctx;
+  for (const ef of options.search.efSweep) {
+    const store = db.store(logger, { efSearch: ef, exactScanThreshold: 0 });
+    try {
+      for (const c of ['none', 'user'] as SearchCase[]) {
+        progress(`search ${out.size}: ef_search ${ef}, filter ${c}`);
+        const searcher = c === 'none' ? rawPgSearcher(db, 'hnsw', ef) : storeSearcher(store);
+        const m = await measure(searcher, queries, c, options.search.concurrency);
+        out.efSweep.push({
+          efSearch: ef,
+          case: c,
+          latency: m.latency,
+          recall: meanRecall(m.ids, truth.get(c)!),
+        });
+      }
+    } finally {
+      await store.close();
+    }
+  }
+}
+
+/**
+ * Writing the same records three ways into fresh schemas: through the adapter's upsert (what the
+ * worker does, HNSW index in place), one INSERT ... unnest per 2,000 rows with the index in place,
+ * and the same without the index (built afterwards, as the large sets here are loaded).
+ */
+async function compareWritePaths(ctx: BenchContext, dataset: SyntheticDataset): Promise<WritePathResult[]> {
+  const { logger, progress, options } = ctx;
+  const rows = options.mode === 'quick' ? 1_000 : 10_000;
+  const records = dataset.records(10_000_000, 10_000_000 + rows);
+  const out: WritePathResult[] = [];
+  const once = async (path: string, work: (db: BenchSchema) => Promise<void>) => {
+    const db = await BenchSchema.create(uniqueName('bench_write').toLowerCase(), logger);
+    try {
+      progress(`search: write path "${path}"`);
+      const t0 = nowMs();
+      await work(db);
+      const ms = nowMs() - t0;
+      const count = await db.count();
+      if (count !== rows) throw new Error(`write path "${path}" stored ${count} of ${rows} rows`);
+      out.push({ path, rows, ms, rowsPerS: (rows / ms) * 1000 });
+    } finally {
+      await db.drop();
+    }
+  };
+  await once('adapter upsert, 1,000 per call, HNSW index in place', async (db) => {
+    const store = db.store(logger);
+    try {
+      for (let i = 0; i < records.length; i += 1_000) {
+        await store.upsert(
+          records.slice(i, i + 1_000).map((r) => ({
+            id: r.id,
+            user_id: r.user,
+            session_id: r.session,
+            session_type: null,
+            project: null,
+            content: r.content,
+            content_type: 'note',
+            metadata: {},
+            content_hash: r.hash,
+            embedding: r.vector,
+            embedding_model: 'bench',
+            created_at: r.createdAt,
+            updated_at: r.createdAt,
+          })),
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
+  await once('INSERT ... unnest, 2,000 per statement, HNSW index in place', (db) => db.insertDirect(records));
+  await once('INSERT ... unnest, 2,000 per statement, then CREATE INDEX', async (db) => {
+    await db.dropHnsw();
+    await db.insertDirect(records);
+    await db.buildHnsw(options.search.hnsw, 600_000);
+  });
+  return out;
+}

@@ -1,0 +1,101 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { defaultOptions, runBench } from '../../bench/run';
+import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
+
+// The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
+// the real services and servers and the report has every part. No timing is asserted, ever.
+describe('bench harness (quick mode, tiny sizes)', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-quick-'));
+  let results: BenchResults;
+  let report: string;
+
+  beforeAll(async () => {
+    const options = defaultOptions('quick');
+    options.embedding = {
+      q8Texts: 16,
+      fp32Texts: 8,
+      batchSizes: [1, 8],
+      callSize: 16,
+      subBatchSizes: [4, 16],
+    };
+    options.ingestion = { ...options.ingestion, memories: 60, singleMemories: 20, variantRuns: 1 };
+    options.single = { requests: 5 };
+    options.search = {
+      ...options.search,
+      sizes: [600, 1_200],
+      baseTexts: 50,
+      queries: 8,
+      chromaMaxSize: 600,
+      efSweep: [40],
+    };
+    options.migration = { records: 150, batchSize: 50 };
+    options.output = { markdown: path.join(dir, 'BENCHMARKS.md'), json: path.join(dir, 'results.json') };
+    results = await runBench(options, true);
+    report = readFileSync(options.output.markdown, 'utf8');
+  });
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes a report with every section, the machine and the versions', () => {
+    for (const heading of REPORT_SECTIONS) expect(report).toContain(heading);
+    expect(report).toContain(`${results.environment.machine.cores} cores`);
+    expect(report).toContain(`pgvector ${results.environment.versions.pgvector}`);
+    expect(JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8'))).toHaveProperty('search');
+  });
+
+  it('measures the raw pipeline for both dtypes and every batch size', () => {
+    const rows = results.embedding!.rows;
+    expect(rows.map((r) => `${r.dtype}/${r.batchSize}`).sort()).toEqual(['fp32/1', 'fp32/8', 'q8/1', 'q8/8']);
+    for (const r of [...rows, ...results.embedding!.subBatched]) expect(r.rate).toBeGreaterThan(0);
+  });
+
+  it('ingests every memory exactly once, through both backends', () => {
+    const runs = results.ingestion!.runs;
+    expect(runs.some((r) => r.backend === 'postgres')).toBe(true);
+    expect(runs.some((r) => r.backend === 'chroma')).toBe(true);
+    for (const run of runs) {
+      expect(run.stored).toBe(run.memories);
+      expect(run.ratio).toBeGreaterThan(0);
+      expect(run.modelCalls).toBeGreaterThan(0);
+    }
+    const single = runs.filter((r) => r.variant === 'MICRO_BATCH_SIZE=1' && r.requests === 'batch');
+    for (const run of single) expect(run.meanBatch).toBe(1);
+  });
+
+  it('answers every single store with 201', () => {
+    expect(results.single!.statuses).toEqual({ 201: 5 });
+  });
+
+  it('searches the same vectors on every engine, with recall in [0, 1] and exact search as its own truth', () => {
+    const sizes = results.search!.sizes;
+    expect(sizes.map((s) => s.size)).toEqual([600, 1_200]);
+    for (const s of sizes) {
+      expect(s.pgCount).toBe(s.size);
+      expect(s.hnsw.completed).toBe(true);
+      for (const e of [...s.store, ...s.service]) {
+        expect(e.latency.n).toBe(e.queries);
+        if (e.recall !== null) {
+          expect(e.recall).toBeGreaterThanOrEqual(0);
+          expect(e.recall).toBeLessThanOrEqual(1);
+        }
+      }
+      for (const e of s.store.filter((x) => x.engine === 'pgvector exact')) expect(e.recall).toBe(1);
+    }
+    // Chroma holds the same vectors up to its size limit, and is left out past it.
+    expect(sizes[0]!.load.chromaCount).toBe(600);
+    expect(sizes[0]!.store.some((e) => e.engine === 'Chroma')).toBe(true);
+    expect(sizes[1]!.store.some((e) => e.engine === 'Chroma')).toBe(false);
+    expect(sizes[1]!.efSweep.map((e) => e.efSearch)).toEqual([40, 40]);
+  });
+
+  it('migrates every record without re-embedding and verifies it', () => {
+    for (const run of results.migration!.runs) {
+      expect(run.written).toBe(150);
+      expect(run.copiedEmbeddings).toBe(150);
+      expect(run.reEmbedded).toBe(0);
+      expect(run.verified).toBe(true);
+    }
+  });
+});
