@@ -129,7 +129,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     );
     expect(status).toBe(201);
     expect(body).toMatchObject({ content: 'Waiting for the worker', metadata: { n: 1 }, status: 'stored' });
-    const fetched = await stack.call('GET', `/api/memory/${body.id}`);
+    const fetched = await stack.call('GET', `/api/memory/${body.id.toUpperCase()}`);
     expect(fetched.status).toBe(200);
     expect(fetched.body.content).toBe('Waiting for the worker');
   });
@@ -277,6 +277,21 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       ['empty content', '/api/memory/store', { content: '' }, 400, 'validation_failed'],
       ['whitespace-only content', '/api/memory/store', { content: ' \n\t ' }, 400, 'validation_failed'],
       ['content over the limit', '/api/memory/store', { content: huge }, 400, 'validation_failed'],
+      ['NUL in content', '/api/memory/store', { content: 'a\u0000b' }, 400, 'validation_failed'],
+      [
+        'NUL in metadata',
+        '/api/memory/store',
+        { content: 'x', metadata: { a: 'b\u0000' } },
+        400,
+        'validation_failed',
+      ],
+      [
+        'NUL in a session id',
+        '/api/memory/store',
+        { content: 'x', session_id: 's\u0000' },
+        400,
+        'validation_failed',
+      ],
       [
         'nested metadata',
         '/api/memory/store',
@@ -385,6 +400,12 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       const response = await stack.call(method, route);
       expect(response.status).toBe(400);
       expect(response.body.error.code).toBe('validation_failed');
+    });
+
+    it('a malformed %-escape in the path → 400, not 500', async () => {
+      const response = await stack.call('GET', '/api/memory/%E0%A4%A');
+      expect(response.status).toBe(400);
+      expect(response.body.error.code).toBe('bad_request');
     });
 
     it('unknown memory and job ids → 404', async () => {

@@ -5,6 +5,7 @@ import {
   ConflictError,
   DeploymentRegistry,
   PgvectorMemoryStore,
+  probePgvector,
   selectBackend,
   UnavailableError,
   type MemoryStore,
@@ -42,7 +43,18 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
   });
 
   it('auto falls back to Chroma when PostgreSQL does not answer', async () => {
-    const choice = await selectBackend({ setting: 'auto', databaseUrl: CLOSED_PORT_URL }, registry());
+    const probes: number[] = [];
+    const counting = async (url: string) => {
+      probes.push(Date.now());
+      return probePgvector(url);
+    };
+    const choice = await selectBackend(
+      { setting: 'auto', databaseUrl: CLOSED_PORT_URL, probeAttempts: 3, probeDelayMs: 20 },
+      registry(),
+      counting,
+    );
+    // It gave a restarting server a few chances before settling on Chroma.
+    expect(probes).toHaveLength(3);
     expect(choice.backend).toBe('chroma');
     expect(choice.reason).toMatch(/does not answer.*→ chroma/);
   });

@@ -30,7 +30,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       chromaMaxSize: 600,
       efSweep: [40],
     };
-    options.migration = { records: 150, batchSize: 50 };
+    options.migration = { records: 150, batchSizes: [50, 100] };
     options.output = { markdown: path.join(dir, 'BENCHMARKS.md'), json: path.join(dir, 'results.json') };
     results = await runBench(options, true);
     report = readFileSync(options.output.markdown, 'utf8');
@@ -64,8 +64,9 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     for (const run of single) expect(run.meanBatch).toBe(1);
   });
 
-  it('answers every single store with 201', () => {
+  it('answers every single store with 201, with each worker setting', () => {
     expect(results.single!.statuses).toEqual({ 201: 5 });
+    expect(results.single!.others.map((p) => p.statuses)).toEqual([{ 201: 5 }]);
   });
 
   it('searches the same vectors on every engine, with recall in [0, 1] and exact search as its own truth', () => {
@@ -91,6 +92,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
   });
 
   it('migrates every record without re-embedding and verifies it', () => {
+    expect(results.migration!.runs.map((r) => r.batchSize)).toEqual([50, 100]);
     for (const run of results.migration!.runs) {
       expect(run.written).toBe(150);
       expect(run.copiedEmbeddings).toBe(150);

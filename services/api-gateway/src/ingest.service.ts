@@ -113,9 +113,7 @@ export class IngestService {
     });
     const job = await this.add(JobName.StoreMemory, payload, jobIds.storeMemory(memoryId));
     this.logger.info({ requestId: caller.requestId, jobId: job.id, memoryId }, 'memory queued');
-    // A retried request returns the memory id the first one queued.
-    const queued = (job.data as { memory?: { id?: string } }).memory?.id ?? memoryId;
-    return { memoryId: queued, job };
+    return { memoryId, job };
   }
 
   async storeBatch(inputs: MemoryInputParsed[], caller: Caller): Promise<{ memoryIds: string[]; job: Job }> {
@@ -131,8 +129,7 @@ export class IngestService {
     });
     const job = await this.add(JobName.StoreMemoryBatch, payload, jobIds.storeBatch(batchId));
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
-    const queued = (job.data as { memories?: { id: string }[] }).memories ?? memories;
-    return { memoryIds: queued.map((m) => m.id), job };
+    return { memoryIds: memories.map((m) => m.id), job };
   }
 
   /** Waits for a store job; `undefined` when the timeout passes first. */
@@ -185,8 +182,11 @@ export class IngestService {
    */
   async deleteOne(id: string, caller: Caller): Promise<boolean> {
     await this.tombstones.markMemoryDeleted(id);
-    const job = await this.queues.ingest.getJob(jobIds.storeMemory(id)).catch(() => undefined);
-    const state = job ? await job.getState() : 'none';
+    const found = await this.queues.ingest.getJob(jobIds.storeMemory(id)).catch(() => undefined);
+    // Only the caller's own queued memory counts (the tombstone alone never exposes another user's).
+    const job =
+      (found?.data as { user_id?: string } | undefined)?.user_id === caller.userId ? found : undefined;
+    const state = job ? await job.getState().catch(() => 'unknown') : 'none';
     const pending = ['waiting', 'delayed', 'prioritized', 'waiting-children', 'active'].includes(state);
     // A job not yet taken is removed; one running now sees the tombstone.
     if (job && state !== 'active' && pending) await job.remove().catch(() => undefined);

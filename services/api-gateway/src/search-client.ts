@@ -18,9 +18,10 @@ export class SearchClient {
     headers: { userId: string; requestId: string },
     body?: unknown,
   ): Promise<ForwardedResponse> {
-    let response: Response;
+    let status: number;
+    let text: string;
     try {
-      response = await fetch(new URL(path, this.baseUrl), {
+      const response = await fetch(new URL(path, this.baseUrl), {
         method,
         headers: {
           'content-type': 'application/json',
@@ -30,15 +31,17 @@ export class SearchClient {
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
+      status = response.status;
+      // Inside the try: the timeout can also abort while the body is being read.
+      text = await response.text();
     } catch (cause) {
       throw new UnavailableError('the search service does not answer', {
         cause,
         code: 'search_service_unavailable',
       });
     }
-    const text = await response.text();
     try {
-      return { status: response.status, body: JSON.parse(text) as unknown };
+      return { status, body: JSON.parse(text) as unknown };
     } catch (cause) {
       throw new UnavailableError('the search service gave an unreadable answer', {
         cause,

@@ -84,8 +84,8 @@ async function main(): Promise<void> {
     app.get('/metrics', metricsRoute(metrics));
     const server = await listen(app, config.WORKER_METRICS_PORT, config.WORKER_HOST);
 
-    void worker.run();
-    void migrationWorker.run();
+    for (const w of [worker, migrationWorker])
+      w.run().catch((error: unknown) => exitOnStartupError(logger, error));
     logger.info(
       {
         concurrency: config.WORKER_CONCURRENCY,

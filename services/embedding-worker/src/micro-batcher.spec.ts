@@ -6,6 +6,7 @@ import {
   type MemoryStore,
   type QueuedMemory,
   type Tombstones,
+  ValidationError,
 } from 'memory-core';
 import { MicroBatcher } from './micro-batcher';
 
@@ -31,6 +32,8 @@ class FakeStore {
   upserts: MemoryRecord[][] = [];
   async upsert(records: MemoryRecord[]) {
     this.upserts.push(records);
+    if (records.some((r) => r.content.startsWith('bad')))
+      throw new ValidationError('the store refused a record');
     for (const r of records) this.rows.set(r.id, r);
     return records.map((r) => ({ requested_id: r.id, id: r.id, status: 'created' as const }));
   }
@@ -136,5 +139,18 @@ describe('MicroBatcher', () => {
     embedder.failNext = true;
     await expect(batcher.submit('1', [memory('x')])).rejects.toThrow('model failed');
     await expect(batcher.submit('1', [memory('y')])).resolves.toHaveLength(1);
+  });
+
+  it('fails only the job whose record the store refuses, not the jobs batched with it', async () => {
+    const { store, batcher } = setup();
+    const [good, bad, alsoGood] = await Promise.allSettled([
+      batcher.submit('1', [memory('good one')]),
+      batcher.submit('1', [memory('bad one')]),
+      batcher.submit('2', [memory('good two')]),
+    ]);
+    expect(good).toMatchObject({ status: 'fulfilled', value: [{ status: 'created' }] });
+    expect(alsoGood).toMatchObject({ status: 'fulfilled', value: [{ status: 'created' }] });
+    expect(bad).toMatchObject({ status: 'rejected', reason: expect.any(ValidationError) });
+    expect([...store.rows.values()].map((r) => r.content).sort()).toEqual(['good one', 'good two']);
   });
 });

@@ -1,12 +1,15 @@
 import {
+  isAppError,
   toMemoryRecord,
   type Embedder,
   type Logger,
+  type MemoryRecord,
   type MemoryStore,
   type Metrics,
   type QueuedMemory,
   type Tombstones,
   type StoreJobResult,
+  type UpsertResult,
 } from 'memory-core';
 
 export type MemoryOutcome = StoreJobResult['memories'][number];
@@ -115,7 +118,7 @@ export class MicroBatcher {
   private async write(items: Pending[], vectors: Float32Array[]): Promise<void> {
     const model = this.embedder.info.model;
     const records = items.map((p, i) => toMemoryRecord(p.userId, p.memory, vectors[i]!, model));
-    const results = await this.store.upsert(records);
+    const results = await this.upsert(records);
     // A delete that raced the write left its tombstone first: remove what it covers now.
     const deletedMeanwhile = await this.tombstones.deletedAmong(records);
     for (const id of deletedMeanwhile) {
@@ -124,11 +127,41 @@ export class MicroBatcher {
     }
     items.forEach((item, i) => {
       const result = results[i]!;
+      if (result instanceof Error) {
+        item.reject(result);
+        return;
+      }
       const status = deletedMeanwhile.has(item.memory.id) ? 'deleted' : result.status;
       this.metrics.memoriesStored.inc({ status });
       item.resolve({ requested_id: result.requested_id, id: result.id, status });
     });
     this.logger.debug({ count: items.length }, 'batch written');
+  }
+
+  /**
+   * One write for the batch. When the store rejects the batch for what a record holds (a 4xx), the
+   * records are written one by one, so that one bad record fails only its own job.
+   */
+  private async upsert(records: MemoryRecord[]): Promise<(UpsertResult | Error)[]> {
+    try {
+      return await this.store.upsert(records);
+    } catch (error) {
+      if (records.length === 1 || !isAppError(error) || error.httpStatus >= 500) throw error;
+      this.logger.warn(
+        { count: records.length, code: error.code },
+        'batch rejected, writing its records one by one',
+      );
+      const results: (UpsertResult | Error)[] = [];
+      for (const record of records) {
+        results.push(
+          await this.store.upsert([record]).then(
+            ([result]) => result!,
+            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+          ),
+        );
+      }
+      return results;
+    }
   }
 
   /** Waits for writes in flight (used on shutdown, after the worker stopped taking jobs). */

@@ -27,7 +27,7 @@ export interface SearchAppDeps {
 export function createApp(deps: SearchAppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.use(requestId(), httpMetrics(deps.metrics), requireJson(), express.json({ limit: '256kb' }));
+  app.use(requestId(), httpMetrics(deps.metrics), requireJson(), express.json({ limit: '5mb' }));
 
   const queries = new QueryEmbeddingCache(deps.embedder, deps.queryCacheSize);
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));

@@ -15,6 +15,28 @@ function redact(url: string): string {
 export interface BackendSelectionSettings {
   setting: MemoryBackendSetting;
   databaseUrl?: string | undefined;
+  /**
+   * Probes of an unreachable PostgreSQL before `auto` settles on Chroma, so that a server that is
+   * restarting when the first service starts does not make Chroma the recorded backend. @defaultValue 5
+   */
+  probeAttempts?: number;
+  /** @defaultValue 2000 */
+  probeDelayMs?: number;
+}
+
+/** Probes until PostgreSQL answers (with or without pgvector) or the attempts run out. */
+async function probeWithRetries(
+  url: string,
+  probe: (url: string) => Promise<PgvectorProbe>,
+  attempts: number,
+  delayMs: number,
+): Promise<PgvectorProbe> {
+  for (let attempt = 1; ; attempt += 1) {
+    const result = await probe(url);
+    const answered = result.ok || result.serverVersion !== undefined;
+    if (answered || attempt >= attempts) return result;
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
 }
 
 /**
@@ -56,7 +78,12 @@ export async function selectBackend(
     choice = decide('chroma', 'MEMORY_BACKEND=auto: DATABASE_URL unset → chroma');
   } else {
     const where = redact(settings.databaseUrl);
-    const result = await probe(settings.databaseUrl);
+    const result = await probeWithRetries(
+      settings.databaseUrl,
+      probe,
+      settings.probeAttempts ?? 5,
+      settings.probeDelayMs ?? 2_000,
+    );
     if (result.ok) {
       choice = decide(
         'postgres',

@@ -48,7 +48,10 @@ function fromBodyParser(error: { type?: string; status?: number; message?: strin
     case 'request.aborted':
       return new ValidationError('the request was aborted', undefined, 'request_aborted');
     default:
-      return undefined;
+      // Express and body-parser mark client errors (e.g. a malformed %-escape in the path) with a 4xx status.
+      return typeof error.status === 'number' && error.status >= 400 && error.status < 500
+        ? new ValidationError(error.message ?? 'bad request', undefined, 'bad_request', error.status)
+        : undefined;
   }
 }
 
@@ -59,7 +62,9 @@ function fromBodyParser(error: { type?: string; status?: number; message?: strin
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     const requestIdValue = String(res.locals.requestId ?? '');
-    const known = isAppError(error) ? error : fromBodyParser(error as { type?: string });
+    const known = isAppError(error)
+      ? error
+      : fromBodyParser(error as { type?: string; status?: number; message?: string });
     if (known) {
       const level = known.httpStatus >= 500 ? 'warn' : 'debug';
       logger[level](

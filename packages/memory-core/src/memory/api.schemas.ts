@@ -31,7 +31,7 @@ export const NResults = z
 export const SearchRequest = z.strictObject({
   query: z
     .string({ error: 'query must be a string' })
-    .max(MemoryLimits.contentMaxChars)
+    .max(MemoryLimits.contentMaxChars, `query is at most ${MemoryLimits.contentMaxChars} characters`)
     .refine((q) => q.trim().length > 0, { message: 'query must not be empty or whitespace only' }),
   n_results: NResults.default(5),
   session_id: ScopeValue.optional(),
@@ -72,7 +72,10 @@ export const SearchResultResponse = MemoryResponse.omit({
   similarity: z.number(),
 });
 
-export const MemoryIdParam = z.uuid({ error: 'the memory id must be a UUID' });
+/** Lower-cased: ids are stored lower-case, and Chroma ids and Redis keys are case-sensitive. */
+export const MemoryIdParam = z
+  .uuid({ error: 'the memory id must be a UUID' })
+  .transform((id) => id.toLowerCase());
 export const SessionIdParam = ScopeValue;
 export const ProjectParam = ScopeValue;
 

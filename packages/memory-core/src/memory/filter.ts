@@ -69,6 +69,8 @@ function parseValue(field: string, op: ComparisonOperator, value: unknown, path:
   const scope = isScopeField(field);
   const one = (v: unknown): Scalar => {
     if (!isScalar(v)) invalid(`${op} takes a string, number or boolean`, path);
+    if (typeof v === 'string' && v.includes('\u0000'))
+      invalid('filter values must not contain the NUL character', path);
     if (scope) {
       if (typeof v === 'boolean') invalid(`${field} is a string field`, path);
       return String(v);

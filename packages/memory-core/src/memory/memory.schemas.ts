@@ -42,18 +42,27 @@ export const RESERVED_METADATA_KEYS = new Set<string>([
 /** Letters, digits, `_ . -`; starts with a letter or underscore. Safe as a JSON path key in SQL. */
 export const METADATA_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
+/** PostgreSQL text cannot hold NUL, so no string the service stores may contain it. */
+const hasNoNul = (value: string) => !value.includes('\u0000');
+const noNul = (what: string) => ({ message: `${what} must not contain the NUL character` });
+
 export const ScopeValue = z
   .union([z.string(), z.number().int().nonnegative()])
   .transform((v) => String(v).trim())
   .pipe(
     z
       .string()
+      .refine(hasNoNul, noNul('scope values'))
       .min(1, 'must not be empty')
       .max(MemoryLimits.scopeValueMaxChars, `must be at most ${MemoryLimits.scopeValueMaxChars} characters`),
   );
 
 export const MetadataValue = z.union(
-  [z.string().max(MemoryLimits.metadataStringMaxChars), z.number().finite(), z.boolean()],
+  [
+    z.string().max(MemoryLimits.metadataStringMaxChars).refine(hasNoNul, noNul('metadata values')),
+    z.number().finite(),
+    z.boolean(),
+  ],
   { error: 'metadata values must be strings, numbers or booleans (no nested objects, arrays or null)' },
 );
 export type MetadataValue = z.infer<typeof MetadataValue>;
@@ -89,6 +98,7 @@ export type Metadata = z.infer<typeof Metadata>;
 export const Content = z
   .string({ error: 'content must be a string' })
   .max(MemoryLimits.contentMaxChars, `content is at most ${MemoryLimits.contentMaxChars} characters`)
+  .refine(hasNoNul, noNul('content'))
   .refine((c) => c.trim().length > 0, { message: 'content must not be empty or whitespace only' });
 
 export const ContentType = z

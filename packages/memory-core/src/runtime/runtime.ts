@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
-import { UnavailableError } from '../errors';
+import { isAppError, UnavailableError } from '../errors';
 import type { Logger } from '../logging';
 import { DeploymentRegistry, selectBackend } from '../deployment';
 import type { BackendChoice } from '../deployment';
@@ -80,8 +80,8 @@ export async function openStore(
       logger.info({ backend: choice.backend, reason: choice.reason }, 'store ready');
       return { store, choice };
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      const permanent = code === 'backend_mismatch' || code === 'embedding_model_mismatch';
+      // A dependency still starting (5xx) is worth waiting for; a wrong setting (4xx) is not.
+      const permanent = isAppError(error) && error.httpStatus < 500;
       if (permanent || attempt >= attempts) throw error;
       logger.warn({ attempt, err: (error as Error).message }, 'store not ready, retrying');
       await new Promise((resolve) => setTimeout(resolve, delayMs));

@@ -1,6 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { z } from 'zod';
 import {
+  isAppError,
   JobName,
   StoreMemoryBatchPayload,
   StoreMemoryPayload,
@@ -55,7 +56,15 @@ export function createStoreMemoryProcessor(batcher: MicroBatcher, logger: Logger
         }),
       );
     }
-    const outcomes = (await Promise.all(steps)).flat();
+    let outcomes: StoreJobResult['memories'];
+    try {
+      outcomes = (await Promise.all(steps)).flat();
+    } catch (error) {
+      // The store refused what the memory holds: retrying cannot help.
+      if (isAppError(error) && error.httpStatus < 500)
+        throw new UnrecoverableError(`${error.code}: ${error.message}`);
+      throw error;
+    }
     log.info(
       { count: outcomes.length, memoryId: memories.length === 1 ? outcomes[0]!.id : undefined },
       'memories stored',

@@ -113,7 +113,7 @@ export async function runMigrations(
         );
         await client.query('COMMIT');
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
         throw new AppError(
           'migration_failed',
           `migration ${migration.file} failed: ${(error as Error).message}`,

@@ -80,6 +80,15 @@ export function toStoreError(error: unknown, operation: string): AppError {
       'invalid_data',
     );
   }
+  // Class 40 (deadlock, serialization failure) and 57014 (statement cancelled or timed out) pass:
+  // the same call can succeed when retried.
+  if (driver.code?.startsWith('40') || driver.code === '57014') {
+    return new UnavailableError(`PostgreSQL ${operation} failed transiently: ${message}`, {
+      cause: error,
+      code: 'backend_busy',
+      details: { backend: 'postgres', operation, sqlstate: driver.code },
+    });
+  }
   return new AppError(
     'storage_error',
     `PostgreSQL ${operation} failed: ${message}`,

@@ -761,7 +761,8 @@ export class PgvectorMemoryStore implements MemoryStore {
       return result;
     } catch (error) {
       if (isConnectionError(error)) broken = error as Error;
-      else await client.query('ROLLBACK').catch(() => undefined);
+      // A connection whose ROLLBACK fails is in an unknown state: discard it.
+      else await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
       throw toStoreError(error, operation);
     } finally {
       // A connection that failed is discarded rather than returned to the pool.
