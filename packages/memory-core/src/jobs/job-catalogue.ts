@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { DefaultJobOptions } from 'bullmq';
+import { UnrecoverableError, type DefaultJobOptions } from 'bullmq';
 import { Content, ContentType, Metadata, MemoryLimits, ScopeValue } from '../memory/memory.schemas';
 import { ChromaMapping, type SkipReason } from '../migration/chroma-mapping.schema';
 
@@ -222,3 +222,17 @@ export const migrationJobOptions: DefaultJobOptions = {
   removeOnComplete: { age: 30 * 24 * 3600, count: 1_000 },
   removeOnFail: { age: 30 * 24 * 3600, count: 1_000 },
 };
+
+/**
+ * Validates a job's payload when it is processed. A payload that does not parse fails for good
+ * (`UnrecoverableError`: retrying cannot fix it), with every problem in the reason Bull Board shows.
+ */
+export function parseJobPayload<S extends z.ZodType>(
+  schema: S,
+  job: { name: string; data: unknown },
+): z.output<S> {
+  const parsed = schema.safeParse(job.data);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  throw new UnrecoverableError(`invalid ${job.name} payload: ${problems}`);
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { DeploymentRegistry, probePgvector, type BackendChoice, type BackendName } from 'memory-core';
-import { connectRedis, loadCliConfig, print, printError, runCli, UsageError } from './cli-support';
+import { connectCliRedis, loadCliConfig, print, printError, runCli, UsageError } from './cli-support';
 
 const USAGE = `Shows or switches the storage backend every service of this deployment uses.
 
@@ -51,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'show' && target !== undefined) throw new UsageError('"show" takes no argument');
 
   const config = loadCliConfig();
-  const redis = await connectRedis(config.REDIS_URL);
+  const redis = await connectCliRedis(config.REDIS_URL);
   try {
     const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
     const current = await registry.getBackend();

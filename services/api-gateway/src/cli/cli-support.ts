@@ -1,6 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { coreEnvShape, isAppError, loadConfig } from 'memory-core';
+import { connectRedis, coreEnvShape, isAppError, loadConfig } from 'memory-core';
 
 /** The settings the command-line tools read: the same variables as the services. */
 export function loadCliConfig() {
@@ -14,22 +14,8 @@ export class UsageError extends Error {
 }
 
 /** A Redis connection that fails within a few seconds, with one clear line, when Redis is down. */
-export async function connectRedis(url: string): Promise<Redis> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-    retryStrategy: (times) => (times > 3 ? null : 300),
-  });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-  } catch (error) {
-    redis.disconnect();
-    throw new Error(
-      `Redis does not answer at ${url}: ${error instanceof Error ? error.message : String(error)}`,
-    );
-  }
-  return redis;
+export function connectCliRedis(url: string): Promise<Redis> {
+  return connectRedis(url, 'worker', 5_000);
 }
 
 export const print = (line = '') => void process.stdout.write(`${line}\n`);

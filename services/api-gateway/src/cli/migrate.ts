@@ -14,7 +14,7 @@ import {
   type MigrationResult,
   type RollbackResult,
 } from 'memory-core';
-import { connectRedis, loadCliConfig, print, printError, runCli, UsageError } from './cli-support';
+import { connectCliRedis, loadCliConfig, print, printError, runCli, UsageError } from './cli-support';
 
 const USAGE = `Moves memories from Chroma to PostgreSQL as a job on the embedding worker.
 
@@ -309,7 +309,7 @@ async function main(argv: string[]): Promise<number> {
   };
 
   const config = loadCliConfig();
-  const redis = await connectRedis(config.REDIS_URL);
+  const redis = await connectCliRedis(config.REDIS_URL);
   const queue = new Queue(QueueName.Migration, { connection: redis, prefix: config.QUEUE_PREFIX });
   try {
     if (values.status !== undefined) {

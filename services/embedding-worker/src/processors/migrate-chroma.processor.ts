@@ -1,7 +1,7 @@
 import { DelayedError, Queue, UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { z } from 'zod';
 import {
+  parseJobPayload,
   ChromaCollectionSource,
   ChromaMigration,
   isTransientMigrationError,
@@ -19,13 +19,6 @@ import {
   type MigrationResult,
   type RollbackResult,
 } from 'memory-core';
-
-function payload<S extends z.ZodType>(schema: S, job: Job): z.output<S> {
-  const parsed = schema.safeParse(job.data);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-  throw new UnrecoverableError(`invalid ${job.name} payload: ${problems}`);
-}
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
@@ -102,7 +95,7 @@ export function createMigrateChromaProcessor(
   };
 
   const migrate = async (job: Job, token?: string): Promise<MigrationResult> => {
-    const data = payload(MigrateChromaPayload, job);
+    const data = parseJobPayload(MigrateChromaPayload, job);
     const migration = requireEngine();
     const log = logger.child({
       jobId: job.id,
@@ -142,7 +135,7 @@ export function createMigrateChromaProcessor(
   };
 
   const rollback = async (job: Job): Promise<RollbackResult> => {
-    const data = payload(RollbackMigrationPayload, job);
+    const data = parseJobPayload(RollbackMigrationPayload, job);
     const migration = requireEngine();
     await checkpoints.requestCancel(data.migration_id);
     const running = await queue.getJob(jobIds.migration(data.migration_id));

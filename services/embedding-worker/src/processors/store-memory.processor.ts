@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
-import type { z } from 'zod';
 import {
+  parseJobPayload,
   isAppError,
   JobName,
   StoreMemoryBatchPayload,
@@ -14,21 +14,13 @@ import type { MicroBatcher } from '../micro-batcher';
 /** Memories of a batch job submitted per progress step. */
 const PROGRESS_STEP = 100;
 
-function payload<S extends z.ZodType>(schema: S, job: Job): z.output<S> {
-  const parsed = schema.safeParse(job.data);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-  // Retrying cannot fix a payload: fail for good, visible in Bull Board with this reason.
-  throw new UnrecoverableError(`invalid ${job.name} payload: ${problems}`);
-}
-
 function memoriesOf(job: Job): { userId: string; requestId?: string; memories: QueuedMemory[] } {
   if (job.name === JobName.StoreMemory) {
-    const data = payload(StoreMemoryPayload, job);
+    const data = parseJobPayload(StoreMemoryPayload, job);
     return { userId: data.user_id, requestId: data.request_id, memories: [data.memory] };
   }
   if (job.name === JobName.StoreMemoryBatch) {
-    const data = payload(StoreMemoryBatchPayload, job);
+    const data = parseJobPayload(StoreMemoryBatchPayload, job);
     return { userId: data.user_id, requestId: data.request_id, memories: data.memories };
   }
   throw new UnrecoverableError(`unknown job name "${job.name}"`);
