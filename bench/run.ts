@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
@@ -46,7 +46,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       hnswBuildTimeoutMs: 40 * 60_000,
       loadChunk: 10_000,
     },
-    migration: { records: full ? 20_000 : 500, batchSize: 500 },
+    migration: { records: full ? 20_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
     output: {
       markdown: path.join(repoRoot, full ? 'BENCHMARKS.md' : 'bench/results/BENCHMARKS.quick.md'),
       json: path.join(repoRoot, `bench/results/${mode}.json`),
@@ -55,7 +55,11 @@ export function defaultOptions(mode: Mode): BenchOptions {
   };
 }
 
-/** `--quick` or `--full` (default), `--sections a,b`, `--sizes 10000,100000`, `--out FILE.md`. */
+/**
+ * `--quick` or `--full` (default), `--sections a,b`, `--sizes 10000,100000`, `--runs N`,
+ * `--chroma-max N`, `--out FILE.md`, `--reuse RESULTS.json` (keep the other sections' results),
+ * `--render RESULTS.json` (only write the report of saved results).
+ */
 export function parseArgs(argv: string[]): BenchOptions {
   const mode: Mode = argv.includes('--quick') ? 'quick' : 'full';
   const options = defaultOptions(mode);
@@ -84,8 +88,16 @@ export function parseArgs(argv: string[]): BenchOptions {
   return options;
 }
 
-/** Runs the selected sections and writes the report; returns the results. */
-export async function runBench(options: BenchOptions, quiet = false): Promise<BenchResults> {
+/**
+ * Runs the selected sections and writes the report; returns the results. With `previous`, the
+ * sections not selected keep their results from an earlier run (e.g. one section re-run at a quieter
+ * time); the report then says which sections came from which run.
+ */
+export async function runBench(
+  options: BenchOptions,
+  quiet = false,
+  previous?: BenchResults,
+): Promise<BenchResults> {
   const started = Date.now();
   const progress = (message: string) => {
     if (!quiet) process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${message}\n`);
@@ -101,12 +113,21 @@ export async function runBench(options: BenchOptions, quiet = false): Promise<Be
     environment: await environment(),
     corpus: { source: ctx.corpus.source, texts: ctx.corpus.texts.length },
   };
+  if (previous) {
+    const kept = SECTIONS.filter((name) => !options.sections.includes(name) && previous[name] !== undefined);
+    for (const name of kept) Object.assign(results, { [name]: previous[name] });
+    results.merged = { from: previous.environment, sections: kept, durationS: previous.durationS };
+  }
   progress(
     `mode ${options.mode}; load ${results.environment.loadAtStart.join(' ')}; corpus ${ctx.corpus.texts.length} texts`,
   );
   const save = () => {
     mkdirSync(path.dirname(options.output.json), { recursive: true });
     writeFileSync(options.output.json, JSON.stringify(results, null, 2));
+  };
+  ctx.saveProgress = (section, value) => {
+    Object.assign(results, { [section]: value });
+    save();
   };
   if (options.sections.includes('embedding')) results.embedding = await runEmbedding(ctx);
   save();
@@ -128,8 +149,28 @@ export async function runBench(options: BenchOptions, quiet = false): Promise<Be
   return results;
 }
 
+/** Writes the report of saved results again (after a change to the report's wording). */
+export function renderSaved(jsonPath: string, markdownPath?: string): string {
+  const results = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchResults;
+  const target = markdownPath ?? results.options.output.markdown;
+  writeFileSync(target, renderReport(results));
+  return target;
+}
+
 if (require.main === module) {
-  runBench(parseArgs(process.argv.slice(2))).then(
+  const argv = process.argv.slice(2);
+  const render = argv.indexOf('--render');
+  if (render >= 0) {
+    const out = argv.indexOf('--out');
+    console.log(
+      `wrote ${renderSaved(argv[render + 1]!, out >= 0 ? path.resolve(argv[out + 1]!) : undefined)}`,
+    );
+    process.exit(0);
+  }
+  const reuse = argv.indexOf('--reuse');
+  const previous =
+    reuse >= 0 ? (JSON.parse(readFileSync(argv[reuse + 1]!, 'utf8')) as BenchResults) : undefined;
+  runBench(parseArgs(argv), false, previous).then(
     () => process.exit(0),
     (error: unknown) => {
       console.error(error);

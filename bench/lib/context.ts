@@ -38,7 +38,8 @@ export interface BenchOptions {
     hnswBuildTimeoutMs: number;
     loadChunk: number;
   };
-  migration: { records: number; batchSize: number };
+  /** The first batch size is the engine's default (the goal's figure); the others are for tuning. */
+  migration: { records: number; batchSizes: number[] };
   /** Where BENCHMARKS.md and the JSON results go. */
   output: { markdown: string; json: string };
   /** Sections to run (all by default). */
@@ -54,6 +55,8 @@ export interface BenchContext {
   corpus: Corpus;
   /** Progress on stderr; never part of the report. */
   progress: (message: string) => void;
+  /** Saves a section's results so far (long sections save after each step). */
+  saveProgress?: (section: SectionName, value: unknown) => void;
 }
 
 /** Where each part of the corpus is taken from, so sections never share texts. */

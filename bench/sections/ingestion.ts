@@ -44,6 +44,11 @@ export interface IngestionResults {
   runs: IngestRun[];
   /** Enqueue alone (worker stopped): the gateway's share of the CPU per memory. */
   enqueueOnly: { memories: number; ms: number; perMemoryMs: number };
+  /**
+   * The raw model alone, then again while the adapter upserts records in a loop (batches of 64) in
+   * the same process, run by run: the share of the model's speed that PostgreSQL's writes take.
+   */
+  contended: { alone: number; besideWrites: number; writesPerS: number }[];
   /** Writes alone: the adapter's upsert of the same records in batches of 64, sequentially. */
   writesOnly: { memories: number; ms: number; rate: number };
   rss: { postgres: Record<string, Rss | undefined>; chroma?: Record<string, Rss | undefined> };
@@ -233,8 +238,37 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const w0 = nowMs();
     for (let i = 0; i < records.length; i += 64) await store.upsert(records.slice(i, i + 64));
     const writeMs = nowMs() - w0;
-    await store.close();
     results.writesOnly = { memories: records.length, ms: writeMs, rate: (records.length / writeMs) * 1000 };
+
+    // The model with and without PostgreSQL writing at the same time (the same records again, new
+    // ids): how much of the model's speed the writes take on this machine.
+    progress('ingestion: raw model alone and beside writes');
+    const contended: IngestionResults['contended'] = [];
+    for (let r = 0; r < options.runs; r += 1) {
+      const alone = await rawRate(texts);
+      let writing = true;
+      let written = 0;
+      const writer = (async () => {
+        for (let k = 0; writing; k += 64) {
+          // A new session each pass over the records, so that no write is skipped as a duplicate.
+          const session = `contended-${r}-${Math.floor(k / records.length)}`;
+          const i = k % records.length;
+          const batch = records
+            .slice(i, i + 64)
+            .map((rec) => ({ ...rec, id: randomUUID(), session_id: session }));
+          await store.upsert(batch);
+          written += batch.length;
+        }
+      })();
+      const t0 = nowMs();
+      const beside = await rawRate(texts);
+      const elapsed = nowMs() - t0;
+      writing = false;
+      await writer;
+      contended.push({ alone, besideWrites: beside, writesPerS: (written / elapsed) * 1000 });
+    }
+    results.contended = contended;
+    await store.close();
 
     const allVariants: Variant[] = [
       { name: PREVIOUS, env: { EMBEDDING_BATCH_SIZE: '64' }, requests: 'batch' },
@@ -244,8 +278,10 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: 'MICRO_BATCH_SIZE=16', env: { MICRO_BATCH_SIZE: '16' }, requests: 'batch' },
       { name: 'MICRO_BATCH_SIZE=256', env: { MICRO_BATCH_SIZE: '256' }, requests: 'batch' },
       { name: 'WORKER_CONCURRENCY=1', env: { WORKER_CONCURRENCY: '1' }, requests: 'batch' },
+      { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'batch' },
       { name: DEFAULTS, env: {}, requests: 'single' },
       { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
+      { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
     ];
     const variants = allVariants.filter((v) => options.mode === 'full' || QUICK_VARIANTS.has(v.name));
     for (const variant of variants) {

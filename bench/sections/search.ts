@@ -27,6 +27,8 @@ export interface SizeResult {
   load: {
     pgMs: number;
     pgRowsPerS: number;
+    /** Whether the PostgreSQL load went into a table with the HNSW index in place. */
+    pgWithIndex?: boolean;
     chromaMs?: number;
     chromaRowsPerS?: number;
     chromaCount?: number;
@@ -176,8 +178,9 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
     for (const size of o.sizes) {
       const withChroma = size <= o.chromaMaxSize;
       progress(`search ${size}: loading (${withChroma ? 'PostgreSQL and Chroma' : 'PostgreSQL only'})`);
-      // PostgreSQL first, then Chroma: Chroma indexes in the background after `add` returns, and
-      // would otherwise take CPU from the PostgreSQL load being timed.
+      // PostgreSQL first, without the HNSW index (built once loaded), then Chroma: Chroma indexes in
+      // the background after `add` returns, and would otherwise take CPU from the PostgreSQL load.
+      await db.dropHnsw();
       let t0 = nowMs();
       for (let start = loaded; start < size; start += o.loadChunk) {
         await db.insertDirect(dataset.records(start, Math.min(size, start + o.loadChunk)));
@@ -194,7 +197,6 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
       }
       const added = size - loaded;
       loaded = size;
-      await db.dropHnsw();
       progress(`search ${size}: building HNSW`);
       const hnsw = await db.buildHnsw(o.hnsw, o.hnswBuildTimeoutMs);
       if (!hnsw.completed) {
@@ -223,6 +225,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
         load: {
           pgMs,
           pgRowsPerS: (added / pgMs) * 1000,
+          pgWithIndex: false,
           ...(withChroma && chromaMs > 0 ? { chromaMs, chromaRowsPerS: (added / chromaMs) * 1000 } : {}),
           ...(withChroma ? { chromaCount: await chroma.count() } : {}),
         },
@@ -234,6 +237,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
         rss: {},
       };
       results.sizes.push(sizeResult);
+      ctx.saveProgress?.('search', results);
       const truth = await measureStoreLevel(
         ctx,
         db,

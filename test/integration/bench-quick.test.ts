@@ -62,6 +62,11 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     }
     const single = runs.filter((r) => r.variant === 'MICRO_BATCH_SIZE=1' && r.requests === 'batch');
     for (const run of single) expect(run.meanBatch).toBe(1);
+    for (const c of results.ingestion!.contended) {
+      expect(c.alone).toBeGreaterThan(0);
+      expect(c.besideWrites).toBeGreaterThan(0);
+      expect(c.writesPerS).toBeGreaterThan(0);
+    }
   });
 
   it('answers every single store with 201, with each worker setting', () => {
