@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger } from 'memory-core';
@@ -116,8 +117,17 @@ export async function runBench(
   if (previous) {
     const kept = SECTIONS.filter((name) => !options.sections.includes(name) && previous[name] !== undefined);
     for (const name of kept) Object.assign(results, { [name]: previous[name] });
-    results.merged = { from: previous.environment, sections: kept, durationS: previous.durationS };
+    // Sections the previous report had kept from still earlier runs stay attributed to those.
+    const earlier = (previous.merged ?? [])
+      .map((m) => ({ ...m, sections: m.sections.filter((name) => kept.includes(name as SectionName)) }))
+      .filter((m) => m.sections.length > 0);
+    const own = kept.filter((name) => !earlier.some((m) => m.sections.includes(name)));
+    results.merged = [
+      ...earlier,
+      ...(own.length ? [{ from: previous.environment, sections: own, durationS: previous.durationS }] : []),
+    ];
   }
+
   progress(
     `mode ${options.mode}; load ${results.environment.loadAtStart.join(' ')}; corpus ${ctx.corpus.texts.length} texts`,
   );
@@ -141,40 +151,58 @@ export async function runBench(
   results.environment.loadAtEnd = loadAverage();
   results.durationS = (Date.now() - started) / 1000;
   save();
-  mkdirSync(path.dirname(options.output.markdown), { recursive: true });
-  writeFileSync(options.output.markdown, renderReport(results));
+  await writeReport(results, options.output.markdown);
   progress(
     `wrote ${path.relative(process.cwd(), options.output.markdown)} in ${results.durationS.toFixed(0)} s`,
   );
   return results;
 }
 
+/**
+ * The report, formatted as the repository's Prettier settings want it (`npm run lint` checks it).
+ * Prettier runs as its CLI: its API loads ES modules, which jest's CommonJS runtime cannot.
+ */
+async function writeReport(results: BenchResults, target: string): Promise<void> {
+  const markdown = renderReport(results);
+  const formatted = execFileSync(
+    process.execPath,
+    [path.join(repoRoot, 'node_modules/prettier/bin/prettier.cjs'), '--stdin-filepath', 'BENCHMARKS.md'],
+    { cwd: repoRoot, input: markdown, encoding: 'utf8' },
+  );
+  mkdirSync(path.dirname(target), { recursive: true });
+  writeFileSync(target, formatted);
+}
+
 /** Writes the report of saved results again (after a change to the report's wording). */
-export function renderSaved(jsonPath: string, markdownPath?: string): string {
+export async function renderSaved(jsonPath: string, markdownPath?: string): Promise<string> {
   const results = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchResults;
   const target = markdownPath ?? results.options.output.markdown;
-  writeFileSync(target, renderReport(results));
+  await writeReport(results, target);
   return target;
 }
 
-if (require.main === module) {
-  const argv = process.argv.slice(2);
-  const render = argv.indexOf('--render');
-  if (render >= 0) {
-    const out = argv.indexOf('--out');
-    console.log(
-      `wrote ${renderSaved(argv[render + 1]!, out >= 0 ? path.resolve(argv[out + 1]!) : undefined)}`,
-    );
-    process.exit(0);
-  }
-  const reuse = argv.indexOf('--reuse');
-  const previous =
-    reuse >= 0 ? (JSON.parse(readFileSync(argv[reuse + 1]!, 'utf8')) as BenchResults) : undefined;
-  runBench(parseArgs(argv), false, previous).then(
+function exitWhenDone(work: Promise<unknown>): void {
+  work.then(
     () => process.exit(0),
     (error: unknown) => {
       console.error(error);
       process.exit(1);
     },
   );
+}
+
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  const value = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
+  const render = value('--render');
+  const reuse = value('--reuse');
+  const out = value('--out');
+  if (render) {
+    exitWhenDone(
+      renderSaved(render, out ? path.resolve(out) : undefined).then((t) => console.log(`wrote ${t}`)),
+    );
+  } else {
+    const previous = reuse ? (JSON.parse(readFileSync(reuse, 'utf8')) as BenchResults) : undefined;
+    exitWhenDone(runBench(parseArgs(argv), false, previous));
+  }
 }
