@@ -11,25 +11,13 @@ import {
   type MemoryRecord,
   type Metadata,
 } from 'memory-core';
-import { servers, uniqueName } from '../setup/servers';
+import { servers, uniqueName, seededRandom } from '../setup/servers';
 
 jest.setTimeout(120_000);
 
 const logger = createLogger({ service: 'test', level: 'silent' });
 const chromaUrl = new URL(servers.chromaUrl);
 const rawClient = () => new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port || 80) });
-
-/** A small deterministic PRNG, so a failing property case can be replayed from its seed. */
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomVector(rand: () => number): Float32Array {
   const v = Float32Array.from({ length: 384 }, () => rand() * 2 - 1);
@@ -195,7 +183,7 @@ describe('ChromaMemoryStore (real Chroma server)', () => {
   });
 
   it('stores embeddings exactly as given and reports similarity = 1 - cosine distance', async () => {
-    const rand = prng(7);
+    const rand = seededRandom(7);
     const a = record({ content: 'vector a', user_id: 'u-vec' }, rand);
     const b = record({ content: 'vector b', user_id: 'u-vec' }, rand);
     await store.upsert([a, b]);
@@ -353,7 +341,7 @@ describe('ChromaMemoryStore (real Chroma server)', () => {
 describe('ChromaMemoryStore filters agree with matchesFilter (property test, real Chroma server)', () => {
   const collection = uniqueName('chroma_filters');
   const seed = Number(process.env.FILTER_SEED ?? 20240501);
-  const rand = prng(seed);
+  const rand = seededRandom(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
 
   // Small pools so that random filters hit often; strings that look like numbers and booleans,

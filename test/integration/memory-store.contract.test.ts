@@ -15,7 +15,7 @@ import {
   type MemoryStore,
   type SearchMode,
 } from 'memory-core';
-import { createTestSchema, servers, uniqueName } from '../setup/servers';
+import { createTestSchema, servers, uniqueName, seededRandom } from '../setup/servers';
 
 /**
  * The one contract every MemoryStore keeps, run against the real backends: PostgreSQL+pgvector (a
@@ -112,18 +112,6 @@ function chromaBackend(): Backend {
 }
 
 // ---- test data ---------------------------------------------------------------------------------
-
-/** mulberry32: a small seeded generator, so every run stores and queries the same vectors. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A random direction (Gaussian coordinates, normalised): uniform on the unit sphere. */
 function randomUnitVector(random: () => number): Float32Array {

@@ -23,7 +23,7 @@ import {
   type MigrationTarget,
   type ScopeCounts,
 } from 'memory-core';
-import { createTestSchema, servers, testModel, uniqueName } from '../setup/servers';
+import { createTestSchema, servers, testModel, uniqueName, seededRandom } from '../setup/servers';
 
 /**
  * The Chroma → PostgreSQL migration engine against real servers: Chroma holds 5,000 memories in the
@@ -37,17 +37,6 @@ const logger = createLogger({ service: 'migration-test', level: 'silent' });
 const CLOSED_PORT = 'postgres://memory:memory@127.0.0.1:1/memory';
 const chromaUrl = new URL(servers.chromaUrl);
 const rawChroma = () => new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port || 80) });
-
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   'wisdom river mountain memory garden patience courage silence harvest lantern compass journey ' +
@@ -145,7 +134,7 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
     await chroma.initialize();
 
     // 5,000 memories of two users across 12 sessions, 4 projects (and none), 4 content types.
-    const rand = prng(42);
+    const rand = seededRandom(42);
     const contents = Array.from(
       { length: TOTAL },
       (_, i) => `${sentence(rand, 6 + Math.floor(rand() * 10))} (${i})`,
@@ -298,7 +287,7 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
     });
 
     it('search on PostgreSQL then returns what search on Chroma returns for the same query vectors', async () => {
-      const rand = prng(7);
+      const rand = seededRandom(7);
       const queries = await embedder.embed(Array.from({ length: 25 }, () => sentence(rand, 4)));
       const filters = [
         { user_id: '1' },
@@ -423,7 +412,7 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
         embeddingFunction: null,
         configuration: { hnsw: { space: 'cosine' } },
       });
-      const rand = prng(99);
+      const rand = seededRandom(99);
       const docs = ids.map((_, i) => `${sentence(rand, 5 + (i % 9))} [${i}]`);
       const metadatas = ids.map((_, i) => ({
         owner: 7 + (i % 2),
