@@ -78,6 +78,8 @@ function failingTarget(
     status: () => inner.status(),
     findByIds: (ids, options) => inner.findByIds(ids, options),
     deleteByMigration: (id) => inner.deleteByMigration(id),
+    dropVectorIndex: () => inner.dropVectorIndex(),
+    buildVectorIndex: () => inner.buildVectorIndex(),
     upsert: async (records) => {
       calls += 1;
       if (calls !== failOnCall) return inner.upsert(records);
@@ -117,6 +119,9 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
     });
   const count = async (where = 'true', s = schema.schema) =>
     Number((await sql.query(`SELECT count(*) AS n FROM ${s}.memories WHERE ${where}`)).rows[0].n);
+  const hnswIndexIn = async (s: string) =>
+    (await sql.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`${s}.memories_embedding_hnsw_idx`]))
+      .rows[0].present as boolean;
 
   beforeAll(async () => {
     schema = await createTestSchema('migration');
@@ -245,7 +250,11 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
         failed: 0,
         copied_embeddings: TOTAL - 1,
         re_embedded: 0,
+        // PostgreSQL already held memories: the index stays, rows go into it one batch at a time.
+        index_deferred: false,
+        index_build_ms: 0,
       });
+      expect(await hnswIndexIn(schema.schema)).toBe(true);
       expect(stats.records_per_second).toBeGreaterThan(0);
       expect(migrated.state).toBe('completed');
       expect(migrated.verification).toMatchObject({ verified: true, differences: [] });
@@ -366,13 +375,23 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
         });
         expect(await count('true', fresh.schema)).toBe(1_600);
         expect((await checkpoints.load('resume-1'))?.offset).toBe(1_200);
+        // An empty table loads without the HNSW index; a run that will be retried leaves it to the retry.
+        expect(await hnswIndexIn(fresh.schema)).toBe(false);
 
         const result = await engine({ target }).run({
           migration_id: 'resume-1',
           collection,
           batch_size: 400,
         });
-        expect(result.stats).toMatchObject({ read: TOTAL, written: TOTAL, skipped: 0, failed: 0 });
+        expect(result.stats).toMatchObject({
+          read: TOTAL,
+          written: TOTAL,
+          skipped: 0,
+          failed: 0,
+          index_deferred: true,
+        });
+        expect(result.stats.index_build_ms).toBeGreaterThan(0);
+        expect(await hnswIndexIn(fresh.schema)).toBe(true);
         expect(result.verification?.verified).toBe(true);
         expect(await count('true', fresh.schema)).toBe(TOTAL);
         expect(await count(`migration_id = 'resume-1'`, fresh.schema)).toBe(TOTAL);

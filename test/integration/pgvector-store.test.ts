@@ -88,7 +88,7 @@ describe('PostgreSQL migrations', () => {
       indexes.rows.map((r: { indexname: string; indexdef: string }) => [r.indexname, r.indexdef]),
     );
     expect(defs.memories_embedding_hnsw_idx).toMatch(
-      /USING hnsw \(embedding vector_cosine_ops\) WITH \(m='16', ef_construction='64'\)/,
+      /USING hnsw \(\(\(embedding\)::halfvec\(384\)\) halfvec_cosine_ops\) WITH \(m='16', ef_construction='64'\)/,
     );
     expect(defs.memories_dedup_key).toMatch(
       /UNIQUE INDEX .* \(user_id, COALESCE\(session_id, ''::text\), COALESCE\(project_id, \(0\)::bigint\), content_hash\)/,
@@ -108,7 +108,7 @@ describe('PostgreSQL migrations', () => {
   it('creates a schema that does not exist yet', async () => {
     const name = `${schema.schema}_new`;
     try {
-      expect(await runMigrations(pool, { schema: name }, logger)).toEqual(['0001']);
+      expect(await runMigrations(pool, { schema: name }, logger)).toEqual(['0001', '0002']);
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
     }
@@ -192,9 +192,41 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
   it('status names the HNSW index and the server and pgvector versions', async () => {
     const status = await store.status();
     expect(status.index).toMatch(
-      /^hnsw \(vector_cosine_ops, m=16, ef_construction=64\); ef_search=200, iterative_scan=relaxed_order/,
+      /^hnsw \(halfvec_cosine_ops, m=16, ef_construction=64\); ef_search=200, overfetch=2, iterative_scan=relaxed_order/,
     );
     expect(status.versions).toEqual({ postgres: expect.stringMatching(/^15\./), pgvector: '0.8.0' });
+  });
+
+  it('drops the HNSW index for a bulk load and builds it again exactly as the migrations define it', async () => {
+    const definition = async () => {
+      const client = new Client({ connectionString: servers.databaseUrl });
+      await client.connect();
+      try {
+        const result = await client.query<{ indexdef: string | null }>(
+          `SELECT (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'memories_embedding_hnsw_idx') AS indexdef`,
+          [schema.schema],
+        );
+        return result.rows[0]!.indexdef;
+      } finally {
+        await client.end();
+      }
+    };
+    const migrated = await definition();
+    expect(migrated).toMatch(/halfvec_cosine_ops/);
+    await store.upsert([record('u-bulk', 'one'), record('u-bulk', 'three')]);
+
+    expect(await store.dropVectorIndex()).toBe(true);
+    expect(await store.dropVectorIndex()).toBe(false);
+    expect(await definition()).toBeNull();
+    expect((await store.status()).index).toMatch(/^no HNSW index \(exact scans only\)/);
+    // Searches stay correct without it.
+    expect(
+      (await store.search(record('u-bulk', 'one').embedding, 1, { user_id: 'u-bulk' }))[0]!.content,
+    ).toBe('one');
+
+    expect(await store.buildVectorIndex()).toBeGreaterThan(0);
+    expect(await definition()).toBe(migrated);
+    expect(await store.buildVectorIndex()).toBe(0);
   });
 
   it('status says when the schema has not been initialized', async () => {

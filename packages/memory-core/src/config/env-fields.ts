@@ -53,6 +53,8 @@ export const coreEnvShape = {
   DEFAULT_USER_ID: z.string().min(1).max(128).default('1'),
   /** 200: recall@10 ≥ 0.95 with a user filter at 100k memories, where 100 gave 0.947 (BENCHMARKS.md). */
   HNSW_EF_SEARCH: intVar(200, 10, 1000),
+  /** HNSW candidates per result, re-ranked by exact distance (the store's `overfetch`, BENCHMARKS.md). */
+  HNSW_OVERFETCH: intVar(2, 1, 10),
 };
 
 /** Variables of the processes that load the embedding model (worker, search service). */

@@ -141,6 +141,12 @@ export interface MigrationStats {
   re_embedded_by_reason: Partial<Record<'requested' | 'missing' | 'dimension' | 'model', number>>;
   /** Vectors copied as they were. */
   copied_embeddings: number;
+  /**
+   * Whether rows were loaded without the HNSW index, built once at the end (when PostgreSQL held no
+   * memories at the start), and how long that build took.
+   */
+  index_deferred?: boolean;
+  index_build_ms?: number;
   /** Time spent working, summed over resumed attempts. */
   duration_ms: number;
   records_per_second: number;
@@ -196,7 +202,7 @@ export interface MigrationResult {
 /** What a migration job reports as progress. */
 export interface MigrationProgress {
   migration_id: string;
-  phase: 'counting' | 'migrating' | 'verifying' | 'done';
+  phase: 'counting' | 'migrating' | 'indexing' | 'verifying' | 'done';
   done: number;
   total: number;
   written: number;

@@ -1,5 +1,6 @@
 import pino from 'pino';
 import type { Embedder } from '../embedding/embedder';
+import { ConflictError } from '../errors';
 import type { MemoryRecord } from '../memory/memory.schemas';
 import type { UpsertResult } from '../storage/memory-store';
 import { ChromaMigration, type MigrationTarget } from './chroma-migration';
@@ -29,9 +30,23 @@ function fakeSource(rows: SourceRow[]): MigrationSource {
 
 function fakeTarget() {
   const rows = new Map<string, MemoryRecord>();
+  /** The vector index's life: what the engine asked of it, in order. */
+  const index = { present: true, events: [] as string[] };
   const target: MigrationTarget = {
     initialize: async () => undefined,
-    status: async () => ({ backend: 'postgres', reachable: true }),
+    status: async () => ({ backend: 'postgres', reachable: true, memory_count: rows.size }),
+    dropVectorIndex: async () => {
+      index.events.push('drop');
+      const had = index.present;
+      index.present = false;
+      return had;
+    },
+    buildVectorIndex: async () => {
+      index.events.push(index.present ? 'build (present)' : 'build');
+      const ms = index.present ? 0 : 5;
+      index.present = true;
+      return ms;
+    },
     upsert: async (records): Promise<UpsertResult[]> =>
       records.map((r) => {
         const status = rows.has(r.id) ? 'updated' : 'created';
@@ -45,7 +60,7 @@ function fakeTarget() {
       return mine.length;
     },
   };
-  return { target, rows };
+  return { target, rows, index };
 }
 
 const embedder: Embedder = {
@@ -133,5 +148,86 @@ describe('ChromaMigration (fakes)', () => {
     expect(stored.size).toBe(4);
     expect(await migration.rollback('m3')).toEqual({ migration_id: 'm3', removed: 4 });
     expect(stored.size).toBe(0);
+  });
+
+  describe('the HNSW index during a bulk load', () => {
+    const migrationOf = (target: MigrationTarget, checkpoints = new InMemoryMigrationCheckpoints()) =>
+      new ChromaMigration({
+        source: fakeSource(Array.from({ length: 10 }, (_, i) => row(i))),
+        target,
+        checkpoints,
+        embedder,
+        logger,
+        defaults: { collection: 'c', userId: '1' },
+      });
+
+    it('loads an empty table without the index and builds it once, before verifying', async () => {
+      const { target, index } = fakeTarget();
+      const phases: string[] = [];
+      const result = await migrationOf(target).run(
+        { migration_id: 'b1', batch_size: 3 },
+        { onProgress: (p) => void (phases.at(-1) !== p.phase && phases.push(p.phase)) },
+      );
+      expect(index.events).toEqual(['drop', 'build']);
+      expect(index.present).toBe(true);
+      expect(result.stats).toMatchObject({ written: 10, index_deferred: true, index_build_ms: 5 });
+      expect(phases).toEqual(['counting', 'migrating', 'indexing', 'verifying', 'done']);
+    });
+
+    it('keeps the index of a table that already holds memories', async () => {
+      const { target, rows, index } = fakeTarget();
+      const other = row(99);
+      rows.set('held', { ...(other as unknown as MemoryRecord), id: 'held', embedding: other.embedding! });
+      const result = await migrationOf(target).run({ migration_id: 'b2', batch_size: 3 });
+      expect(index.events).toEqual([]);
+      expect(result.stats).toMatchObject({ written: 10, index_deferred: false, index_build_ms: 0 });
+    });
+
+    it('rebuilds the index when the migration fails for good, not when it pauses', async () => {
+      const { target, index } = fakeTarget();
+      const controller = new AbortController();
+      const checkpoints = new InMemoryMigrationCheckpoints();
+      await expect(
+        migrationOf(target, checkpoints).run(
+          { migration_id: 'b3', batch_size: 3 },
+          { signal: controller.signal, onProgress: (p) => void (p.done === 3 && controller.abort()) },
+        ),
+      ).rejects.toMatchObject({ code: 'migration_paused' });
+      expect(index).toMatchObject({ present: false, events: ['drop'] });
+
+      // Resumed: still a bulk load (the table is no longer empty), built at the end.
+      const resumed = await migrationOf(target, checkpoints).run({ migration_id: 'b3', batch_size: 3 });
+      expect(resumed.stats).toMatchObject({ written: 10, index_deferred: true });
+      expect(index).toMatchObject({ present: true, events: ['drop', 'drop', 'build'] });
+
+      // A conflict is not retried: the index comes back before the error is reported.
+      const { target: fresh, index: freshIndex } = fakeTarget();
+      const conflict: MigrationTarget = {
+        ...fresh,
+        upsert: async (records) => {
+          if (records.some((r) => r.id.endsWith('4')))
+            throw new ConflictError('owned by another user', undefined, 'id_conflict');
+          return fresh.upsert(records);
+        },
+      };
+      await expect(migrationOf(conflict).run({ migration_id: 'b4', batch_size: 3 })).rejects.toMatchObject({
+        code: 'id_conflict',
+      });
+      expect(freshIndex).toMatchObject({ present: true, events: ['drop', 'build'] });
+    });
+
+    it('leaves the index built after a rollback', async () => {
+      const { target, index } = fakeTarget();
+      const checkpoints = new InMemoryMigrationCheckpoints();
+      await expect(
+        migrationOf(target, checkpoints).run(
+          { migration_id: 'b5', batch_size: 3 },
+          { onProgress: async (p) => void (p.done === 6 && (await checkpoints.requestCancel('b5'))) },
+        ),
+      ).rejects.toMatchObject({ code: 'migration_cancelled' });
+      await migrationOf(target, checkpoints).rollback('b5');
+      expect(index.present).toBe(true);
+      expect(index.events[0]).toBe('drop');
+    });
   });
 });

@@ -8,6 +8,7 @@ export interface StoreSettings {
   DATABASE_URL?: string | undefined;
   DATABASE_SCHEMA: string;
   HNSW_EF_SEARCH: number;
+  HNSW_OVERFETCH: number;
   CHROMA_URL: string;
   CHROMA_COLLECTION: string;
 }
@@ -25,6 +26,7 @@ export function createMemoryStore(
         connectionString: settings.DATABASE_URL,
         schema: settings.DATABASE_SCHEMA,
         efSearch: settings.HNSW_EF_SEARCH,
+        overfetch: settings.HNSW_OVERFETCH,
       },
       logger,
     );

@@ -26,6 +26,7 @@ export interface MigrationSettings {
   DATABASE_URL?: string | undefined;
   DATABASE_SCHEMA: string;
   HNSW_EF_SEARCH: number;
+  HNSW_OVERFETCH: number;
   CHROMA_URL: string;
   CHROMA_COLLECTION: string;
   DEFAULT_USER_ID: string;
@@ -49,6 +50,7 @@ export function createMigration(
           connectionString: settings.DATABASE_URL,
           schema: settings.DATABASE_SCHEMA,
           efSearch: settings.HNSW_EF_SEARCH,
+          overfetch: settings.HNSW_OVERFETCH,
           poolSize: 4,
         },
         logger.child({ module: 'migration-target' }),

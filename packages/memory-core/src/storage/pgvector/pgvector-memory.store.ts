@@ -30,6 +30,15 @@ export interface PgvectorStoreOptions {
    * results, and faster than the graph for small scopes. @defaultValue 5000
    */
   exactScanThreshold?: number;
+  /**
+   * An HNSW search takes `k × overfetch` candidates from the (half-precision) index and keeps the `k`
+   * nearest by exact distance. Candidates of a relaxed-order iterative scan are not the scope's
+   * nearest in order, so asking for a few more raises recall, most for filtered searches.
+   * @defaultValue 2
+   */
+  overfetch?: number;
+  /** `maintenance_work_mem` of an HNSW build after a bulk load (`buildVectorIndex`). @defaultValue '1GB' */
+  indexBuildMemory?: string;
   /** How far an iterative HNSW scan may go to find `k` rows that pass the filter. @defaultValue 20000 */
   maxScanTuples?: number;
   /** Stored for records that do not name their embedding model. */
@@ -48,6 +57,11 @@ export type SearchMode = 'exact' | 'hnsw';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEDUP_CONSTRAINT = 'memories_dedup_key';
 const HNSW_INDEX = 'memories_embedding_hnsw_idx';
+/**
+ * The HNSW index as `infra/migrations/0002_halfvec_hnsw.sql` creates it, for rebuilding it after a
+ * bulk load (`buildVectorIndex`); a test checks that both give the same definition.
+ */
+const HNSW_INDEX_METHOD = `hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)`;
 const UPSERT_ATTEMPTS = 3;
 
 interface MemoryRow {
@@ -123,6 +137,8 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly efSearch: number;
   private readonly exactScanThreshold: number;
   private readonly maxScanTuples: number;
+  private readonly overfetch: number;
+  private readonly indexBuildMemory: string;
   private readonly t: { memories: string; projects: string; sessions: string; users: string };
 
   constructor(
@@ -139,6 +155,8 @@ export class PgvectorMemoryStore implements MemoryStore {
       users: `${s}.users`,
     };
     this.efSearch = positiveInt(options.efSearch ?? 200, 'efSearch');
+    this.overfetch = positiveInt(options.overfetch ?? 2, 'overfetch');
+    this.indexBuildMemory = options.indexBuildMemory ?? '1GB';
     this.exactScanThreshold = Math.max(0, Math.floor(options.exactScanThreshold ?? 5000));
     this.maxScanTuples = positiveInt(options.maxScanTuples ?? 20_000, 'maxScanTuples');
     if (options.pool) {
@@ -475,7 +493,7 @@ export class PgvectorMemoryStore implements MemoryStore {
               set_config('hnsw.max_scan_tuples', $2, true),
               set_config('enable_sort', 'off', true),
               set_config('jit', 'off', true)`,
-      [String(Math.min(1000, Math.max(this.efSearch, k))), String(this.maxScanTuples)],
+      [String(Math.min(1000, Math.max(this.efSearch, k * this.overfetch))), String(this.maxScanTuples)],
     );
   }
 
@@ -486,7 +504,7 @@ export class PgvectorMemoryStore implements MemoryStore {
     const n = plan.filterValues.length;
     const vec = `$${n + 1}::vector`;
     const k = `$${n + 2}::int`;
-    const values = [...plan.filterValues, plan.vector, plan.k];
+    const values: unknown[] = [...plan.filterValues, plan.vector, plan.k];
     const columns = this.columns('m', 'p');
     if (mode === 'exact') {
       // Ordering by an expression the HNSW index cannot serve forces an exact scan of the (small) scope.
@@ -499,20 +517,24 @@ export class PgvectorMemoryStore implements MemoryStore {
         values,
       };
     }
-    // relaxed_order may return rows slightly out of order: materialise, then sort by exact distance
-    // (`+ 0` keeps the planner from trusting the CTE's order).
+    // The index orders by half-precision distance and relaxed_order may return rows slightly out of
+    // order: take k × overfetch candidates, materialise, keep the k nearest by exact distance (`+ 0`
+    // keeps the planner from trusting the CTE's order).
+    values.push(Math.min(MemoryLimits.searchMaxResults * this.overfetch, plan.k * this.overfetch));
+    const half = `$${n + 1}::halfvec(384)`;
     return {
       text: `WITH nearest AS MATERIALIZED (
                SELECT m.id, m.embedding <=> ${vec} AS distance
                FROM ${this.t.memories} m
                WHERE ${plan.filterSql}
-               ORDER BY m.embedding <=> ${vec}
-               LIMIT ${k}
+               ORDER BY m.embedding::halfvec(384) <=> ${half}
+               LIMIT $${n + 3}::int
              )
              SELECT ${columns}, nearest.distance
              FROM nearest JOIN ${this.t.memories} m ON m.id = nearest.id
              LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
-             ORDER BY nearest.distance + 0, m.id`,
+             ORDER BY nearest.distance + 0, m.id
+             LIMIT ${k}`,
       values,
     };
   }
@@ -604,6 +626,44 @@ export class PgvectorMemoryStore implements MemoryStore {
       [migrationId],
     );
     return result.rowCount ?? 0;
+  }
+
+  /**
+   * Drops the HNSW index before a bulk load: PostgreSQL then builds the graph once, from all rows,
+   * several times faster than inserting rows into it one by one (BENCHMARKS.md, migration). Searches
+   * stay correct meanwhile (exact scans). Returns whether there was an index to drop.
+   */
+  async dropVectorIndex(): Promise<boolean> {
+    return this.transaction('drop vector index', async (client) => {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`${this.schema}.${HNSW_INDEX}`]);
+      const existed = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [
+        `${quoteIdent(this.schema)}.${HNSW_INDEX}`,
+      ]);
+      await client.query(`DROP INDEX IF EXISTS ${quoteIdent(this.schema)}.${HNSW_INDEX}`);
+      return Boolean((existed.rows[0] as { present?: boolean } | undefined)?.present);
+    });
+  }
+
+  /**
+   * Builds the HNSW index if it is missing (after a bulk load), with `indexBuildMemory` of
+   * `maintenance_work_mem` for the build (PostgreSQL's parallel workers share it). Writers wait for
+   * the build; readers do not. Returns the build's duration in ms, 0 when the index was there.
+   */
+  async buildVectorIndex(): Promise<number> {
+    return this.transaction('build vector index', async (client) => {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`${this.schema}.${HNSW_INDEX}`]);
+      const existing = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [
+        `${quoteIdent(this.schema)}.${HNSW_INDEX}`,
+      ]);
+      if ((existing.rows[0] as { present?: boolean } | undefined)?.present) return 0;
+      await client.query(`SELECT set_config('maintenance_work_mem', $1, true)`, [this.indexBuildMemory]);
+      await client.query(`SET LOCAL statement_timeout = 0`);
+      const start = performance.now();
+      await client.query(`CREATE INDEX ${HNSW_INDEX} ON ${this.t.memories} USING ${HNSW_INDEX_METHOD}`);
+      const ms = performance.now() - start;
+      this.log.info({ ms: Math.round(ms) }, 'hnsw index built');
+      return ms;
+    });
   }
 
   /**
@@ -700,11 +760,11 @@ export class PgvectorMemoryStore implements MemoryStore {
     if (this.ownsPool) await this.pool.end();
   }
 
-  /** e.g. `hnsw (vector_cosine_ops, m=16, ef_construction=64); ef_search=100, iterative_scan=relaxed_order, exact scan ≤ 5000 rows` */
+  /** e.g. `hnsw (halfvec_cosine_ops, m=16, ef_construction=64); ef_search=200, overfetch=2, iterative_scan=relaxed_order, …` */
   private describeIndex(indexdef: string | null): string {
-    const search = `ef_search=${this.efSearch}, iterative_scan=relaxed_order, max_scan_tuples=${this.maxScanTuples}, exact scan ≤ ${this.exactScanThreshold} rows`;
+    const search = `ef_search=${this.efSearch}, overfetch=${this.overfetch}, iterative_scan=relaxed_order, max_scan_tuples=${this.maxScanTuples}, exact scan ≤ ${this.exactScanThreshold} rows`;
     if (!indexdef) return `no HNSW index (exact scans only); ${search}`;
-    const method = /USING (\w+) \(\w+ (\w+)\)/.exec(indexdef);
+    const method = /USING (\w+) \(.* (\w+_ops)\)/.exec(indexdef);
     const withClause = /WITH \(([^)]*)\)/
       .exec(indexdef)?.[1]
       ?.replace(/'/g, '')
