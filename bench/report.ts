@@ -485,7 +485,9 @@ function searchSection(r: BenchResults, context: Context): string[] {
   const o = r.options.search;
   const l = s.dataset.layout;
   out.push(
-    `Vectors: ${n0(s.dataset.baseTexts)} corpus texts embedded (q8); record i's vector is one of them plus ${l.mix} × another plus Gaussian noise (σ ${l.noise} per dimension), normalised, and its content names both texts, so large sets are made of real embeddings without embedding a million texts (the noise makes them harder for HNSW than real data are likely to be; see the findings); they are written straight to the table (and to Chroma) in chunks, and the HNSW index is built once each size is loaded. ` +
+    (s.dataset.kind === 'embedded'
+      ? `Vectors: every record's vector is the model's own embedding (q8) of its text: the first ${n0(s.dataset.baseTexts)} records are corpus texts, the rest variations that join the first half (in words) of one of them to the second half of another (mean ${n0(s.dataset.meanChars ?? 0)} characters); embedded once and cached under \`.data/bench/embeddings\`${s.dataset.embedSeconds ? ` (this run embedded for ${n0(s.dataset.embedSeconds)} s)` : ''}; written straight to the table (and to Chroma) in chunks, the HNSW index built once each size is loaded. `
+      : `Vectors: ${n0(s.dataset.baseTexts)} corpus texts embedded (q8), mixed two at a time with Gaussian noise (an earlier data set). `) +
       `Record i belongs to user \`bench-u{i mod ${l.users}}\` (10% of the memories each) and to a session of ${l.sessionSize} memories of that user. Queries: ${s.dataset.queries} other corpus texts, embedded. Top-10.`,
   );
   out.push('');
@@ -500,8 +502,8 @@ function searchSection(r: BenchResults, context: Context): string[] {
     out.push('');
     out.push(
       context(
-        `${n0(s.writePaths[0]!.rows)} synthetic records`,
-        `HNSW m=${o.hnsw.m}, ef_construction=${o.hnsw.efConstruction}`,
+        `${n0(s.writePaths[0]!.rows)} records of the search data set`,
+        `HNSW ${s.index ?? 'vector_cosine_ops, m=16, ef_construction=64'}`,
       ),
     );
     out.push('');
@@ -518,7 +520,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
   out.push(
     context(
       'as above',
-      `HNSW m=${o.hnsw.m}, ef_construction=${o.hnsw.efConstruction}, maintenance_work_mem=${o.hnsw.maintenanceWorkMem}, max_parallel_maintenance_workers=${o.hnsw.parallelWorkers}; Chroma collection: cosine, max_neighbors 32, ef_construction 200, ef_search 400 (the adapter's defaults)`,
+      `HNSW ${s.index ?? 'vector_cosine_ops, m=16, ef_construction=64'}, maintenance_work_mem=${o.hnsw.maintenanceWorkMem}, max_parallel_maintenance_workers=${o.hnsw.parallelWorkers}; Chroma collection: cosine, max_neighbors 32, ef_construction 200, ef_search 400 (the adapter's defaults)`,
     ),
   );
   out.push('');
@@ -549,7 +551,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
     out.push(
       context(
         `${n0(z.pgCount)} memories in PostgreSQL${z.load.chromaCount !== undefined ? `, ${n0(z.load.chromaCount)} in Chroma` : ''}; user scope ${n0(z.scope.user)}, session scope ${n0(z.scope.session)}`,
-        `ef_search=${s.efSearch} (HNSW_EF_SEARCH default), hnsw.iterative_scan=relaxed_order, max_scan_tuples=20000, exact scan ≤ 5000 rows; ${o.concurrency} in flight for QPS`,
+        `ef_search=${s.efSearch} (HNSW_EF_SEARCH default), overfetch=${s.overfetch ?? 1} (HNSW_OVERFETCH default), hnsw.iterative_scan=relaxed_order, max_scan_tuples=20000, exact scan ≤ 5000 rows; ${o.concurrency} in flight for QPS`,
       ),
     );
     out.push('');
@@ -586,6 +588,19 @@ function searchSection(r: BenchResults, context: Context): string[] {
       );
       out.push('');
     }
+    if (z.overfetchSweep?.length) {
+      out.push(
+        `Overfetch (forced HNSW, ef_search=${s.efSearch}, one run): the index gives k × overfetch candidates, re-ranked by exact distance:`,
+      );
+      out.push('');
+      out.push(
+        table(
+          ['filter', 'overfetch', 'p50 ms', 'p95 ms', 'p99 ms', 'recall@10'],
+          z.overfetchSweep.map((e) => [e.case, e.overfetch, ...lat(e.latency), n3(e.recall)]),
+        ),
+      );
+      out.push('');
+    }
   }
   if (s.skipped.length) {
     out.push('Not measured in this run:');
@@ -601,12 +616,12 @@ function migrationSection(r: BenchResults, context: Context): string[] {
   const out = ['## 5. Migration', ''];
   if (!mig) return [...out, 'Not run.', ''];
   out.push(
-    "The worker's migration engine (`ChromaMigration` with `ChromaCollectionSource` and `PgvectorMemoryStore`, vectors copied, no re-embedding) on a Chroma collection in our own layout, each run into a fresh schema; right before each run, the same collection is read page by page with the chromadb client alone (documents, metadatas, embeddings). The migrating phase (read, map, write) is timed from its first progress report to the start of verification.",
+    'The worker\'s migration engine (`ChromaMigration` with `ChromaCollectionSource` and `PgvectorMemoryStore`, vectors copied, no re-embedding) on a Chroma collection in our own layout, each run into a fresh schema; right before each run, the same collection is read page by page with the chromadb client alone (documents, metadatas, embeddings). Into an empty table the engine loads without the HNSW index and builds it once at the end (**deferred**); into a table that already holds memories it keeps the index and inserts into the graph (**kept**; one run, the target holding one other memory). The migrating phase (read, map, write; the next page is read while the current one is written) is timed from its first progress report to the index build; "to a built index" adds the build; verification (counts per scope over the whole selection, a 200-record sample field by field and vector by vector) is reported apart.',
   );
   out.push('');
   out.push(
     context(
-      `${n0(mig.records)} synthetic records (10 users, sessions of 500)`,
+      `${n0(mig.records)} records of the search data set (real embeddings; 10 users, sessions of 500)`,
       `batch_size ${mig.batchSize}, one transaction per batch`,
     ),
   );
@@ -616,8 +631,12 @@ function migrationSection(r: BenchResults, context: Context): string[] {
       [
         'run',
         'batch_size',
+        'HNSW index',
         'raw Chroma read /s',
         'migration /s (migrating phase)',
+        'ratio',
+        'index build s',
+        'to a built index /s',
         'ratio',
         'with counting + verification /s',
         'verification s',
@@ -629,9 +648,13 @@ function migrationSection(r: BenchResults, context: Context): string[] {
       mig.runs.map((x, i) => [
         i + 1,
         x.batchSize,
+        x.indexDeferred === undefined ? 'kept' : x.indexDeferred ? 'deferred' : 'kept',
         n0(x.rawReadRate),
         n0(x.migrateRate),
         n2(x.ratio),
+        x.indexMs === undefined ? 'n/a' : n1(x.indexMs / 1000),
+        x.indexedRate === undefined ? 'n/a' : n0(x.indexedRate),
+        x.indexedRatio === undefined ? 'n/a' : n2(x.indexedRatio),
         n0(x.totalRate),
         n1(x.verifyMs / 1000),
         n0(x.written),
@@ -643,7 +666,10 @@ function migrationSection(r: BenchResults, context: Context): string[] {
   );
   out.push('');
   out.push(
-    `Median at batch_size ${mig.batchSize}: ${n0(mig.median.migrateRate)} records/s, ${n2(mig.median.ratio)}× the raw read rate.`,
+    `Median at batch_size ${mig.batchSize}${mig.median.indexedRate !== undefined ? ', index deferred' : ''}: ${n0(mig.median.migrateRate)} records/s, ${n2(mig.median.ratio)}× the raw read rate` +
+      (mig.median.indexedRate !== undefined
+        ? `; to a built index ${n0(mig.median.indexedRate)} records/s, ${n2(mig.median.indexedRatio ?? 0)}× (build ${n1((mig.median.indexMs ?? 0) / 1000)} s).`
+        : '.'),
   );
   out.push('');
   return out;

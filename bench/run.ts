@@ -3,7 +3,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
-import { SECTIONS, type BenchContext, type BenchOptions, type Mode, type SectionName } from './lib/context';
+import {
+  CorpusOffsets,
+  SECTIONS,
+  type BenchContext,
+  type BenchOptions,
+  type Mode,
+  type SectionName,
+} from './lib/context';
 import { environment, loadAverage } from './lib/environment';
 import { repoRoot } from './lib/paths';
 import { renderReport, type BenchResults } from './report';
@@ -37,13 +44,14 @@ export function defaultOptions(mode: Mode): BenchOptions {
     single: { requests: full ? 200 : 20 },
     search: {
       sizes: full ? [10_000, 100_000, 1_000_000] : [2_000],
-      baseTexts: full ? 5_000 : 300,
+      baseTexts: full ? CorpusOffsets.queries - CorpusOffsets.searchBase : 300,
       queries: full ? 200 : 20,
       exactQueriesLarge: 50,
       concurrency: 4,
       chromaMaxSize: full ? 100_000 : 2_000,
       efSweep: full ? [40, 100, 200, 400] : [40, 100],
-      hnsw: { m: 16, efConstruction: 64, maintenanceWorkMem: '4GB', parallelWorkers: 2 },
+      overfetchSweep: full ? [1, 2, 4] : [1, 2],
+      hnsw: { maintenanceWorkMem: '4GB', parallelWorkers: 2 },
       hnswBuildTimeoutMs: 40 * 60_000,
       loadChunk: 10_000,
     },

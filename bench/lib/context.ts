@@ -27,6 +27,7 @@ export interface BenchOptions {
   single: { requests: number };
   search: {
     sizes: number[];
+    /** Corpus texts the search set is made of (then variations of two of them). */
     baseTexts: number;
     queries: number;
     /** Queries of the exact engines at sizes above 100k (each scans the scope). */
@@ -34,7 +35,9 @@ export interface BenchOptions {
     concurrency: number;
     chromaMaxSize: number;
     efSweep: number[];
-    hnsw: { m: number; efConstruction: number; maintenanceWorkMem: string; parallelWorkers: number };
+    /** Overfetch factors swept at the largest size (user filter, default ef_search). */
+    overfetchSweep: number[];
+    hnsw: { maintenanceWorkMem: string; parallelWorkers: number };
     hnswBuildTimeoutMs: number;
     loadChunk: number;
   };

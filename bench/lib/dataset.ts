@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ChromaClient, type Collection, type Metadata as ChromaMetadata } from 'chromadb';
 import { Pool } from 'pg';
-import { ChromaMemoryStore, PgvectorMemoryStore, type Logger } from 'memory-core';
+import { ChromaMemoryStore, PGVECTOR_HNSW_INDEX, PgvectorMemoryStore, type Logger } from 'memory-core';
 import { servers } from './paths';
 import { gaussian, nowMs, seededRandom } from './stats';
 
@@ -118,12 +118,16 @@ export class BenchSchema {
   }
 
   /** An adapter on this schema (its own small pool, as a service would have). */
-  store(logger: Logger, options: { efSearch?: number; exactScanThreshold?: number; poolSize?: number } = {}) {
+  store(
+    logger: Logger,
+    options: { efSearch?: number; overfetch?: number; exactScanThreshold?: number; poolSize?: number } = {},
+  ) {
     return new PgvectorMemoryStore(
       {
         connectionString: servers.databaseUrl,
         schema: this.schema,
         efSearch: options.efSearch,
+        overfetch: options.overfetch,
         exactScanThreshold: options.exactScanThreshold,
         poolSize: options.poolSize ?? 10,
       },
@@ -177,9 +181,9 @@ export class BenchSchema {
     await this.pool.query(`DROP INDEX IF EXISTS ${this.schema}.memories_embedding_hnsw_idx`);
   }
 
-  /** Builds the HNSW index as the migration defines it; returns build time and sizes. */
+  /** Builds the HNSW index as the store defines it; returns build time and sizes. */
   async buildHnsw(
-    settings: { m: number; efConstruction: number; maintenanceWorkMem: string; parallelWorkers: number },
+    settings: { maintenanceWorkMem: string; parallelWorkers: number },
     timeoutMs: number,
   ): Promise<{ ms: number; indexMiB: number; tableMiB: number; completed: boolean; tuplesDone?: number }> {
     const client = await this.pool.connect();
@@ -202,8 +206,7 @@ export class BenchSchema {
       }, 2000);
       try {
         await client.query(
-          `CREATE INDEX memories_embedding_hnsw_idx ON ${this.schema}.memories
-             USING hnsw (embedding vector_cosine_ops) WITH (m = ${settings.m}, ef_construction = ${settings.efConstruction})`,
+          `CREATE INDEX ${PGVECTOR_HNSW_INDEX.name} ON ${this.schema}.memories USING ${PGVECTOR_HNSW_INDEX.method}`,
         );
       } catch (error) {
         if ((error as { code?: string }).code !== '57014') throw error;

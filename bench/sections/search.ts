@@ -1,7 +1,14 @@
-import { coreEnvShape, TransformersEmbedder, type MemoryFilter, type MemoryStore } from 'memory-core';
+import {
+  coreEnvShape,
+  PGVECTOR_HNSW_INDEX,
+  TransformersEmbedder,
+  type MemoryFilter,
+  type MemoryStore,
+} from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
-import { BenchCollection, BenchSchema, SyntheticDataset, sessionOf, vectorText } from '../lib/dataset';
+import { BenchCollection, BenchSchema, DEFAULT_LAYOUT, sessionOf, vectorText } from '../lib/dataset';
+import { EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
 import { medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
@@ -38,6 +45,7 @@ export interface SizeResult {
   store: EngineResult[];
   service: EngineResult[];
   efSweep: { efSearch: number; case: SearchCase; latency: LatencySummary; recall: number }[];
+  overfetchSweep?: { overfetch: number; case: SearchCase; latency: LatencySummary; recall: number }[];
   rss: { pgSearchService?: Rss; chromaSearchService?: Rss };
 }
 
@@ -49,9 +57,21 @@ export interface WritePathResult {
 }
 
 export interface SearchResults {
-  /** hnsw.ef_search of the adapter rows (the services' default). */
+  /** hnsw.ef_search and overfetch of the adapter rows (the services' defaults). */
   efSearch: number;
-  dataset: { baseTexts: number; queries: number; layout: SyntheticDataset['layout']; model: string };
+  overfetch?: number;
+  /** The index as the store defines it. */
+  index?: string;
+  dataset: {
+    baseTexts: number;
+    queries: number;
+    layout: EmbeddedDataset['layout'];
+    model: string;
+    /** 'embedded': every vector is the model's embedding of the record's own text. */
+    kind?: 'embedded' | 'mixed';
+    meanChars?: number;
+    embedSeconds?: number;
+  };
   writePaths: WritePathResult[];
   sizes: SizeResult[];
   skipped: string[];
@@ -60,6 +80,7 @@ export interface SearchResults {
 const K = 10;
 /** The services' HNSW_EF_SEARCH default: the store level runs as the search service does. */
 export const DEFAULT_EF_SEARCH = coreEnvShape.HNSW_EF_SEARCH.parse(undefined);
+export const DEFAULT_OVERFETCH = coreEnvShape.HNSW_OVERFETCH.parse(undefined);
 const USER = 'bench-u3';
 
 type Query = { vector: Float32Array; text: string; session: string };
@@ -82,19 +103,32 @@ function storeSearcher(store: MemoryStore): Searcher {
   return async (q, c) => (await store.search(q.vector, K, filterFor(q, c))).map((h) => h.id);
 }
 
-/** No filter at all: straight SQL, as the adapter would run it without its user scope. */
-function rawPgSearcher(db: BenchSchema, mode: 'hnsw' | 'exact', efSearch: number): Searcher {
+/**
+ * No filter at all: straight SQL, as the adapter would run it without its user scope (HNSW: the
+ * half-precision index gives K × overfetch candidates, re-ranked by exact distance).
+ */
+function rawPgSearcher(
+  db: BenchSchema,
+  mode: 'hnsw' | 'exact',
+  efSearch: number,
+  overfetch = DEFAULT_OVERFETCH,
+): Searcher {
   const s = db.schema;
   return async (q) => {
     const client = await db.pool.connect();
     try {
       await client.query('BEGIN READ ONLY');
       await client.query(`SELECT set_config('hnsw.ef_search', $1, true)`, [String(efSearch)]);
-      const order = mode === 'exact' ? '(m.embedding <=> $1::vector) + 0' : 'm.embedding <=> $1::vector';
-      const r = await client.query<{ id: string }>(
-        `SELECT m.id, m.content, m.embedding <=> $1::vector AS distance FROM ${s}.memories m ORDER BY ${order} LIMIT ${K}`,
-        [vectorText(q.vector)],
-      );
+      const sql =
+        mode === 'exact'
+          ? `SELECT m.id, m.content, m.embedding <=> $1::vector AS distance FROM ${s}.memories m
+             ORDER BY (m.embedding <=> $1::vector) + 0 LIMIT ${K}`
+          : `WITH c AS MATERIALIZED (
+               SELECT m.id, m.embedding <=> $1::vector AS distance FROM ${s}.memories m
+               ORDER BY m.embedding::halfvec(384) <=> $1::halfvec(384) LIMIT ${K * overfetch})
+             SELECT c.id, m.content, c.distance FROM c JOIN ${s}.memories m ON m.id = c.id
+             ORDER BY c.distance + 0 LIMIT ${K}`;
+      const r = await client.query<{ id: string }>(sql, [vectorText(q.vector)]);
       await client.query('COMMIT');
       return r.rows.map((row) => row.id);
     } finally {
@@ -151,19 +185,35 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
   const { options, logger, corpus, progress } = ctx;
   const o = options.search;
   const runs = options.runs;
-  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 64 });
   const baseTexts = textsFrom(corpus, o.baseTexts, CorpusOffsets.searchBase);
-  progress(`search: embedding ${baseTexts.length} base texts and ${o.queries} queries`);
-  const baseVectors = await embedder.embed(baseTexts);
+  const largest = Math.max(...o.sizes);
+  progress(`search: ${largest} texts from ${baseTexts.length} corpus texts, embedded (or cached)`);
+  const dataset = await EmbeddedDataset.prepare({
+    pool: baseTexts,
+    size: largest,
+    model: benchModel,
+    progress,
+    layout: DEFAULT_LAYOUT,
+  });
+  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 8 });
   const queryTexts = textsFrom(corpus, o.queries, CorpusOffsets.queries);
   const queryVectors = await embedder.embed(queryTexts);
   await embedder.close();
-  const dataset = new SyntheticDataset(baseTexts, baseVectors);
   const layout = dataset.layout;
 
   const results: SearchResults = {
     efSearch: DEFAULT_EF_SEARCH,
-    dataset: { baseTexts: baseTexts.length, queries: queryTexts.length, layout, model: benchModel },
+    overfetch: DEFAULT_OVERFETCH,
+    index: PGVECTOR_HNSW_INDEX.method,
+    dataset: {
+      baseTexts: baseTexts.length,
+      queries: queryTexts.length,
+      layout,
+      model: benchModel,
+      kind: 'embedded',
+      meanChars: dataset.meanChars,
+      embedSeconds: dataset.embedSeconds,
+    },
     writePaths: await compareWritePaths(ctx, dataset),
     sizes: [],
     skipped: [],
@@ -247,7 +297,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
         runs,
       );
       await measureServiceLevel(ctx, db, withChroma ? chroma : undefined, queries, sizeResult, runs);
-      if (size === Math.max(...o.sizes)) await efSweep(ctx, db, queries, truth, sizeResult);
+      if (size === largest) await efSweep(ctx, db, queries, truth, sizeResult);
     }
     if (o.sizes.some((s) => s > o.chromaMaxSize)) {
       results.skipped.push(`Chroma not loaded past ${o.chromaMaxSize} memories (time budget of the run)`);
@@ -422,6 +472,26 @@ async function efSweep(
       await store.close();
     }
   }
+  out.overfetchSweep = [];
+  for (const overfetch of options.search.overfetchSweep) {
+    const store = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, overfetch, exactScanThreshold: 0 });
+    try {
+      for (const c of ['none', 'user'] as SearchCase[]) {
+        progress(`search ${out.size}: overfetch ${overfetch}, filter ${c}`);
+        const searcher =
+          c === 'none' ? rawPgSearcher(db, 'hnsw', DEFAULT_EF_SEARCH, overfetch) : storeSearcher(store);
+        const m = await measure(searcher, queries, c, options.search.concurrency);
+        out.overfetchSweep.push({
+          overfetch,
+          case: c,
+          latency: m.latency,
+          recall: meanRecall(m.ids, truth.get(c)!),
+        });
+      }
+    } finally {
+      await store.close();
+    }
+  }
 }
 
 /**
@@ -429,10 +499,10 @@ async function efSweep(
  * worker does, HNSW index in place), one INSERT ... unnest per 2,000 rows with the index in place,
  * and the same without the index (built afterwards, as the large sets here are loaded).
  */
-async function compareWritePaths(ctx: BenchContext, dataset: SyntheticDataset): Promise<WritePathResult[]> {
+async function compareWritePaths(ctx: BenchContext, dataset: EmbeddedDataset): Promise<WritePathResult[]> {
   const { logger, progress, options } = ctx;
-  const rows = options.mode === 'quick' ? 1_000 : 10_000;
-  const records = dataset.records(10_000_000, 10_000_000 + rows);
+  const rows = Math.min(dataset.size, options.mode === 'quick' ? 1_000 : 10_000);
+  const records = dataset.records(0, rows);
   const out: WritePathResult[] = [];
   const once = async (path: string, work: (db: BenchSchema) => Promise<void>) => {
     const db = await BenchSchema.create(uniqueName('bench_write').toLowerCase(), logger);

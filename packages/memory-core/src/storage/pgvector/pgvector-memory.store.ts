@@ -56,12 +56,17 @@ export type SearchMode = 'exact' | 'hnsw';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEDUP_CONSTRAINT = 'memories_dedup_key';
-const HNSW_INDEX = 'memories_embedding_hnsw_idx';
 /**
  * The HNSW index as `infra/migrations/0002_halfvec_hnsw.sql` creates it, for rebuilding it after a
- * bulk load (`buildVectorIndex`); a test checks that both give the same definition.
+ * bulk load (`buildVectorIndex`) and for benchmarks; a test checks that both give the same definition.
  */
-const HNSW_INDEX_METHOD = `hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)`;
+export const PGVECTOR_HNSW_INDEX = {
+  name: 'memories_embedding_hnsw_idx',
+  method: 'hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)',
+  m: 16,
+  efConstruction: 64,
+} as const;
+const HNSW_INDEX = PGVECTOR_HNSW_INDEX.name;
 const UPSERT_ATTEMPTS = 3;
 
 interface MemoryRow {
@@ -659,7 +664,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       await client.query(`SELECT set_config('maintenance_work_mem', $1, true)`, [this.indexBuildMemory]);
       await client.query(`SET LOCAL statement_timeout = 0`);
       const start = performance.now();
-      await client.query(`CREATE INDEX ${HNSW_INDEX} ON ${this.t.memories} USING ${HNSW_INDEX_METHOD}`);
+      await client.query(`CREATE INDEX ${HNSW_INDEX} ON ${this.t.memories} USING ${PGVECTOR_HNSW_INDEX.method}`);
       const ms = performance.now() - start;
       this.log.info({ ms: Math.round(ms) }, 'hnsw index built');
       return ms;
