@@ -94,11 +94,26 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(sizes[0]!.store.some((e) => e.engine === 'Chroma')).toBe(true);
     expect(sizes[1]!.store.some((e) => e.engine === 'Chroma')).toBe(false);
     expect(sizes[1]!.efSweep.map((e) => e.efSearch)).toEqual([40, 40]);
+    expect(sizes[1]!.overfetchSweep!.map((e) => `${e.case}/${e.overfetch}`)).toEqual([
+      'none/1',
+      'user/1',
+      'none/2',
+      'user/2',
+    ]);
+    // Every record's vector is the model's embedding of its own text.
+    expect(results.search!.dataset.kind).toBe('embedded');
   });
 
   it('migrates every record without re-embedding and verifies it', () => {
-    expect(results.migration!.runs.map((r) => r.batchSize)).toEqual([50, 100]);
+    // Default batch size into an empty table (index deferred), then into one that holds a memory
+    // (index kept), then the other batch size.
+    expect(results.migration!.runs.map((r) => `${r.batchSize}/${r.indexDeferred}`)).toEqual([
+      '50/true',
+      '50/false',
+      '100/true',
+    ]);
     for (const run of results.migration!.runs) {
+      expect(run.indexedRate).toBeLessThanOrEqual(run.migrateRate);
       expect(run.written).toBe(150);
       expect(run.copiedEmbeddings).toBe(150);
       expect(run.reEmbedded).toBe(0);
