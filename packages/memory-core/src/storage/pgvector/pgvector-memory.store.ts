@@ -14,7 +14,7 @@ import type { ListResult, MemoryStats, MemoryStore, Page, StoreStatus, UpsertRes
 import { filterToSql, SqlParams } from './filter-sql';
 import { runMigrations } from './migration-runner';
 import { errorMessage, isConnectionError, quoteIdent, toStoreError } from './pg-errors';
-import { toVectorSql } from './vector-sql';
+import { checkVector, encodeVectorArray, toVectorSql } from './vector-sql';
 
 export interface PgvectorStoreOptions {
   /** A pool owned by the caller (not closed by `close()`). One of `pool` or `connectionString` is required. */
@@ -92,12 +92,11 @@ interface ExistingRow {
   content_hash: string;
 }
 
-/** A record ready to write: ids lower-cased, project resolved to its id, vector in pgvector's text form. */
+/** A record ready to write: ids lower-cased, project resolved to its id. */
 interface PreparedRecord {
   record: MemoryRecord;
   id: string;
   projectId: string | null;
-  vector: string;
 }
 
 function toMemory(row: MemoryRow): Memory {
@@ -144,6 +143,7 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly maxScanTuples: number;
   private readonly overfetch: number;
   private readonly indexBuildMemory: string;
+  private vectorOid: Promise<number> | undefined;
   private readonly t: { memories: string; projects: string; sessions: string; users: string };
 
   constructor(
@@ -213,14 +213,15 @@ export class PgvectorMemoryStore implements MemoryStore {
         }
       }
     }
-    const vectors = records.map((r) => toVectorSql(r.embedding));
+    for (const r of records) checkVector(r.embedding);
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await this.transaction('upsert', async (client) => {
           const results: UpsertResult[] = [];
           for (let i = 0; i < records.length; i += MemoryLimits.batchMaxMemories) {
-            const end = i + MemoryLimits.batchMaxMemories;
-            results.push(...(await this.writeBatch(client, records.slice(i, end), vectors.slice(i, end))));
+            results.push(
+              ...(await this.writeBatch(client, records.slice(i, i + MemoryLimits.batchMaxMemories))),
+            );
           }
           return results;
         });
@@ -236,17 +237,12 @@ export class PgvectorMemoryStore implements MemoryStore {
   }
 
   /** One batch inside the upsert transaction: scope rows, one lookup, one INSERT for all memories. */
-  private async writeBatch(
-    client: PoolClient,
-    records: MemoryRecord[],
-    vectors: string[],
-  ): Promise<UpsertResult[]> {
+  private async writeBatch(client: PoolClient, records: MemoryRecord[]): Promise<UpsertResult[]> {
     const projectIds = await this.ensureScopes(client, records);
-    const prepared: PreparedRecord[] = records.map((record, i) => ({
+    const prepared: PreparedRecord[] = records.map((record) => ({
       record,
       id: record.id.toLowerCase(),
       projectId: record.project ? (projectIds.get(`${record.user_id}\u0000${record.project}`) ?? null) : null,
-      vector: vectors[i]!,
     }));
 
     const existing = await this.lookupExisting(client, prepared);
@@ -380,14 +376,18 @@ export class PgvectorMemoryStore implements MemoryStore {
   /** One INSERT for the whole batch; an existing id (same user) is updated. Returns id → inserted. */
   private async insertMemories(client: PoolClient, batch: PreparedRecord[]): Promise<Map<string, boolean>> {
     const col = <T>(pick: (p: PreparedRecord) => T): T[] => batch.map(pick);
+    const vectors = encodeVectorArray(
+      batch.map((p) => p.record.embedding),
+      await this.vectorTypeOid(client),
+    );
     const result = await client.query<{ id: string; inserted: boolean }>(
       `INSERT INTO ${this.t.memories} AS m (id, user_id, session_id, session_type, project_id, content, content_type,
          metadata, content_hash, embedding, embedding_model, migration_id, created_at, updated_at)
        SELECT t.id, t.user_id, t.session_id, t.session_type, t.project_id, t.content, t.content_type,
-              t.metadata::jsonb, t.content_hash, t.embedding::vector, t.embedding_model, t.migration_id,
+              t.metadata::jsonb, t.content_hash, t.embedding, t.embedding_model, t.migration_id,
               coalesce(t.created_at, now()), coalesce(t.updated_at, t.created_at, now())
        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
-                   $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
+                   $9::text[], $10::vector[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
          AS t(id, user_id, session_id, session_type, project_id, content, content_type, metadata, content_hash,
               embedding, embedding_model, migration_id, created_at, updated_at)
        ON CONFLICT (id) DO UPDATE SET
@@ -414,7 +414,7 @@ export class PgvectorMemoryStore implements MemoryStore {
         col((p) => p.record.content_type),
         col((p) => JSON.stringify(p.record.metadata ?? {})),
         col((p) => p.record.content_hash),
-        col((p) => p.vector),
+        vectors,
         col((p) => p.record.embedding_model || this.options.embeddingModel || 'unknown'),
         col((p) => p.record.migration_id ?? null),
         col((p) => p.record.created_at || null),
@@ -422,6 +422,15 @@ export class PgvectorMemoryStore implements MemoryStore {
       ],
     );
     return new Map(result.rows.map((row) => [row.id, row.inserted]));
+  }
+
+  /** The `vector` type's OID in this database, asked once (binary vector parameters name it). */
+  private vectorTypeOid(client: PoolClient): Promise<number> {
+    this.vectorOid ??= client
+      .query<{ oid: number }>(`SELECT 'vector'::regtype::oid::int AS oid`)
+      .then((r) => r.rows[0]!.oid);
+    this.vectorOid.catch(() => (this.vectorOid = undefined));
+    return this.vectorOid;
   }
 
   async search(vector: Float32Array | number[], k: number, filter: MemoryFilter): Promise<SearchHit[]> {
@@ -664,7 +673,9 @@ export class PgvectorMemoryStore implements MemoryStore {
       await client.query(`SELECT set_config('maintenance_work_mem', $1, true)`, [this.indexBuildMemory]);
       await client.query(`SET LOCAL statement_timeout = 0`);
       const start = performance.now();
-      await client.query(`CREATE INDEX ${HNSW_INDEX} ON ${this.t.memories} USING ${PGVECTOR_HNSW_INDEX.method}`);
+      await client.query(
+        `CREATE INDEX ${HNSW_INDEX} ON ${this.t.memories} USING ${PGVECTOR_HNSW_INDEX.method}`,
+      );
       const ms = performance.now() - start;
       this.log.info({ ms: Math.round(ms) }, 'hnsw index built');
       return ms;
