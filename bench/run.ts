@@ -49,7 +49,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       exactQueriesLarge: 50,
       concurrency: 4,
       chromaMaxSize: full ? 100_000 : 2_000,
-      efSweep: full ? [40, 100, 200, 400] : [40, 100],
+      efSweep: full ? [100, 200, 400, 800] : [40, 100],
       overfetchSweep: full ? [1, 2, 4] : [1, 2],
       hnsw: { maintenanceWorkMem: '4GB', parallelWorkers: 2 },
       hnswBuildTimeoutMs: 40 * 60_000,

@@ -192,7 +192,7 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
   it('status names the HNSW index and the server and pgvector versions', async () => {
     const status = await store.status();
     expect(status.index).toMatch(
-      /^hnsw \(halfvec_cosine_ops, m=16, ef_construction=64\); ef_search=200, overfetch=2, iterative_scan=relaxed_order/,
+      /^hnsw \(halfvec_cosine_ops, m=16, ef_construction=64\); ef_search=400, overfetch=2, iterative_scan=relaxed_order/,
     );
     expect(status.versions).toEqual({ postgres: expect.stringMatching(/^15\./), pgvector: '0.8.0' });
   });

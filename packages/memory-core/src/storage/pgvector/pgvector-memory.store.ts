@@ -23,7 +23,7 @@ export interface PgvectorStoreOptions {
   connectionString?: string;
   /** Schema that holds the tables. @defaultValue `'public'` */
   schema?: string;
-  /** HNSW candidate list size per search (`hnsw.ef_search`), raised to `k` when smaller. @defaultValue 200 */
+  /** HNSW candidate list size per search (`hnsw.ef_search`), raised to `k` × overfetch when smaller. @defaultValue 400 */
   efSearch?: number;
   /**
    * A search whose filtered scope has at most this many memories scans them exactly (no index): exact
@@ -159,7 +159,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       sessions: `${s}.sessions`,
       users: `${s}.users`,
     };
-    this.efSearch = positiveInt(options.efSearch ?? 200, 'efSearch');
+    this.efSearch = positiveInt(options.efSearch ?? 400, 'efSearch');
     this.overfetch = positiveInt(options.overfetch ?? 2, 'overfetch');
     this.indexBuildMemory = options.indexBuildMemory ?? '1GB';
     this.exactScanThreshold = Math.max(0, Math.floor(options.exactScanThreshold ?? 5000));
@@ -776,7 +776,7 @@ export class PgvectorMemoryStore implements MemoryStore {
     if (this.ownsPool) await this.pool.end();
   }
 
-  /** e.g. `hnsw (halfvec_cosine_ops, m=16, ef_construction=64); ef_search=200, overfetch=2, iterative_scan=relaxed_order, …` */
+  /** e.g. `hnsw (halfvec_cosine_ops, m=16, ef_construction=64); ef_search=400, overfetch=2, iterative_scan=relaxed_order, …` */
   private describeIndex(indexdef: string | null): string {
     const search = `ef_search=${this.efSearch}, overfetch=${this.overfetch}, iterative_scan=relaxed_order, max_scan_tuples=${this.maxScanTuples}, exact scan ≤ ${this.exactScanThreshold} rows`;
     if (!indexdef) return `no HNSW index (exact scans only); ${search}`;
