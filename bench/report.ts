@@ -2,7 +2,7 @@ import type { BenchOptions } from './lib/context';
 import type { Environment } from './lib/environment';
 import type { LatencySummary } from './lib/stats';
 import type { EmbeddingResults } from './sections/embedding';
-import { summarizeRuns, type IngestionResults } from './sections/ingestion';
+import { summarizeRuns, WITHOUT_INDEX, type IngestionResults } from './sections/ingestion';
 import { median } from './lib/stats';
 import type { MigrationResults } from './sections/migration';
 import type { EngineResult, SearchResults, SizeResult } from './sections/search';
@@ -879,6 +879,7 @@ function findings(r: BenchResults): string[] {
     // The model keeps both cores busy; a write keeps one busy: on 2 cores they add up like this.
     const budget = model / (model + write / 2);
     const contended = ing.contended ?? [];
+    const bare = variantRuns(r, WITHOUT_INDEX);
     bullets.push(
       `**Ingestion** runs at ${n2(def.ratio)}× the raw pipeline with the defaults (${n0(def.e2eRate)} vs ${n0(def.rawRate)} memories/s, ${n2(def.minRatio)}-${n2(def.maxRatio)} over ${def.n} runs; goal 0.90). ` +
         `Queueing is not where it goes: the worker's model is busy ${n0(def.workerEmbedShare * 100)}% of the wall time and the gateway's HTTP, JSON, validation and enqueue cost ${n2(ing.enqueueOnly.perMemoryMs)} ms per memory (${n0(gateway * 100)}%). ` +
@@ -886,6 +887,9 @@ function findings(r: BenchResults): string[] {
         `The model needs ${n2(model)} ms per memory on both cores and the write ${n2(write)} ms on one, so this machine can reach at most about ${n2(budget)}× whatever the pipeline does. ` +
         (contended.length
           ? `(A direct check, the raw model alone and beside a write loop in one process, gave ${n0(median(contended.map((c) => c.alone)))} and ${n0(median(contended.map((c) => c.besideWrites)))} texts/s: inconclusive, as other engineers' tests were loading the machine by then.) `
+          : '') +
+        (bare
+          ? `Without the HNSW index (the same run, the same worker settings) the pipeline reaches ${n2(bare.ratio)}× (${n0(bare.e2eRate)} memories/s): queue, JSON, micro-batching and the write itself cost ${n0((1 - bare.ratio) * 100)}% of the raw rate, and maintaining the graph row by row the other ${n0((bare.ratio - def.ratio) * 100)} points. `
           : '') +
         'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows: with a core of its own for PostgreSQL this budget no longer limits the ratio), or cheaper graph inserts (a smaller m or ef_construction, at some recall). Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
     );

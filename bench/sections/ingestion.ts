@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
 import {
+  PGVECTOR_HNSW_INDEX,
   contentHash,
   embeddingEnvShape,
   PgvectorMemoryStore,
@@ -58,7 +59,11 @@ interface Variant {
   name: string;
   env: NodeJS.ProcessEnv;
   requests: 'batch' | 'single';
+  /** Runs with the HNSW index dropped (rebuilt after): what the pipeline costs without the graph. */
+  withoutIndex?: boolean;
 }
+
+export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults; not a service setting)';
 
 /** The model batch size the services use unless EMBEDDING_BATCH_SIZE says otherwise. */
 const DEFAULT_EMBEDDING_BATCH = embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined);
@@ -282,15 +287,26 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: DEFAULTS, env: {}, requests: 'single' },
       { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
+      { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true },
     ];
     const variants = allVariants.filter((v) => options.mode === 'full' || QUICK_VARIANTS.has(v.name));
     for (const variant of variants) {
       progress(`ingestion: worker with ${variant.name}`);
       await pgStack.restartWorker(variant.env);
       const items = variant.requests === 'single' ? singleTexts : texts;
-      await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
-      runs.pop();
-      for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
+      if (variant.withoutIndex)
+        await pool.query(`DROP INDEX IF EXISTS ${schema}.${PGVECTOR_HNSW_INDEX.name}`);
+      try {
+        await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
+        runs.pop();
+        for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
+      } finally {
+        if (variant.withoutIndex) {
+          await pool.query(
+            `CREATE INDEX ${PGVECTOR_HNSW_INDEX.name} ON ${schema}.memories USING ${PGVECTOR_HNSW_INDEX.method}`,
+          );
+        }
+      }
     }
     rss['search-service'] = pgStack.services.search.rss();
     results.rss = { postgres: rss };

@@ -229,6 +229,28 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
     expect(await store.buildVectorIndex()).toBe(0);
   });
 
+  it('status counts exactly up to exactCountLimit and gives the planner estimate past it', async () => {
+    const limited = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema: schema.schema, exactCountLimit: 2 },
+      logger,
+    );
+    try {
+      const exact = await store.status();
+      expect(exact.memory_count_estimated).toBeUndefined();
+      expect(exact.memory_count).toBeGreaterThan(2);
+      const client = new Client({ connectionString: servers.databaseUrl });
+      await client.connect();
+      await client.query(`ANALYZE "${schema.schema}".memories`);
+      await client.end();
+      const status = await limited.status();
+      expect(status.memory_count_estimated).toBe(true);
+      // ANALYZE reads every row of a small table: its estimate is the count.
+      expect(status.memory_count).toBe(exact.memory_count);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('status says when the schema has not been initialized', async () => {
     const bare = await createTestSchema('bare');
     const uninitialized = new PgvectorMemoryStore(

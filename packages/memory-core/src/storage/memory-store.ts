@@ -35,6 +35,8 @@ export interface StoreStatus {
   reachable: boolean;
   /** Memories in the store (all users), when reachable. */
   memory_count?: number;
+  /** True when `memory_count` is the planner's estimate (large tables are not counted on every call). */
+  memory_count_estimated?: boolean;
   /** e.g. `hnsw (m=16, ef_construction=64)` or Chroma's collection configuration. */
   index?: string;
   /** Server and extension versions. */

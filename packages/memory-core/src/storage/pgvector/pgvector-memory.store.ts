@@ -39,6 +39,8 @@ export interface PgvectorStoreOptions {
   overfetch?: number;
   /** `maintenance_work_mem` of an HNSW build after a bulk load (`buildVectorIndex`). @defaultValue '1GB' */
   indexBuildMemory?: string;
+  /** `status()` counts memories exactly up to this many, and reports PostgreSQL's estimate past it. @defaultValue 100000 */
+  exactCountLimit?: number;
   /** How far an iterative HNSW scan may go to find `k` rows that pass the filter. @defaultValue 20000 */
   maxScanTuples?: number;
   /** Stored for records that do not name their embedding model. */
@@ -144,6 +146,7 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly overfetch: number;
   private readonly indexBuildMemory: string;
   private vectorOid: Promise<number> | undefined;
+  private readonly exactCountLimit: number;
   private readonly t: { memories: string; projects: string; sessions: string; users: string };
 
   constructor(
@@ -162,6 +165,7 @@ export class PgvectorMemoryStore implements MemoryStore {
     this.efSearch = positiveInt(options.efSearch ?? 400, 'efSearch');
     this.overfetch = positiveInt(options.overfetch ?? 2, 'overfetch');
     this.indexBuildMemory = options.indexBuildMemory ?? '1GB';
+    this.exactCountLimit = positiveInt(options.exactCountLimit ?? 100_000, 'exactCountLimit');
     this.exactScanThreshold = Math.max(0, Math.floor(options.exactScanThreshold ?? 5000));
     this.maxScanTuples = positiveInt(options.maxScanTuples ?? 20_000, 'maxScanTuples');
     if (options.pool) {
@@ -759,11 +763,19 @@ export class PgvectorMemoryStore implements MemoryStore {
           error: `schema "${this.schema}" is not initialized`,
         };
       }
-      const count = await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.t.memories}`);
+      // /readyz and /status call this often: count exactly up to a limit, estimate past it.
+      const counted = await this.pool.query<{ n: number; estimate: number | null }>(
+        `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM ${this.t.memories} LIMIT $1) s) AS n,
+                (SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($2)) AS estimate`,
+        [this.exactCountLimit + 1, this.t.memories],
+      );
+      const { n, estimate } = counted.rows[0]!;
+      const estimated = n > this.exactCountLimit;
       return {
         backend: this.backend,
         reachable: true,
-        memory_count: Number(count.rows[0]?.n ?? 0),
+        memory_count: estimated ? Math.max(n, Math.round(estimate ?? 0)) : n,
+        ...(estimated ? { memory_count_estimated: true } : {}),
         index: this.describeIndex(row.indexdef),
         versions,
       };
