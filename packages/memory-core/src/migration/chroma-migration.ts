@@ -112,6 +112,8 @@ export class MigrationCancelledError extends ConflictError {
 }
 
 const DIFFERENCES_LISTED = 100;
+/** Pages read ahead of the one being written, so that a read is in flight while a batch is written. */
+const PAGES_AHEAD = 2;
 const VECTOR_TOLERANCE = 1e-6;
 const REEMBED_MIN_COSINE = 0.999;
 
@@ -249,14 +251,25 @@ export class ChromaMigration {
     await progress('migrating');
 
     try {
-      // The next page is read while the current one is written: Chroma and PostgreSQL work side by side.
-      let next = this.readPage(ctx, ctx.checkpoint.offset);
+      // The next pages are read while the current one is written: Chroma and PostgreSQL work side by side.
+      const ahead: Promise<SourceRow[]>[] = [];
+      let readOffset = ctx.checkpoint.offset;
+      const readAhead = () => {
+        for (; ahead.length < PAGES_AHEAD; readOffset += ctx.batchSize)
+          ahead.push(this.readPage(ctx, readOffset));
+      };
+      readAhead();
       for (;;) {
         if (await this.deps.checkpoints.isCancelRequested(ctx.id)) throw new MigrationCancelledError(ctx.id);
         if (hooks.signal?.aborted) throw new MigrationPausedError(ctx.id);
-        const rows = await next;
+        const rows = await ahead.shift()!;
         if (rows.length === 0) break;
-        next = this.readPage(ctx, ctx.checkpoint.offset + rows.length);
+        if (rows.length < ctx.batchSize) {
+          // A short page is the end as it was read; pages asked for past it are read again from here.
+          ahead.length = 0;
+          readOffset = ctx.checkpoint.offset + rows.length;
+        }
+        readAhead();
         await this.processBatch(ctx, rows);
         ctx.checkpoint.offset += rows.length;
         result.stats.duration_ms = elapsed();
