@@ -84,7 +84,7 @@ export function renderReport(r: BenchResults): string {
   }
   const summaryContext = context(
     'as in the section each row comes from',
-    "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, HNSW_EF_SEARCH=200, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32) unless a row says otherwise",
+    "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, HNSW_EF_SEARCH=400, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32) unless a row says otherwise",
   );
   out.push(...goals(r, summaryContext));
   out.push(...tuning(r, summaryContext));
