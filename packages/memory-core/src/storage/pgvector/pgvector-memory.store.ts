@@ -65,8 +65,6 @@ const DEDUP_CONSTRAINT = 'memories_dedup_key';
 export const PGVECTOR_HNSW_INDEX = {
   name: 'memories_embedding_hnsw_idx',
   method: 'hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)',
-  m: 16,
-  efConstruction: 64,
 } as const;
 const HNSW_INDEX = PGVECTOR_HNSW_INDEX.name;
 const UPSERT_ATTEMPTS = 3;
@@ -538,7 +536,7 @@ export class PgvectorMemoryStore implements MemoryStore {
     // The index orders by half-precision distance and relaxed_order may return rows slightly out of
     // order: take k × overfetch candidates, materialise, keep the k nearest by exact distance (`+ 0`
     // keeps the planner from trusting the CTE's order).
-    values.push(Math.min(MemoryLimits.searchMaxResults * this.overfetch, plan.k * this.overfetch));
+    values.push(plan.k * this.overfetch);
     const half = `$${n + 1}::halfvec(384)`;
     return {
       text: `WITH nearest AS MATERIALIZED (
@@ -653,12 +651,9 @@ export class PgvectorMemoryStore implements MemoryStore {
    */
   async dropVectorIndex(): Promise<boolean> {
     return this.transaction('drop vector index', async (client) => {
-      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`${this.schema}.${HNSW_INDEX}`]);
-      const existed = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [
-        `${quoteIdent(this.schema)}.${HNSW_INDEX}`,
-      ]);
+      const existed = await this.lockVectorIndex(client);
       await client.query(`DROP INDEX IF EXISTS ${quoteIdent(this.schema)}.${HNSW_INDEX}`);
-      return Boolean((existed.rows[0] as { present?: boolean } | undefined)?.present);
+      return existed;
     });
   }
 
@@ -669,11 +664,7 @@ export class PgvectorMemoryStore implements MemoryStore {
    */
   async buildVectorIndex(): Promise<number> {
     return this.transaction('build vector index', async (client) => {
-      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`${this.schema}.${HNSW_INDEX}`]);
-      const existing = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [
-        `${quoteIdent(this.schema)}.${HNSW_INDEX}`,
-      ]);
-      if ((existing.rows[0] as { present?: boolean } | undefined)?.present) return 0;
+      if (await this.lockVectorIndex(client)) return 0;
       await client.query(`SELECT set_config('maintenance_work_mem', $1, true)`, [this.indexBuildMemory]);
       await client.query(`SET LOCAL statement_timeout = 0`);
       const start = performance.now();
@@ -684,6 +675,18 @@ export class PgvectorMemoryStore implements MemoryStore {
       this.log.info({ ms: Math.round(ms) }, 'hnsw index built');
       return ms;
     });
+  }
+
+  /**
+   * Serialises index drops and builds of this schema for the rest of the transaction (two builders
+   * would race on the index name); returns whether the index exists.
+   */
+  private async lockVectorIndex(client: PoolClient): Promise<boolean> {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`${this.schema}.${HNSW_INDEX}`]);
+    const found = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [
+      `${quoteIdent(this.schema)}.${HNSW_INDEX}`,
+    ]);
+    return found.rows[0]?.present ?? false;
   }
 
   /**
