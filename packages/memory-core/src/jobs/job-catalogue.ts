@@ -143,7 +143,8 @@ export interface MigrationStats {
   copied_embeddings: number;
   /**
    * Whether rows were loaded without the HNSW index, built once at the end (when PostgreSQL held no
-   * memories at the start), and how long that build took.
+   * memories at the start), and how long that build took. Decided on the first run and kept in the
+   * checkpoint, so a resumed run continues the same way; unset in a dry run.
    */
   index_deferred?: boolean;
   index_build_ms?: number;

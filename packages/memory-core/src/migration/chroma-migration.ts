@@ -156,7 +156,6 @@ function emptyStats(): MigrationStats {
     re_embedded: 0,
     re_embedded_by_reason: {},
     copied_embeddings: 0,
-    index_deferred: false,
     index_build_ms: 0,
     duration_ms: 0,
     records_per_second: 0,
@@ -237,13 +236,12 @@ export class ChromaMigration {
     }
     // Into an empty table, rows load without the HNSW index and the graph is built once at the end:
     // several times faster than growing it row by row. A resumed run keeps the first attempt's choice.
-    if (!ctx.dryRun && ctx.checkpoint.deferred_index === undefined) {
+    if (!ctx.dryRun && result.stats.index_deferred === undefined) {
       const status = await this.deps.target.status();
-      ctx.checkpoint.deferred_index = status.memory_count === 0 && result.stats.total > 0;
-      result.stats.index_deferred = ctx.checkpoint.deferred_index;
+      result.stats.index_deferred = status.memory_count === 0 && result.stats.total > 0;
       await this.deps.checkpoints.save(ctx.id, ctx.checkpoint);
     }
-    if (ctx.checkpoint.deferred_index) await this.deps.target.dropVectorIndex();
+    if (result.stats.index_deferred) await this.deps.target.dropVectorIndex();
     log.info(
       { total: result.stats.total, offset: ctx.checkpoint.offset, batchSize: ctx.batchSize },
       'migration started',
@@ -281,7 +279,7 @@ export class ChromaMigration {
       // A run that will not be retried leaves the index as it found it; a paused or retried run
       // resumes the bulk load, and builds the index when it finishes.
       const resumes = error instanceof MigrationPausedError || isTransientMigrationError(error);
-      if (ctx.checkpoint.deferred_index && !resumes) {
+      if (result.stats.index_deferred && !resumes) {
         await this.buildIndex(ctx, log).catch((indexError: unknown) =>
           log.error({ err: indexError }, 'rebuilding the HNSW index after a failed migration failed'),
         );
@@ -289,7 +287,7 @@ export class ChromaMigration {
       throw error;
     }
 
-    if (ctx.checkpoint.deferred_index) {
+    if (result.stats.index_deferred) {
       await progress('indexing');
       await this.buildIndex(ctx, log);
     }

@@ -14,8 +14,6 @@ export interface MigrationCheckpoint {
   fingerprint: string;
   /** Next offset to read in the Chroma selection. */
   offset: number;
-  /** Whether this migration loads without the HNSW index and builds it at the end (decided on its first run). */
-  deferred_index?: boolean;
   /** Records that were skipped as duplicate content, per user and scope (verification accounts for them). */
   duplicates: Record<string, ScopeCounts>;
   result: MigrationResult;
