@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
 import {
-  PGVECTOR_HNSW_INDEX,
   contentHash,
   embeddingEnvShape,
   PgvectorMemoryStore,
@@ -273,7 +272,6 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       contended.push({ alone, besideWrites: beside, writesPerS: (written / elapsed) * 1000 });
     }
     results.contended = contended;
-    await store.close();
 
     const allVariants: Variant[] = [
       { name: PREVIOUS, env: { EMBEDDING_BATCH_SIZE: '64' }, requests: 'batch' },
@@ -290,23 +288,23 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true },
     ];
     const variants = allVariants.filter((v) => options.mode === 'full' || QUICK_VARIANTS.has(v.name));
-    for (const variant of variants) {
-      progress(`ingestion: worker with ${variant.name}`);
-      await pgStack.restartWorker(variant.env);
-      const items = variant.requests === 'single' ? singleTexts : texts;
-      if (variant.withoutIndex)
-        await pool.query(`DROP INDEX IF EXISTS ${schema}.${PGVECTOR_HNSW_INDEX.name}`);
-      try {
-        await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
-        runs.pop();
-        for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
-      } finally {
-        if (variant.withoutIndex) {
-          await pool.query(
-            `CREATE INDEX ${PGVECTOR_HNSW_INDEX.name} ON ${schema}.memories USING ${PGVECTOR_HNSW_INDEX.method}`,
-          );
+    // The adapter drops and rebuilds the index for the variant without it, as a bulk migration does.
+    try {
+      for (const variant of variants) {
+        progress(`ingestion: worker with ${variant.name}`);
+        await pgStack.restartWorker(variant.env);
+        const items = variant.requests === 'single' ? singleTexts : texts;
+        if (variant.withoutIndex) await store.dropVectorIndex();
+        try {
+          await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
+          runs.pop();
+          for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
+        } finally {
+          if (variant.withoutIndex) await store.buildVectorIndex();
         }
       }
+    } finally {
+      await store.close();
     }
     rss['search-service'] = pgStack.services.search.rss();
     results.rss = { postgres: rss };
