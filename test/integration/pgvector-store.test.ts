@@ -5,6 +5,7 @@ import {
   findMigrationsDir,
   PgvectorMemoryStore,
   probePgvector,
+  tenantIndexName,
   readMigrations,
   runMigrations,
   type MemoryRecord,
@@ -192,7 +193,7 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
   it('status names the HNSW index and the server and pgvector versions', async () => {
     const status = await store.status();
     expect(status.index).toMatch(
-      /^hnsw \(halfvec_cosine_ops, m=16, ef_construction=64\); ef_search=400, overfetch=2, iterative_scan=relaxed_order/,
+      /^hnsw \(halfvec_cosine_ops, m=16, ef_construction=64\); ef_search=400 \(200 in a user's own graph\), overfetch=2, iterative_scan=relaxed_order/,
     );
     expect(status.versions).toEqual({ postgres: expect.stringMatching(/^15\./), pgvector: '0.8.0' });
   });
@@ -266,6 +267,150 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
       await uninitialized.close();
       await bare.drop();
     }
+  });
+});
+
+describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
+  let schema: { schema: string; drop: () => Promise<void> };
+  let store: PgvectorMemoryStore;
+  let pool: Pool;
+  const policy = { minMemories: 50 };
+  // Seeded unit vectors, so that each user's neighbours differ from one another.
+  let seed = 7;
+  const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+  const unit = () => {
+    const v = Float32Array.from({ length: 384 }, () => random() - 0.5);
+    const norm = Math.hypot(...v);
+    return v.map((x) => x / norm);
+  };
+  const add = (userId: string, n: number) =>
+    store.upsert(
+      Array.from({ length: n }, (_, i) => record(userId, `${userId} memory ${i}`, { embedding: unit() })),
+    );
+  const indexNames = async () =>
+    (
+      await pool.query<{ name: string; valid: boolean }>(
+        `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname LIKE 'memories_hnsw_u_%'`,
+        [schema.schema],
+      )
+    ).rows;
+
+  beforeAll(async () => {
+    schema = await createTestSchema('tenant');
+    pool = new Pool({ connectionString: servers.databaseUrl, max: 2 });
+    // exactScanThreshold 0: every search goes to a graph, as it would for scopes of thousands.
+    store = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema: schema.schema, exactScanThreshold: 0 },
+      logger,
+    );
+    await store.initialize();
+    // 240 memories: "big" holds 60 (a quarter), "small" 30 (under the minimum), "whale" 150 (over half).
+    await add('big', 60);
+    await add('small', 30);
+    await add('whale', 150);
+  });
+  afterAll(async () => {
+    await store.close();
+    await pool.end();
+    await schema.drop();
+  });
+
+  it('gives a graph to a user with many memories and a small share, not to the others', async () => {
+    const report = await store.maintainTenantIndexes(policy);
+    expect(report.built.map((b) => [b.user_id, b.memories])).toEqual([['big', 60]]);
+    expect(report).toMatchObject({ dropped: 0, kept: 0 });
+    expect(await indexNames()).toEqual([{ name: tenantIndexName('big'), valid: true }]);
+    expect((await store.status()).tenant_indexes).toBe(1);
+    // Nothing changed: a second run keeps it.
+    expect(await store.maintainTenantIndexes(policy)).toMatchObject({ built: [], dropped: 0, kept: 1 });
+  });
+
+  it("searches scoped to that user use the user's graph, with its own ef_search, and find the exact top-k", async () => {
+    const query = unit();
+    const own = await store.explainSearch(query, 10, { user_id: 'big' });
+    expect(own.plan).toContain(`Index Scan using ${tenantIndexName('big')}`);
+    expect(own.efSearch).toBe(200);
+    const shared = await store.explainSearch(query, 10, { user_id: 'whale' });
+    expect(shared.plan).toContain('Index Scan using memories_embedding_hnsw_idx');
+    expect(shared.efSearch).toBe(400);
+
+    const exact = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema: schema.schema, exactScanThreshold: 1_000_000 },
+      logger,
+    );
+    try {
+      for (const filter of [{ user_id: 'big' }, { user_id: 'whale' }]) {
+        const found = (await store.search(query, 10, filter)).map((h) => h.id);
+        expect(found).toEqual((await exact.search(query, 10, filter)).map((h) => h.id));
+      }
+    } finally {
+      await exact.close();
+    }
+  });
+
+  it('does nothing while another process holds the maintenance lock', async () => {
+    const holder = await pool.connect();
+    try {
+      await holder.query(`SELECT pg_advisory_lock(hashtext($1))`, [`${schema.schema}.memories_hnsw_u_`]);
+      expect(await store.maintainTenantIndexes(policy)).toEqual({
+        built: [],
+        dropped: 0,
+        kept: 0,
+        busy: true,
+      });
+    } finally {
+      await holder.query(`SELECT pg_advisory_unlock_all()`);
+      holder.release();
+    }
+  });
+
+  it('rebuilds a graph whose build was interrupted (left invalid)', async () => {
+    await pool.query(`DROP INDEX "${schema.schema}".${tenantIndexName('big')}`);
+    // A concurrent build that fails leaves an invalid index behind, as a cancelled one does.
+    await expect(
+      pool.query(
+        `CREATE UNIQUE INDEX CONCURRENTLY ${tenantIndexName('big')} ON "${schema.schema}".memories (content_type)`,
+      ),
+    ).rejects.toThrow(/could not create unique index/);
+    expect(await indexNames()).toEqual([{ name: tenantIndexName('big'), valid: false }]);
+    // An invalid index is not the user's graph: searches use the shared one meanwhile.
+    expect((await store.explainSearch(unit(), 10, { user_id: 'big' })).efSearch).toBe(400);
+
+    const report = await store.maintainTenantIndexes(policy);
+    expect(report).toMatchObject({ dropped: 1, kept: 0 });
+    expect(report.built.map((b) => b.user_id)).toEqual(['big']);
+    expect(await indexNames()).toEqual([{ name: tenantIndexName('big'), valid: true }]);
+  });
+
+  it('a bulk load drops the graphs with the shared index; the next run builds them again', async () => {
+    await store.dropVectorIndex();
+    expect(await indexNames()).toEqual([]);
+    await store.buildVectorIndex();
+    expect(await indexNames()).toEqual([]);
+    expect((await store.maintainTenantIndexes(policy)).built.map((b) => b.user_id)).toEqual(['big']);
+  });
+
+  it('drops the graph once its user falls under half the minimum', async () => {
+    // 30 left: under the minimum but over half of it, so the graph stays.
+    const keep = (await store.list({ user_id: 'big' }, { limit: 30, offset: 0 })).items;
+    for (const m of keep) await store.delete('big', m.id);
+    expect(await store.maintainTenantIndexes(policy)).toMatchObject({ built: [], dropped: 0, kept: 1 });
+    const more = (await store.list({ user_id: 'big' }, { limit: 6, offset: 0 })).items;
+    for (const m of more) await store.delete('big', m.id);
+    expect(await store.maintainTenantIndexes(policy)).toMatchObject({ built: [], dropped: 1, kept: 0 });
+    expect(await indexNames()).toEqual([]);
+    expect((await store.status()).tenant_indexes).toBe(0);
+    expect((await store.explainSearch(unit(), 10, { user_id: 'big' })).plan).toContain(
+      'Index Scan using memories_embedding_hnsw_idx',
+    );
+  });
+
+  it('rejects a policy that makes no sense', async () => {
+    await expect(store.maintainTenantIndexes({ minMemories: 0 })).rejects.toMatchObject({ httpStatus: 400 });
+    await expect(store.maintainTenantIndexes({ minMemories: 10, maxShare: 1.5 })).rejects.toMatchObject({
+      httpStatus: 400,
+    });
   });
 });
 

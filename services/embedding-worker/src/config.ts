@@ -12,6 +12,13 @@ export const WorkerEnv = z.object({
   MICRO_BATCH_WAIT_MS: intVar(5, 0, 1_000),
   /** How long a job's lock lasts without renewal; a worker that died is detected after about this long. */
   WORKER_LOCK_DURATION_MS: intVar(30_000, 1_000, 600_000),
+  /**
+   * A user with at least this many memories, and at most half of all of them, gets an HNSW graph of
+   * their own on PostgreSQL (searches scoped to them stop filtering a shared graph). 0 turns it off.
+   */
+  TENANT_INDEX_MIN_MEMORIES: intVar(50_000, 0, 1_000_000_000),
+  /** How often the worker checks which users need (or no longer need) a graph of their own. */
+  TENANT_INDEX_INTERVAL_S: intVar(600, 5, 86_400),
   /** Serves /metrics and /healthz. */
   WORKER_METRICS_PORT: portVar(8020),
   WORKER_HOST: z.string().default('127.0.0.1'),

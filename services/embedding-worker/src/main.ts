@@ -11,6 +11,7 @@ import {
   metricsRoute,
   onShutdown,
   openStore,
+  PgvectorMemoryStore,
   QueueName,
   Tombstones,
 } from 'memory-core';
@@ -18,6 +19,7 @@ import { loadWorkerConfig } from './config';
 import { MicroBatcher } from './micro-batcher';
 import { createMigration } from './processors/migrate-chroma.processor';
 import { createStoreMemoryProcessor } from './processors/store-memory.processor';
+import { TenantIndexMaintainer } from './tenant-indexes';
 import { createQueueWorker } from './worker';
 
 async function main(): Promise<void> {
@@ -79,6 +81,18 @@ async function main(): Promise<void> {
       logger,
     );
 
+    const tenantIndexes =
+      store instanceof PgvectorMemoryStore && config.TENANT_INDEX_MIN_MEMORIES > 0
+        ? new TenantIndexMaintainer(
+            store,
+            { minMemories: config.TENANT_INDEX_MIN_MEMORIES },
+            config.TENANT_INDEX_INTERVAL_S * 1000,
+            logger.child({ module: 'tenant-indexes' }),
+          )
+        : undefined;
+    // A migration may bring users large enough for a graph of their own.
+    migrationWorker.on('completed', () => tenantIndexes?.runSoon());
+
     const app = express();
     app.get('/healthz', (_req, res) => void res.json({ status: 'ok', running: worker.isRunning() }));
     app.get('/metrics', metricsRoute(metrics));
@@ -86,6 +100,7 @@ async function main(): Promise<void> {
 
     for (const w of [worker, migrationWorker])
       w.run().catch((error: unknown) => exitOnStartupError(logger, error));
+    tenantIndexes?.start();
     logger.info(
       {
         concurrency: config.WORKER_CONCURRENCY,
@@ -99,7 +114,7 @@ async function main(): Promise<void> {
     onShutdown(logger, [
       async () => {
         stopping.abort();
-        await Promise.all([worker.close(), migrationWorker.close()]);
+        await Promise.all([worker.close(), migrationWorker.close(), tenantIndexes?.stop()]);
       },
       () => batcher.flush(),
       () => migration.close(),

@@ -58,6 +58,11 @@ export const coreEnvShape = {
   HNSW_EF_SEARCH: intVar(400, 10, 1000),
   /** HNSW candidates per result, re-ranked by exact distance (the store's `overfetch`, BENCHMARKS.md). */
   HNSW_OVERFETCH: intVar(2, 1, 10),
+  /**
+   * ef_search in a user's own graph (TENANT_INDEX_MIN_MEMORIES), where no candidate is filtered out:
+   * at 1M memories, a user with 100k of them, 200 gave recall@10 0.98 (BENCHMARKS.md, section 4).
+   */
+  HNSW_TENANT_EF_SEARCH: intVar(200, 10, 1000),
 };
 
 /** Variables of the processes that load the embedding model (worker, search service). */

@@ -9,6 +9,7 @@ export interface StoreSettings {
   DATABASE_SCHEMA: string;
   HNSW_EF_SEARCH: number;
   HNSW_OVERFETCH: number;
+  HNSW_TENANT_EF_SEARCH: number;
   CHROMA_URL: string;
   CHROMA_COLLECTION: string;
 }
@@ -27,6 +28,7 @@ export function createMemoryStore(
         schema: settings.DATABASE_SCHEMA,
         efSearch: settings.HNSW_EF_SEARCH,
         overfetch: settings.HNSW_OVERFETCH,
+        tenantEfSearch: settings.HNSW_TENANT_EF_SEARCH,
       },
       logger,
     );

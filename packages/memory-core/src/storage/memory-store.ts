@@ -39,6 +39,8 @@ export interface StoreStatus {
   memory_count_estimated?: boolean;
   /** e.g. `hnsw (m=16, ef_construction=64)` or Chroma's collection configuration. */
   index?: string;
+  /** Users with an HNSW graph of their own (PostgreSQL; `PgvectorMemoryStore.maintainTenantIndexes`). */
+  tenant_indexes?: number;
   /** Server and extension versions. */
   versions?: Record<string, string>;
   error?: string;

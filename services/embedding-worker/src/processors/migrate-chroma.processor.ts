@@ -27,6 +27,7 @@ export interface MigrationSettings {
   DATABASE_SCHEMA: string;
   HNSW_EF_SEARCH: number;
   HNSW_OVERFETCH: number;
+  HNSW_TENANT_EF_SEARCH: number;
   CHROMA_URL: string;
   CHROMA_COLLECTION: string;
   DEFAULT_USER_ID: string;
@@ -51,6 +52,7 @@ export function createMigration(
           schema: settings.DATABASE_SCHEMA,
           efSearch: settings.HNSW_EF_SEARCH,
           overfetch: settings.HNSW_OVERFETCH,
+          tenantEfSearch: settings.HNSW_TENANT_EF_SEARCH,
           poolSize: 4,
         },
         logger.child({ module: 'migration-target' }),

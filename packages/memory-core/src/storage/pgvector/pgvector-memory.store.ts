@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Client, Pool, type PoolClient, type QueryResultRow } from 'pg';
 import { ConflictError, ValidationError } from '../../errors';
 import type { Logger } from '../../logging';
@@ -25,6 +26,11 @@ export interface PgvectorStoreOptions {
   schema?: string;
   /** HNSW candidate list size per search (`hnsw.ef_search`), raised to `k` × overfetch when smaller. @defaultValue 400 */
   efSearch?: number;
+  /**
+   * `hnsw.ef_search` of a search in a user's own graph (`maintainTenantIndexes`), where the user
+   * filter discards no candidates, so a smaller list reaches the same recall. @defaultValue 200
+   */
+  tenantEfSearch?: number;
   /**
    * A search whose filtered scope has at most this many memories scans them exactly (no index): exact
    * results, and faster than the graph for small scopes. @defaultValue 5000
@@ -67,6 +73,42 @@ export const PGVECTOR_HNSW_INDEX = {
   method: 'hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)',
 } as const;
 const HNSW_INDEX = PGVECTOR_HNSW_INDEX.name;
+const TENANT_INDEX_PREFIX = 'memories_hnsw_u_';
+
+/**
+ * The name of the HNSW graph of one user's memories: a partial index (`WHERE user_id = …`) built by
+ * `maintainTenantIndexes`. A digest, since user ids are free text and index names are 63 bytes at most.
+ */
+export function tenantIndexName(userId: string): string {
+  return TENANT_INDEX_PREFIX + createHash('md5').update(userId, 'utf8').digest('hex').slice(0, 24);
+}
+
+/**
+ * When a user gets a graph of their own. A search scoped to one user in the shared graph throws away
+ * the other users' candidates; when the user holds a small share of a large table, that costs both
+ * time and recall (BENCHMARKS.md, section 4: at 1M memories, a user with a tenth of them). The
+ * user's own graph has neither cost, and the user's writes then go into two graphs.
+ */
+export interface TenantIndexPolicy {
+  /** A user with at least this many memories gets a graph. */
+  minMemories: number;
+  /**
+   * ...and holds at most this share of all memories: past it, the shared graph filters out little,
+   * and a second graph of most of the table would double the write cost for nothing. @defaultValue 0.5
+   */
+  maxShare?: number;
+}
+
+export interface TenantIndexReport {
+  /** Graphs built by this run. */
+  built: { user_id: string; memories: number; ms: number }[];
+  /** Graphs dropped: their user fell under half the thresholds, or left, or a build was interrupted. */
+  dropped: number;
+  /** Valid graphs left as they were. */
+  kept: number;
+  /** Set when another process was maintaining the graphs of this schema; nothing was done. */
+  busy?: true;
+}
 const UPSERT_ATTEMPTS = 3;
 
 interface MemoryRow {
@@ -139,6 +181,7 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly log: Logger;
   private readonly schema: string;
   private readonly efSearch: number;
+  private readonly tenantEfSearch: number;
   private readonly exactScanThreshold: number;
   private readonly maxScanTuples: number;
   private readonly overfetch: number;
@@ -161,6 +204,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       users: `${s}.users`,
     };
     this.efSearch = positiveInt(options.efSearch ?? 400, 'efSearch');
+    this.tenantEfSearch = positiveInt(options.tenantEfSearch ?? 200, 'tenantEfSearch');
     this.overfetch = positiveInt(options.overfetch ?? 2, 'overfetch');
     this.indexBuildMemory = options.indexBuildMemory ?? '1GB';
     this.exactCountLimit = positiveInt(options.exactCountLimit ?? 100_000, 'exactCountLimit');
@@ -440,9 +484,9 @@ export class PgvectorMemoryStore implements MemoryStore {
     return this.transaction(
       'search',
       async (client) => {
-        const scopeRows = await this.countScope(client, plan.filterSql, plan.filterValues);
+        const { scopeRows, ownGraph } = await this.countScope(client, plan);
         if (scopeRows <= this.exactScanThreshold) return this.runSearch(client, plan, 'exact');
-        const hits = await this.runSearch(client, plan, 'hnsw');
+        const hits = await this.runSearch(client, plan, 'hnsw', ownGraph);
         // An iterative scan stops at maxScanTuples; a very selective filter may leave it short of k.
         if (hits.length < Math.min(plan.k, scopeRows)) {
           this.log.debug({ found: hits.length, k: plan.k }, 'hnsw scan came back short, scanning exactly');
@@ -461,17 +505,17 @@ export class PgvectorMemoryStore implements MemoryStore {
     vector: Float32Array | number[],
     k: number,
     filter: MemoryFilter,
-  ): Promise<{ mode: SearchMode; plan: string }> {
+  ): Promise<{ mode: SearchMode; plan: string; efSearch?: number }> {
     const plan = this.searchPlan(vector, k, filter);
     return this.transaction(
       'explain search',
       async (client) => {
-        const scopeRows = await this.countScope(client, plan.filterSql, plan.filterValues);
+        const { scopeRows, ownGraph } = await this.countScope(client, plan);
         const mode: SearchMode = scopeRows <= this.exactScanThreshold ? 'exact' : 'hnsw';
-        if (mode === 'hnsw') await this.applyHnswSettings(client, plan.k);
+        const efSearch = mode === 'hnsw' ? await this.applyHnswSettings(client, plan.k, ownGraph) : undefined;
         const { text, values } = this.searchSql(plan, mode);
         const result = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, values);
-        return { mode, plan: result.rows.map((r) => r['QUERY PLAN']).join('\n') };
+        return { mode, plan: result.rows.map((r) => r['QUERY PLAN']).join('\n'), efSearch };
       },
       true,
     );
@@ -483,17 +527,31 @@ export class PgvectorMemoryStore implements MemoryStore {
     }
     const params = new SqlParams();
     const filterSql = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
-    return { k, vector: toVectorSql(vector), filterSql, filterValues: params.values };
+    return {
+      k,
+      vector: toVectorSql(vector),
+      filterSql,
+      filterValues: params.values,
+      tenantIndex: `${quoteIdent(this.schema)}.${tenantIndexName(filter.user_id)}`,
+    };
   }
 
-  /** Memories in the filtered scope, counted up to just past the exact-scan threshold. */
-  private async countScope(client: PoolClient, filterSql: string, values: unknown[]): Promise<number> {
-    const limit = `$${values.length + 1}::int`;
-    const result = await client.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${this.t.memories} m WHERE ${filterSql} LIMIT ${limit}) s`,
-      [...values, this.exactScanThreshold + 1],
+  /**
+   * Memories in the filtered scope, counted up to just past the exact-scan threshold, and whether the
+   * user has a graph of their own (which the planner then picks: its predicate matches the filter).
+   */
+  private async countScope(
+    client: PoolClient,
+    plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
+  ): Promise<{ scopeRows: number; ownGraph: boolean }> {
+    const values = plan.filterValues;
+    const result = await client.query<{ n: number; own: boolean }>(
+      `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM ${this.t.memories} m WHERE ${plan.filterSql}
+                 LIMIT $${values.length + 1}::int) s) AS n,
+              coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($${values.length + 2})), false) AS own`,
+      [...values, this.exactScanThreshold + 1, plan.tenantIndex],
     );
-    return result.rows[0]?.n ?? 0;
+    return { scopeRows: result.rows[0]?.n ?? 0, ownGraph: result.rows[0]?.own ?? false };
   }
 
   /**
@@ -502,15 +560,17 @@ export class PgvectorMemoryStore implements MemoryStore {
    * estimates (stale right after bulk loads), so that ef_search always means what it says. That
    * penalty inflates the plan's cost past JIT's threshold, and compiling costs more than the query.
    */
-  private async applyHnswSettings(client: PoolClient, k: number): Promise<void> {
+  private async applyHnswSettings(client: PoolClient, k: number, ownGraph: boolean): Promise<number> {
+    const ef = Math.min(1000, Math.max(ownGraph ? this.tenantEfSearch : this.efSearch, k * this.overfetch));
     await client.query(
       `SELECT set_config('hnsw.ef_search', $1, true),
               set_config('hnsw.iterative_scan', 'relaxed_order', true),
               set_config('hnsw.max_scan_tuples', $2, true),
               set_config('enable_sort', 'off', true),
               set_config('jit', 'off', true)`,
-      [String(Math.min(1000, Math.max(this.efSearch, k * this.overfetch))), String(this.maxScanTuples)],
+      [String(ef), String(this.maxScanTuples)],
     );
+    return ef;
   }
 
   private searchSql(
@@ -559,8 +619,9 @@ export class PgvectorMemoryStore implements MemoryStore {
     client: PoolClient,
     plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
     mode: SearchMode,
+    ownGraph = false,
   ): Promise<SearchHit[]> {
-    if (mode === 'hnsw') await this.applyHnswSettings(client, plan.k);
+    if (mode === 'hnsw') await this.applyHnswSettings(client, plan.k, ownGraph);
     const { text, values } = this.searchSql(plan, mode);
     const result = await client.query<MemoryRow & { distance: number }>(text, values);
     this.log.debug({ mode, k: plan.k, found: result.rowCount }, 'search');
@@ -652,7 +713,12 @@ export class PgvectorMemoryStore implements MemoryStore {
   async dropVectorIndex(): Promise<boolean> {
     return this.transaction('drop vector index', async (client) => {
       const existed = await this.lockVectorIndex(client);
-      await client.query(`DROP INDEX IF EXISTS ${quoteIdent(this.schema)}.${HNSW_INDEX}`);
+      // Users' own graphs too: every insert of the load would otherwise go into them one by one.
+      // `maintainTenantIndexes` builds them again once the load is done.
+      const names = [HNSW_INDEX, ...(await this.tenantIndexes(client)).map((i) => i.name)];
+      await client.query(
+        `DROP INDEX IF EXISTS ${names.map((n) => `${quoteIdent(this.schema)}.${n}`).join(', ')}`,
+      );
       return existed;
     });
   }
@@ -675,6 +741,127 @@ export class PgvectorMemoryStore implements MemoryStore {
       this.log.info({ ms: Math.round(ms) }, 'hnsw index built');
       return ms;
     });
+  }
+
+  /**
+   * Gives each user who holds many memories, but a small share of the table, an HNSW graph of their
+   * own (a partial index that the planner picks for searches filtered on that user), and drops the
+   * graphs that no longer pay: see `TenantIndexPolicy`. A graph is kept until its user falls under
+   * half the thresholds (half the memories, or past 1.5 × the share), so that a user near a threshold
+   * does not cause a build and a drop on every run. A graph whose build was interrupted (left invalid
+   * by `CREATE INDEX CONCURRENTLY`) is dropped and built again.
+   *
+   * Builds run `CONCURRENTLY`: writes and searches go on meanwhile. One run at a time per schema (an
+   * advisory lock); a second caller gets `busy`. An aborted `signal` cancels a build in progress.
+   */
+  async maintainTenantIndexes(policy: TenantIndexPolicy, signal?: AbortSignal): Promise<TenantIndexReport> {
+    const minMemories = positiveInt(policy.minMemories, 'minMemories');
+    const maxShare = policy.maxShare ?? 0.5;
+    if (!(maxShare > 0 && maxShare <= 1))
+      throw new ValidationError('maxShare is a share from 0 (excluded) to 1', { maxShare });
+    const report: TenantIndexReport = { built: [], dropped: 0, kept: 0 };
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw toStoreError(error, 'maintain tenant indexes');
+    }
+    const lockKey = `${this.schema}.${TENANT_INDEX_PREFIX}`;
+    let locked = false;
+    try {
+      locked = (
+        await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext($1)) AS ok`, [lockKey])
+      ).rows[0]!.ok;
+      if (!locked) return { ...report, busy: true };
+      const total = Number(
+        (await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.t.memories}`)).rows[0]!.n,
+      );
+      const users = await client.query<{ user_id: string; n: string }>(
+        `SELECT user_id, count(*) AS n FROM ${this.t.memories} GROUP BY user_id HAVING count(*) >= $1`,
+        [Math.ceil(minMemories / 2)],
+      );
+      const byName = new Map(
+        users.rows.map((u) => [tenantIndexName(u.user_id), { userId: u.user_id, n: Number(u.n) }]),
+      );
+      const valid = new Set<string>();
+      for (const index of await this.tenantIndexes(client)) {
+        const user = byName.get(index.name);
+        const keep = index.valid && user !== undefined && user.n <= Math.min(1, maxShare * 1.5) * total;
+        if (keep) {
+          valid.add(index.name);
+          report.kept += 1;
+          continue;
+        }
+        await client.query(
+          `DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(this.schema)}.${quoteIdent(index.name)}`,
+        );
+        report.dropped += 1;
+        this.log.info({ index: index.name, valid: index.valid }, 'tenant hnsw index dropped');
+      }
+      const wanted = [...byName]
+        .filter(([name, u]) => !valid.has(name) && u.n >= minMemories && u.n <= maxShare * total)
+        .sort((a, b) => b[1].n - a[1].n);
+      for (const [name, user] of wanted) {
+        if (signal?.aborted) break;
+        const ms = await this.buildTenantIndex(client, name, user.userId, signal);
+        if (ms === undefined) break;
+        report.built.push({ user_id: user.userId, memories: user.n, ms });
+      }
+      return report;
+    } catch (error) {
+      throw toStoreError(error, 'maintain tenant indexes');
+    } finally {
+      if (locked)
+        await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [lockKey]).catch(() => undefined);
+      client.release();
+    }
+  }
+
+  /** Builds one user's graph; its duration in ms, or undefined when `signal` cancelled it. */
+  private async buildTenantIndex(
+    client: PoolClient,
+    name: string,
+    userId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<number | undefined> {
+    const cancel = () =>
+      void this.pool
+        .query(`SELECT pg_cancel_backend($1)`, [(client as unknown as { processID: number }).processID])
+        .catch(() => undefined);
+    signal?.addEventListener('abort', cancel, { once: true });
+    const start = performance.now();
+    try {
+      await client.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [this.indexBuildMemory]);
+      await client.query(
+        `CREATE INDEX CONCURRENTLY ${quoteIdent(name)} ON ${this.t.memories}
+         USING ${PGVECTOR_HNSW_INDEX.method} WHERE user_id = ${client.escapeLiteral(userId)}`,
+      );
+    } catch (error) {
+      // Cancelled: the index is left invalid; the next run drops and rebuilds it.
+      if (signal?.aborted && (error as { code?: string }).code === '57014') return undefined;
+      // An invalid index still takes the table's writes: drop it now rather than at the next run.
+      await client
+        .query(`DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(this.schema)}.${quoteIdent(name)}`)
+        .catch(() => undefined);
+      throw error;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      await client.query(`RESET maintenance_work_mem`).catch(() => undefined);
+    }
+    const ms = performance.now() - start;
+    this.log.info({ index: name, ms: Math.round(ms) }, 'tenant hnsw index built');
+    return ms;
+  }
+
+  /** The users' own graphs in this schema, valid or left invalid by an interrupted build. */
+  private async tenantIndexes(client: PoolClient): Promise<{ name: string; valid: boolean }[]> {
+    const result = await client.query<{ name: string; valid: boolean }>(
+      `SELECT c.relname AS name, i.indisvalid AS valid
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND i.indrelid = to_regclass($2) AND starts_with(c.relname, $3)`,
+      [this.schema, this.t.memories, TENANT_INDEX_PREFIX],
+    );
+    return result.rows;
   }
 
   /**
@@ -748,12 +935,15 @@ export class PgvectorMemoryStore implements MemoryStore {
         pgvector: string | null;
         indexdef: string | null;
         has_table: boolean;
+        tenant_indexes: number;
       }>(
         `SELECT current_setting('server_version') AS server,
                 (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector,
                 (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'memories' AND indexname = $2) AS indexdef,
-                to_regclass($3) IS NOT NULL AS has_table`,
-        [this.schema, HNSW_INDEX, this.t.memories],
+                to_regclass($3) IS NOT NULL AS has_table,
+                (SELECT count(*)::int FROM pg_indexes
+                 WHERE schemaname = $1 AND tablename = 'memories' AND starts_with(indexname, $4)) AS tenant_indexes`,
+        [this.schema, HNSW_INDEX, this.t.memories, TENANT_INDEX_PREFIX],
       );
       const row = info.rows[0]!;
       const versions: Record<string, string> = { postgres: row.server };
@@ -780,6 +970,7 @@ export class PgvectorMemoryStore implements MemoryStore {
         memory_count: estimated ? Math.max(n, Math.round(estimate ?? 0)) : n,
         ...(estimated ? { memory_count_estimated: true } : {}),
         index: this.describeIndex(row.indexdef),
+        tenant_indexes: row.tenant_indexes,
         versions,
       };
     } catch (error) {
@@ -793,7 +984,7 @@ export class PgvectorMemoryStore implements MemoryStore {
 
   /** e.g. `hnsw (halfvec_cosine_ops, m=16, ef_construction=64); ef_search=400, overfetch=2, iterative_scan=relaxed_order, …` */
   private describeIndex(indexdef: string | null): string {
-    const search = `ef_search=${this.efSearch}, overfetch=${this.overfetch}, iterative_scan=relaxed_order, max_scan_tuples=${this.maxScanTuples}, exact scan ≤ ${this.exactScanThreshold} rows`;
+    const search = `ef_search=${this.efSearch} (${this.tenantEfSearch} in a user's own graph), overfetch=${this.overfetch}, iterative_scan=relaxed_order, max_scan_tuples=${this.maxScanTuples}, exact scan ≤ ${this.exactScanThreshold} rows`;
     if (!indexdef) return `no HNSW index (exact scans only); ${search}`;
     const method = /USING (\w+) \(.* (\w+_ops)\)/.exec(indexdef);
     const withClause = /WITH \(([^)]*)\)/
