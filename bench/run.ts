@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createLogger } from 'memory-core';
+import { createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
 import {
   CorpusOffsets,
@@ -51,6 +51,8 @@ export function defaultOptions(mode: Mode): BenchOptions {
       chromaMaxSize: full ? 100_000 : 2_000,
       efSweep: full ? [100, 200, 400, 800] : [40, 100],
       overfetchSweep: full ? [1, 2, 4] : [1, 2],
+      tenantMinMemories: full ? DEFAULT_TENANT_INDEX_POLICY.minMemories : 100,
+      tenantEfSweep: full ? [50, 100, 200, 400] : [40, 100],
       hnsw: { maintenanceWorkMem: '4GB', parallelWorkers: 2 },
       hnswBuildTimeoutMs: 40 * 60_000,
       loadChunk: 10_000,

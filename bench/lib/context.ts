@@ -37,6 +37,13 @@ export interface BenchOptions {
     efSweep: number[];
     /** Overfetch factors swept at the largest size (user filter, default ef_search). */
     overfetchSweep: number[];
+    /**
+     * At the largest size, when the queried user has this many memories: users' own graphs are built
+     * (`maintainTenantIndexes`, the worker's policy with this minimum) and searched after the shared one.
+     */
+    tenantMinMemories: number;
+    /** `HNSW_TENANT_EF_SEARCH` values swept in the user's own graph. */
+    tenantEfSweep: number[];
     hnsw: { maintenanceWorkMem: string; parallelWorkers: number };
     hnswBuildTimeoutMs: number;
     loadChunk: number;

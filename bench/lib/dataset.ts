@@ -120,13 +120,20 @@ export class BenchSchema {
   /** An adapter on this schema (its own small pool, as a service would have). */
   store(
     logger: Logger,
-    options: { efSearch?: number; overfetch?: number; exactScanThreshold?: number; poolSize?: number } = {},
+    options: {
+      efSearch?: number;
+      tenantEfSearch?: number;
+      overfetch?: number;
+      exactScanThreshold?: number;
+      poolSize?: number;
+    } = {},
   ) {
     return new PgvectorMemoryStore(
       {
         connectionString: servers.databaseUrl,
         schema: this.schema,
         efSearch: options.efSearch,
+        tenantEfSearch: options.tenantEfSearch,
         overfetch: options.overfetch,
         exactScanThreshold: options.exactScanThreshold,
         poolSize: options.poolSize ?? 10,

@@ -11,7 +11,7 @@ import { BenchCollection, BenchSchema, DEFAULT_LAYOUT, sessionOf, vectorText } f
 import { EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
-import { medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
+import { median, medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
 
 export type SearchCase = 'none' | 'user' | 'user+session';
 export type Engine = 'pgvector adapter (auto)' | 'pgvector HNSW' | 'pgvector exact' | 'Chroma';
@@ -46,6 +46,18 @@ export interface SizeResult {
   service: EngineResult[];
   efSweep: { efSearch: number; case: SearchCase; latency: LatencySummary; recall: number }[];
   overfetchSweep?: { overfetch: number; case: SearchCase; latency: LatencySummary; recall: number }[];
+  /** Users' own graphs, built after the shared graph was measured (the largest size only). */
+  ownGraphs?: {
+    minMemories: number;
+    /** Graphs built, and the whole maintenance run (counting, then one concurrent build after another). */
+    graphs: number;
+    ms: number;
+    /** Median build of one graph. */
+    graphMs: number;
+    indexMiB: number;
+  };
+  /** HNSW_TENANT_EF_SEARCH in the user's own graph, forced HNSW, user filter, one run each. */
+  tenantEfSweep?: { efSearch: number; case: SearchCase; latency: LatencySummary; recall: number }[];
   rss: { pgSearchService?: Rss; chromaSearchService?: Rss };
 }
 
@@ -59,6 +71,8 @@ export interface WritePathResult {
 export interface SearchResults {
   /** hnsw.ef_search and overfetch of the adapter rows (the services' defaults). */
   efSearch: number;
+  /** hnsw.ef_search in a user's own graph (the services' HNSW_TENANT_EF_SEARCH default). */
+  tenantEfSearch?: number;
   overfetch?: number;
   /** The index as the store defines it. */
   index?: string;
@@ -203,6 +217,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
 
   const results: SearchResults = {
     efSearch: DEFAULT_EF_SEARCH,
+    tenantEfSearch: coreEnvShape.HNSW_TENANT_EF_SEARCH.parse(undefined),
     overfetch: DEFAULT_OVERFETCH,
     index: PGVECTOR_HNSW_INDEX.method,
     dataset: {
@@ -298,6 +313,9 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
       );
       await measureServiceLevel(ctx, db, withChroma ? chroma : undefined, queries, sizeResult, runs);
       if (size === largest) await efSweep(ctx, db, queries, truth, sizeResult);
+      if (size === largest && scope.user >= o.tenantMinMemories) {
+        await ownGraphs(ctx, db, queries, truth, sizeResult, runs);
+      }
     }
     if (o.sizes.some((s) => s > o.chromaMaxSize)) {
       results.skipped.push(`Chroma not loaded past ${o.chromaMaxSize} memories (time budget of the run)`);
@@ -358,25 +376,114 @@ async function measureStoreLevel(
         if (c === 'none' && engine.name === 'pgvector adapter (auto)') continue;
         const qs = engine.exact ? exactQueries : queries;
         const engineRuns = engine.exact && large ? 1 : runs;
-        const measured: Measured[] = [];
-        for (let r = 0; r < engineRuns; r += 1) {
-          progress(`search ${out.size}: ${engine.name}, filter ${c}, run ${r + 1}/${engineRuns}`);
-          measured.push(await measure(engine.searcher(c), qs, c, o.concurrency));
-        }
-        out.store.push({
-          engine: engine.name,
-          case: c,
-          latency: medianOf(measured.map((m) => ({ ...m.latency }))),
-          qps: medianOf(measured.map((m) => ({ qps: m.qps }))).qps,
-          recall: meanRecall(measured[0]!.ids, truth.get(c)!.slice(0, qs.length)),
-          queries: qs.length,
-          runs: engineRuns,
-        });
+        out.store.push(
+          await engineRow(ctx, engine.name, engine.searcher(c), qs, c, engineRuns, truth.get(c)!, out.size),
+        );
       }
     }
     return truth;
   } finally {
     await Promise.all([auto.close(), hnsw.close(), exact.close()]);
+  }
+}
+
+/** One engine's row: latency and QPS (median of `runs`), recall@10 of the first run against `truth`. */
+async function engineRow(
+  ctx: BenchContext,
+  engine: string,
+  searcher: Searcher,
+  queries: Query[],
+  c: SearchCase,
+  runs: number,
+  truth: string[][],
+  size: number,
+): Promise<EngineResult> {
+  const measured: Measured[] = [];
+  for (let r = 0; r < runs; r += 1) {
+    ctx.progress(`search ${size}: ${engine}, filter ${c}, run ${r + 1}/${runs}`);
+    measured.push(await measure(searcher, queries, c, ctx.options.search.concurrency));
+  }
+  return {
+    engine,
+    case: c,
+    latency: medianOf(measured.map((m) => ({ ...m.latency }))),
+    qps: medianOf(measured.map((m) => ({ qps: m.qps }))).qps,
+    recall: meanRecall(measured[0]!.ids, truth.slice(0, queries.length)),
+    queries: queries.length,
+    runs,
+  };
+}
+
+/**
+ * The same searches once users have graphs of their own, built as the worker builds them
+ * (`maintainTenantIndexes`, concurrently, one user after another): build time and size, the adapter
+ * at the store level and through the search service, and ef_search in the user's graph.
+ */
+async function ownGraphs(
+  ctx: BenchContext,
+  db: BenchSchema,
+  queries: Query[],
+  truth: Map<SearchCase, string[][]>,
+  out: SizeResult,
+  runs: number,
+): Promise<void> {
+  const { options, logger, progress } = ctx;
+  const o = options.search;
+  progress(`search ${out.size}: building users' own graphs`);
+  const maintainer = db.store(logger);
+  const t0 = nowMs();
+  const report = await maintainer
+    .maintainTenantIndexes({ minMemories: o.tenantMinMemories })
+    .finally(() => maintainer.close());
+  const ms = nowMs() - t0;
+  if (!report.built.some((b) => b.user_id === USER)) {
+    throw new Error(`no graph was built for ${USER} (${out.scope.user} memories)`);
+  }
+  const bytes = await db.pool.query<{ bytes: string }>(
+    `SELECT coalesce(sum(pg_relation_size(c.oid)), 0) AS bytes
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND starts_with(c.relname, 'memories_hnsw_u_')`,
+    [db.schema],
+  );
+  out.ownGraphs = {
+    minMemories: o.tenantMinMemories,
+    graphs: report.built.length,
+    ms,
+    graphMs: median(report.built.map((b) => b.ms)),
+    indexMiB: Number(bytes.rows[0]!.bytes) / 1024 / 1024,
+  };
+  const auto = db.store(logger, { efSearch: DEFAULT_EF_SEARCH });
+  const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, exactScanThreshold: 0 });
+  try {
+    for (const c of ['user', 'user+session'] as SearchCase[]) {
+      for (const [name, store] of [
+        ['pgvector adapter (auto), own graph', auto],
+        ['pgvector HNSW, own graph', hnsw],
+      ] as const) {
+        out.store.push(
+          await engineRow(ctx, name, storeSearcher(store), queries, c, runs, truth.get(c)!, out.size),
+        );
+      }
+    }
+  } finally {
+    await Promise.all([auto.close(), hnsw.close()]);
+  }
+  await measureServiceLevel(ctx, db, undefined, queries, out, runs, ', own graph');
+  out.tenantEfSweep = [];
+  for (const ef of o.tenantEfSweep) {
+    const store = db.store(logger, { tenantEfSearch: ef, exactScanThreshold: 0 });
+    try {
+      progress(`search ${out.size}: own graph, ef_search ${ef}`);
+      const m = await measure(storeSearcher(store), queries, 'user', o.concurrency);
+      out.tenantEfSweep.push({
+        efSearch: ef,
+        case: 'user',
+        latency: m.latency,
+        recall: meanRecall(m.ids, truth.get('user')!),
+      });
+    } finally {
+      await store.close();
+    }
   }
 }
 
@@ -388,10 +495,11 @@ async function measureServiceLevel(
   queries: Query[],
   out: SizeResult,
   runs: number,
+  suffix = '',
 ): Promise<void> {
   const { options, progress } = ctx;
   const backends: { name: string; backend: 'postgres' | 'chroma' }[] = [
-    { name: 'pgvector (service)', backend: 'postgres' },
+    { name: `pgvector (service)${suffix}`, backend: 'postgres' },
   ];
   if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma' });
   for (const b of backends) {

@@ -100,6 +100,21 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       'none/2',
       'user/2',
     ]);
+    // At the largest size every user has 120 memories (≥ the quick minimum of 100, a tenth of the
+    // table): each gets a graph of their own, and the searches run again in it.
+    expect(sizes[0]!.ownGraphs).toBeUndefined();
+    expect(sizes[1]!.ownGraphs).toMatchObject({ minMemories: 100, graphs: 10 });
+    expect(sizes[1]!.ownGraphs!.indexMiB).toBeGreaterThan(0);
+    expect(
+      sizes[1]!.store.filter((e) => e.engine.endsWith('own graph')).map((e) => `${e.case}/${e.engine}`),
+    ).toEqual([
+      'user/pgvector adapter (auto), own graph',
+      'user/pgvector HNSW, own graph',
+      'user+session/pgvector adapter (auto), own graph',
+      'user+session/pgvector HNSW, own graph',
+    ]);
+    expect(sizes[1]!.service.some((e) => e.engine.startsWith('pgvector (service), own graph'))).toBe(true);
+    expect(sizes[1]!.tenantEfSweep!.map((e) => e.efSearch)).toEqual([40, 100]);
     // Every record's vector is the model's embedding of its own text.
     expect(results.search!.dataset.kind).toBe('embedded');
   });

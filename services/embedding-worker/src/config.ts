@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { coreEnvShape, embeddingEnvShape, intVar, loadConfig, portVar } from 'memory-core';
+import {
+  coreEnvShape,
+  DEFAULT_TENANT_INDEX_POLICY,
+  embeddingEnvShape,
+  intVar,
+  loadConfig,
+  portVar,
+} from 'memory-core';
 
 export const WorkerEnv = z.object({
   ...coreEnvShape,
@@ -16,7 +23,7 @@ export const WorkerEnv = z.object({
    * A user with at least this many memories, and at most half of all of them, gets an HNSW graph of
    * their own on PostgreSQL (searches scoped to them stop filtering a shared graph). 0 turns it off.
    */
-  TENANT_INDEX_MIN_MEMORIES: intVar(50_000, 0, 1_000_000_000),
+  TENANT_INDEX_MIN_MEMORIES: intVar(DEFAULT_TENANT_INDEX_POLICY.minMemories, 0, 1_000_000_000),
   /** How often the worker checks which users need (or no longer need) a graph of their own. */
   TENANT_INDEX_INTERVAL_S: intVar(600, 5, 86_400),
   /** Serves /metrics and /healthz. */

@@ -99,6 +99,9 @@ export interface TenantIndexPolicy {
   maxShare?: number;
 }
 
+/** The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`). */
+export const DEFAULT_TENANT_INDEX_POLICY = { minMemories: 50_000, maxShare: 0.5 } as const;
+
 export interface TenantIndexReport {
   /** Graphs built by this run. */
   built: { user_id: string; memories: number; ms: number }[];
@@ -756,7 +759,7 @@ export class PgvectorMemoryStore implements MemoryStore {
    */
   async maintainTenantIndexes(policy: TenantIndexPolicy, signal?: AbortSignal): Promise<TenantIndexReport> {
     const minMemories = positiveInt(policy.minMemories, 'minMemories');
-    const maxShare = policy.maxShare ?? 0.5;
+    const maxShare = policy.maxShare ?? DEFAULT_TENANT_INDEX_POLICY.maxShare;
     if (!(maxShare > 0 && maxShare <= 1))
       throw new ValidationError('maxShare is a share from 0 (excluded) to 1', { maxShare });
     const report: TenantIndexReport = { built: [], dropped: 0, kept: 0 };
