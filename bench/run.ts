@@ -57,7 +57,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       hnswBuildTimeoutMs: 40 * 60_000,
       loadChunk: 10_000,
     },
-    migration: { records: full ? 20_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
+    migration: { records: full ? 100_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
     output: {
       markdown: path.join(repoRoot, full ? 'BENCHMARKS.md' : 'bench/results/BENCHMARKS.quick.md'),
       json: path.join(repoRoot, `bench/results/${mode}.json`),

@@ -80,4 +80,19 @@ describe('TransformersEmbedder loading', () => {
     expect((error as Error).message).toMatch(/EMBEDDING_MODEL/);
     expect((error as Error).message).not.toMatch(/\n/);
   });
+
+  it('loads with ONNX thread spinning off (EMBEDDING_THREAD_SPINNING) and gives the same vectors', async () => {
+    const texts = ['Wisdom is understanding what truly matters', 'short', 'a longer sentence '.repeat(20)];
+    const [spinning, quiet] = await Promise.all(
+      [true, false].map((threadSpinning) =>
+        TransformersEmbedder.load({ model: testModel.model, dtype: 'q8', batchSize: 8, threadSpinning }),
+      ),
+    );
+    try {
+      const [a, b] = await Promise.all([spinning!.embed(texts), quiet!.embed(texts)]);
+      for (const [i, v] of a.entries()) expect(cosineSimilarity(v, b[i]!)).toBeGreaterThanOrEqual(0.99999);
+    } finally {
+      await Promise.all([spinning!.close(), quiet!.close()]);
+    }
+  });
 });

@@ -8,7 +8,8 @@ import {
   NotFoundError,
   StoreMemoryBatchPayload,
   StoreMemoryPayload,
-  UnavailableError,
+  orUnavailable,
+  RedisDown,
   ValidationError,
   jobIds,
   toQueuedMemory,
@@ -77,12 +78,13 @@ export class IngestService {
     const scope = `${caller.userId}:${kind}:${caller.idempotencyKey}`;
     const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
     const key = `${this.prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
-    const held = await this.redis
-      .set(key, fingerprint, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')
-      .then((ok) => (ok ? fingerprint : this.redis.get(key)))
-      .catch((cause: unknown) => {
-        throw new UnavailableError('Redis does not answer', { cause, code: 'queue_unavailable' });
-      });
+    const held = await orUnavailable(
+      () =>
+        this.redis
+          .set(key, fingerprint, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')
+          .then((ok) => (ok ? fingerprint : this.redis.get(key))),
+      RedisDown.queue,
+    );
     if (held !== null && held !== fingerprint) {
       throw new ConflictError(
         'this Idempotency-Key was used with a different request body',
@@ -93,15 +95,8 @@ export class IngestService {
     return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
   }
 
-  private async add(name: string, data: unknown, jobId: string): Promise<Job> {
-    try {
-      return await this.queues.ingest.add(name, data, { jobId });
-    } catch (cause) {
-      throw new UnavailableError('the job queue (Redis) does not answer', {
-        cause,
-        code: 'queue_unavailable',
-      });
-    }
+  private add(name: string, data: unknown, jobId: string): Promise<Job> {
+    return orUnavailable(() => this.queues.ingest.add(name, data, { jobId }), RedisDown.queue);
   }
 
   async storeOne(input: MemoryInputParsed, caller: Caller): Promise<{ memoryId: string; job: Job }> {
@@ -153,12 +148,7 @@ export class IngestService {
 
   async job(id: string): Promise<JobView> {
     for (const queue of this.queues.all) {
-      const job = await queue.getJob(id).catch((cause: unknown) => {
-        throw new UnavailableError('the job queue (Redis) does not answer', {
-          cause,
-          code: 'queue_unavailable',
-        });
-      });
+      const job = await orUnavailable(() => queue.getJob(id), RedisDown.queue);
       if (!job) continue;
       return {
         job_id: id,

@@ -75,6 +75,12 @@ export const embeddingEnvShape = {
    * so 8 length-sorted texts per call embed about 2.5× faster than 64 (BENCHMARKS.md, section 1).
    */
   EMBEDDING_BATCH_SIZE: intVar(8, 1, 1024),
+  /**
+   * Whether ONNX runtime's threads spin while they wait for work (its own default). Off: spinning
+   * threads burn CPU that PostgreSQL, Redis and the services need on the same machine; alone, the
+   * model is as fast either way (BENCHMARKS.md, sections 2 and tuning).
+   */
+  EMBEDDING_THREAD_SPINNING: boolVar(false),
   /** Where downloaded hub models are cached. */
   EMBEDDING_CACHE_DIR: z.string().optional(),
 };

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ConflictError, UnavailableError } from '../errors';
+import { ConflictError, orUnavailable, RedisDown } from '../errors';
 import type { EmbedderInfo } from '../embedding/embedder';
 import type { BackendName } from '../storage/memory-store';
 
@@ -27,22 +27,17 @@ export class DeploymentRegistry {
   }
 
   private async read<T>(name: 'backend' | 'embedding-model'): Promise<T | null> {
-    try {
-      const raw = await this.redis.get(this.key(name));
-      return raw ? (JSON.parse(raw) as T) : null;
-    } catch (cause) {
-      throw new UnavailableError('Redis does not answer', { cause, code: 'redis_unavailable' });
-    }
+    const raw = await orUnavailable(() => this.redis.get(this.key(name)), RedisDown.state);
+    return raw ? (JSON.parse(raw) as T) : null;
   }
 
   /** Records `value` unless a value exists; returns the one that holds. */
   private async recordIfAbsent<T>(name: 'backend' | 'embedding-model', value: T): Promise<T> {
-    try {
-      const set = await this.redis.set(this.key(name), JSON.stringify(value), 'NX');
-      return set === 'OK' ? value : ((await this.read<T>(name)) ?? value);
-    } catch (cause) {
-      throw new UnavailableError('Redis does not answer', { cause, code: 'redis_unavailable' });
-    }
+    const set = await orUnavailable(
+      () => this.redis.set(this.key(name), JSON.stringify(value), 'NX'),
+      RedisDown.state,
+    );
+    return set === 'OK' ? value : ((await this.read<T>(name)) ?? value);
   }
 
   getBackend(): Promise<BackendChoice | null> {

@@ -20,6 +20,12 @@ export interface TransformersEmbedderOptions {
   dtype: 'q8' | 'fp32';
   /** Texts per model call. @defaultValue 8 (`EMBEDDING_BATCH_SIZE`) */
   batchSize: number;
+  /**
+   * Whether ONNX runtime's threads spin while waiting for work (its default). Spinning saves a few
+   * microseconds per operator when the model has the cores to itself, and burns CPU that PostgreSQL,
+   * Redis and Node need when it shares them (`EMBEDDING_THREAD_SPINNING`). @defaultValue true
+   */
+  threadSpinning?: boolean;
   /** Word pieces per text; MiniLM was trained on 256. @defaultValue 256 */
   maxTokens?: number;
   cacheDir?: string;
@@ -68,7 +74,14 @@ export class TransformersEmbedder implements Embedder {
     }
     try {
       const tokenizer = await AutoTokenizer.from_pretrained(modelId);
-      const model = await AutoModel.from_pretrained(modelId, { dtype: options.dtype });
+      const spin = options.threadSpinning === false ? '0' : '1';
+      const model = await AutoModel.from_pretrained(modelId, {
+        dtype: options.dtype,
+        // Flattened by onnxruntime-node into the session config keys `session.intra_op.allow_spinning`…
+        session_options: {
+          extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
+        },
+      });
       return new TransformersEmbedder(tokenizer, model, options);
     } catch (cause) {
       const where = isLocalModelPath(options.model)

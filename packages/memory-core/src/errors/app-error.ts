@@ -50,6 +50,24 @@ export class UnavailableError extends AppError {
   }
 }
 
+/** What a Redis failure means to the caller: Redis as a store of state, or as the job queue. */
+export const RedisDown = {
+  state: { message: 'Redis does not answer', code: 'redis_unavailable' },
+  queue: { message: 'the job queue (Redis) does not answer', code: 'queue_unavailable' },
+} as const;
+
+/** Runs a call to a dependency; any failure of it becomes a 503 `UnavailableError` saying `down`. */
+export async function orUnavailable<T>(
+  call: () => Promise<T>,
+  down: { message: string; code: string },
+): Promise<T> {
+  try {
+    return await call();
+  } catch (cause) {
+    throw new UnavailableError(down.message, { cause, code: down.code });
+  }
+}
+
 export function isAppError(error: unknown): error is AppError {
   return error instanceof AppError;
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { UnavailableError } from '../errors';
+import { orUnavailable, RedisDown } from '../errors';
 
 /** How long a tombstone outlives the delete: longer than any store job's retries. */
 export const TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600;
@@ -58,11 +58,7 @@ export class Tombstones {
     return deleted;
   }
 
-  private async run<T>(command: () => Promise<T>): Promise<T> {
-    try {
-      return await command();
-    } catch (cause) {
-      throw new UnavailableError('Redis does not answer', { cause, code: 'redis_unavailable' });
-    }
+  private run<T>(command: () => Promise<T>): Promise<T> {
+    return orUnavailable(command, RedisDown.state);
   }
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { UnavailableError } from '../errors';
+import { orUnavailable, RedisDown } from '../errors';
 import type { MigrationResult, ScopeCounts } from '../jobs/job-catalogue';
 
 /** How long a migration's checkpoint and record stay in Redis. */
@@ -73,12 +73,8 @@ export class RedisMigrationCheckpoints implements MigrationCheckpoints {
     return (await this.run(() => this.redis.exists(this.key(migrationId, 'cancel')))) === 1;
   }
 
-  private async run<T>(command: () => Promise<T>): Promise<T> {
-    try {
-      return await command();
-    } catch (cause) {
-      throw new UnavailableError('Redis does not answer', { cause, code: 'redis_unavailable' });
-    }
+  private run<T>(command: () => Promise<T>): Promise<T> {
+    return orUnavailable(command, RedisDown.state);
   }
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Job, Queue } from 'bullmq';
-import { UnavailableError } from '../errors';
+import { orUnavailable, RedisDown } from '../errors';
 import { validate } from '../http/validate';
 import {
   JobName,
@@ -16,12 +16,8 @@ export function newMigrationId(now = new Date()): string {
   return `mig-${now.getTime().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
-async function add(queue: Queue, name: string, data: unknown, jobId: string): Promise<Job> {
-  try {
-    return await queue.add(name, data, { ...migrationJobOptions, jobId });
-  } catch (cause) {
-    throw new UnavailableError('the job queue (Redis) does not answer', { cause, code: 'queue_unavailable' });
-  }
+function add(queue: Queue, name: string, data: unknown, jobId: string): Promise<Job> {
+  return orUnavailable(() => queue.add(name, data, { ...migrationJobOptions, jobId }), RedisDown.queue);
 }
 
 /**

@@ -95,6 +95,7 @@ export interface EmbedderSettings {
   EMBEDDING_MODEL: string;
   EMBEDDING_DTYPE: 'q8' | 'fp32';
   EMBEDDING_BATCH_SIZE: number;
+  EMBEDDING_THREAD_SPINNING: boolean;
   EMBEDDING_CACHE_DIR?: string | undefined;
 }
 
@@ -110,6 +111,7 @@ export async function loadEmbedder(
     model: config.EMBEDDING_MODEL,
     dtype: config.EMBEDDING_DTYPE,
     batchSize: config.EMBEDDING_BATCH_SIZE,
+    threadSpinning: config.EMBEDDING_THREAD_SPINNING,
     cacheDir: config.EMBEDDING_CACHE_DIR,
   });
   try {
