@@ -376,6 +376,7 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
     expect(await indexNames()).toEqual([{ name: tenantIndexName('big'), valid: false }]);
     // An invalid index is not the user's graph: searches use the shared one meanwhile.
     expect((await store.explainSearch(unit(), 10, { user_id: 'big' })).efSearch).toBe(400);
+    expect((await store.status()).tenant_indexes).toBe(0);
 
     const report = await store.maintainTenantIndexes(policy);
     expect(report).toMatchObject({ dropped: 1, kept: 0 });

@@ -814,9 +814,14 @@ export class PgvectorMemoryStore implements MemoryStore {
     } catch (error) {
       throw toStoreError(error, 'maintain tenant indexes');
     } finally {
-      if (locked)
-        await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [lockKey]).catch(() => undefined);
-      client.release();
+      // A connection that cannot unlock is closed rather than pooled: closing it releases the lock.
+      const unlocked = !locked
+        ? true
+        : await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [lockKey]).then(
+            () => true,
+            () => false,
+          );
+      client.release(!unlocked);
     }
   }
 
@@ -944,8 +949,8 @@ export class PgvectorMemoryStore implements MemoryStore {
                 (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector,
                 (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'memories' AND indexname = $2) AS indexdef,
                 to_regclass($3) IS NOT NULL AS has_table,
-                (SELECT count(*)::int FROM pg_indexes
-                 WHERE schemaname = $1 AND tablename = 'memories' AND starts_with(indexname, $4)) AS tenant_indexes`,
+                (SELECT count(*)::int FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE i.indrelid = to_regclass($3) AND i.indisvalid AND starts_with(c.relname, $4)) AS tenant_indexes`,
         [this.schema, HNSW_INDEX, this.t.memories, TENANT_INDEX_PREFIX],
       );
       const row = info.rows[0]!;
