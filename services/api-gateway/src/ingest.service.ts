@@ -148,13 +148,18 @@ export class IngestService {
 
   async job(id: string): Promise<JobView> {
     for (const queue of this.queues.all) {
+      // State first, then the job: a job seen as completed is read with its result (BullMQ moves it
+      // and stores the result in one step). The other order could read the job while it is still
+      // active and its state just after it completed: "completed" without a result.
+      const state = await orUnavailable(() => queue.getJobState(id), RedisDown.queue);
+      if (state === 'unknown') continue;
       const job = await orUnavailable(() => queue.getJob(id), RedisDown.queue);
       if (!job) continue;
       return {
         job_id: id,
         name: job.name,
         queue: queue.name,
-        state: await job.getState(),
+        state,
         progress: job.progress,
         attempts_made: job.attemptsMade,
         result: job.returnvalue ?? null,

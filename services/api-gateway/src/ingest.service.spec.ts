@@ -1,0 +1,48 @@
+import pino from 'pino';
+import type { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { MemoryStore, Tombstones } from 'memory-core';
+import { IngestService } from './ingest.service';
+
+/**
+ * A queue whose job completes between two reads: the first read sees it active without a result,
+ * every later read sees it completed with its result (as BullMQ stores both in one step).
+ */
+function completingQueue(): Queue {
+  let reads = 0;
+  const world = () => (reads++ === 0 ? 'active' : 'completed');
+  const job = (state: string) => ({
+    name: 'store-memory-batch',
+    progress: state === 'completed' ? { done: 2, total: 2 } : { done: 1, total: 2 },
+    attemptsMade: 0,
+    returnvalue: state === 'completed' ? { memories: [] } : null,
+    failedReason: undefined,
+    timestamp: Date.now(),
+    finishedOn: state === 'completed' ? Date.now() : undefined,
+    getState: async () => world(),
+  });
+  return {
+    name: 'memory-ingest',
+    getJobState: async () => world(),
+    getJob: async () => job(world()),
+  } as unknown as Queue;
+}
+
+describe('IngestService.job', () => {
+  it('never reports a completed job without its result, whatever the timing of the reads', async () => {
+    const queue = completingQueue();
+    const service = new IngestService(
+      { ingest: queue, all: [queue] },
+      {} as QueueEvents,
+      {} as Redis,
+      '{test}',
+      {} as MemoryStore,
+      {} as Tombstones,
+      pino({ level: 'silent' }),
+    );
+    const view = await service.job('job-1');
+    if (view.state === 'completed') expect(view.result).not.toBeNull();
+    // The job moved on between the reads: the view was read after the state, so it holds the result.
+    expect(view.result).toEqual({ memories: [] });
+  });
+});
