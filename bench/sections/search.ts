@@ -1,6 +1,7 @@
 import {
   coreEnvShape,
   PGVECTOR_HNSW_INDEX,
+  TENANT_INDEX_PREFIX,
   TransformersEmbedder,
   type MemoryFilter,
   type MemoryStore,
@@ -442,8 +443,8 @@ async function ownGraphs(
   const bytes = await db.pool.query<{ bytes: string }>(
     `SELECT coalesce(sum(pg_relation_size(c.oid)), 0) AS bytes
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = $1 AND starts_with(c.relname, 'memories_hnsw_u_')`,
-    [db.schema],
+     WHERE n.nspname = $1 AND starts_with(c.relname, $2)`,
+    [db.schema, TENANT_INDEX_PREFIX],
   );
   out.ownGraphs = {
     minMemories: o.tenantMinMemories,

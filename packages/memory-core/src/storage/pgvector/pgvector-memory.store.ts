@@ -73,7 +73,8 @@ export const PGVECTOR_HNSW_INDEX = {
   method: 'hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)',
 } as const;
 const HNSW_INDEX = PGVECTOR_HNSW_INDEX.name;
-const TENANT_INDEX_PREFIX = 'memories_hnsw_u_';
+/** Names of users' own graphs start with this (`tenantIndexName`). */
+export const TENANT_INDEX_PREFIX = 'memories_hnsw_u_';
 
 /**
  * The name of the HNSW graph of one user's memories: a partial index (`WHERE user_id = …`) built by
@@ -535,7 +536,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       vector: toVectorSql(vector),
       filterSql,
       filterValues: params.values,
-      tenantIndex: `${quoteIdent(this.schema)}.${tenantIndexName(filter.user_id)}`,
+      tenantIndex: this.qualified(tenantIndexName(filter.user_id)),
     };
   }
 
@@ -719,9 +720,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       // Users' own graphs too: every insert of the load would otherwise go into them one by one.
       // `maintainTenantIndexes` builds them again once the load is done.
       const names = [HNSW_INDEX, ...(await this.tenantIndexes(client)).map((i) => i.name)];
-      await client.query(
-        `DROP INDEX IF EXISTS ${names.map((n) => `${quoteIdent(this.schema)}.${n}`).join(', ')}`,
-      );
+      await client.query(`DROP INDEX IF EXISTS ${names.map((n) => this.qualified(n)).join(', ')}`);
       return existed;
     });
   }
@@ -776,13 +775,14 @@ export class PgvectorMemoryStore implements MemoryStore {
         await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext($1)) AS ok`, [lockKey])
       ).rows[0]!.ok;
       if (!locked) return { ...report, busy: true };
-      const total = Number(
-        (await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.t.memories}`)).rows[0]!.n,
-      );
-      const users = await client.query<{ user_id: string; n: string }>(
-        `SELECT user_id, count(*) AS n FROM ${this.t.memories} GROUP BY user_id HAVING count(*) >= $1`,
+      // One pass over the table: each user's count, and (summed over all users) the total.
+      const users = await client.query<{ user_id: string; n: string; total: string }>(
+        `SELECT user_id, n, total FROM (
+           SELECT user_id, count(*) AS n, sum(count(*)) OVER () AS total FROM ${this.t.memories} GROUP BY user_id
+         ) counts WHERE n >= $1`,
         [Math.ceil(minMemories / 2)],
       );
+      const total = Number(users.rows[0]?.total ?? 0);
       const byName = new Map(
         users.rows.map((u) => [tenantIndexName(u.user_id), { userId: u.user_id, n: Number(u.n) }]),
       );
@@ -795,9 +795,7 @@ export class PgvectorMemoryStore implements MemoryStore {
           report.kept += 1;
           continue;
         }
-        await client.query(
-          `DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(this.schema)}.${quoteIdent(index.name)}`,
-        );
+        await this.dropTenantIndex(client, index.name);
         report.dropped += 1;
         this.log.info({ index: index.name, valid: index.valid }, 'tenant hnsw index dropped');
       }
@@ -848,9 +846,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       // Cancelled: the index is left invalid; the next run drops and rebuilds it.
       if (signal?.aborted && (error as { code?: string }).code === '57014') return undefined;
       // An invalid index still takes the table's writes: drop it now rather than at the next run.
-      await client
-        .query(`DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(this.schema)}.${quoteIdent(name)}`)
-        .catch(() => undefined);
+      await this.dropTenantIndex(client, name).catch(() => undefined);
       throw error;
     } finally {
       signal?.removeEventListener('abort', cancel);
@@ -861,15 +857,24 @@ export class PgvectorMemoryStore implements MemoryStore {
     return ms;
   }
 
-  /** The users' own graphs in this schema, valid or left invalid by an interrupted build. */
+  private async dropTenantIndex(client: PoolClient, name: string): Promise<void> {
+    await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${this.qualified(name)}`);
+  }
+
+  /** The users' own graphs on the memories table, valid or left invalid by an interrupted build. */
   private async tenantIndexes(client: PoolClient): Promise<{ name: string; valid: boolean }[]> {
     const result = await client.query<{ name: string; valid: boolean }>(
       `SELECT c.relname AS name, i.indisvalid AS valid
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname = $1 AND i.indrelid = to_regclass($2) AND starts_with(c.relname, $3)`,
-      [this.schema, this.t.memories, TENANT_INDEX_PREFIX],
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+       WHERE i.indrelid = to_regclass($1) AND starts_with(c.relname, $2)`,
+      [this.t.memories, TENANT_INDEX_PREFIX],
     );
     return result.rows;
+  }
+
+  /** An index of this schema, quoted for SQL. */
+  private qualified(index: string): string {
+    return `${quoteIdent(this.schema)}.${quoteIdent(index)}`;
   }
 
   /**
@@ -879,7 +884,7 @@ export class PgvectorMemoryStore implements MemoryStore {
   private async lockVectorIndex(client: PoolClient): Promise<boolean> {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`${this.schema}.${HNSW_INDEX}`]);
     const found = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [
-      `${quoteIdent(this.schema)}.${HNSW_INDEX}`,
+      this.qualified(HNSW_INDEX),
     ]);
     return found.rows[0]?.present ?? false;
   }
