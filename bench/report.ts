@@ -2,7 +2,14 @@ import type { BenchOptions } from './lib/context';
 import type { Environment } from './lib/environment';
 import type { LatencySummary } from './lib/stats';
 import type { EmbeddingResults } from './sections/embedding';
-import { SPINNING, summarizeRuns, WITHOUT_INDEX, type IngestionResults } from './sections/ingestion';
+import { CPU_GROUPS, type CpuGroup } from './lib/cpu';
+import {
+  cpuPerMemory,
+  SPINNING,
+  summarizeRuns,
+  WITHOUT_INDEX,
+  type IngestionResults,
+} from './sections/ingestion';
 import { median } from './lib/stats';
 import type { MigrationResults } from './sections/migration';
 import type { EngineResult, SearchCase, SearchResults, SizeResult } from './sections/search';
@@ -455,7 +462,58 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
     ),
   );
   out.push('');
+  out.push(...cpuTable(r, def.rawRate));
   return out;
+}
+
+const CPU_LABELS: Record<CpuGroup, string> = {
+  bench: 'bench process (raw: the model; end to end: the HTTP clients and the row count)',
+  'embedding-worker': 'embedding-worker',
+  postgres: 'PostgreSQL (every postgres process)',
+  'api-gateway': 'api-gateway',
+  redis: 'Redis',
+  'search-service': 'search-service',
+  chroma: 'Chroma server',
+};
+
+/** CPU per memory by process, raw vs end to end (PostgreSQL, default settings). */
+function cpuTable(r: BenchResults, rawRate: number): string[] {
+  const cpu = defaultsCpu(r);
+  if (!cpu) return [];
+  const cores = r.environment.machine.cores;
+  const groups = CPU_GROUPS.filter((g) => cpu.raw.ms[g] + cpu.e2e.ms[g] >= 0.005);
+  const rest = (side: typeof cpu.raw) => side.busyMs - groups.reduce((sum, g) => sum + side.ms[g], 0);
+  const everyCore = (side: typeof cpu.raw) => (cores * 1000) / side.busyMs;
+  return [
+    `**CPU per memory** (PostgreSQL, default settings; core-milliseconds of CPU per memory from /proc, median of ${cpu.n} runs; the raw pipeline runs in the bench process right before each end-to-end run):`,
+    '',
+    table(
+      ['process', 'raw pipeline', 'end to end'],
+      [
+        ...groups.map((g) => [CPU_LABELS[g], n2(cpu.raw.ms[g]), n2(cpu.e2e.ms[g])]),
+        ['rest of the machine (kernel, other processes)', n2(rest(cpu.raw)), n2(rest(cpu.e2e))],
+        ['**all**', n2(cpu.raw.busyMs), n2(cpu.e2e.busyMs)],
+        [`cores busy on average (of ${cores})`, n2(cpu.raw.coresBusy), n2(cpu.e2e.coresBusy)],
+        [
+          'memories/s if every core were busy',
+          n0(everyCore(cpu.raw)),
+          `${n0(everyCore(cpu.e2e))} (${n2(everyCore(cpu.e2e) / rawRate)}× the raw rate)`,
+        ],
+      ],
+    ),
+    '',
+  ];
+}
+
+/** CPU per memory of the default PostgreSQL batch runs, where they measured it. */
+function defaultsCpu(r: BenchResults) {
+  const defaults = defaultsName(r);
+  if (!r.ingestion || !defaults) return undefined;
+  return cpuPerMemory(
+    r.ingestion.runs.filter(
+      (x) => x.backend === 'postgres' && x.requests === 'batch' && x.variant === defaults,
+    ),
+  );
 }
 
 function lat(l: LatencySummary): string[] {
@@ -934,6 +992,24 @@ function recallNote(r: BenchResults, z: SizeResult): string {
   );
 }
 
+/** What the measured CPU per memory says about the ratio this machine can reach. */
+function cpuFinding(
+  cpu: NonNullable<ReturnType<typeof cpuPerMemory>>,
+  rawRate: number,
+  cores: number,
+): string {
+  const e2e = cpu.e2e;
+  const ceiling = (cores * 1000) / e2e.busyMs;
+  // The CPU per memory at which every core busy would give 0.90 of the raw rate.
+  const goalMs = (cores * 1000) / (0.9 * rawRate);
+  const besides = e2e.busyMs - e2e.ms['embedding-worker'];
+  return (
+    `Measured from /proc, end to end takes ${n2(e2e.busyMs)} ms of CPU per memory against ${n2(cpu.raw.busyMs)} for the raw pipeline: the worker (model, queue, JSON) ${n2(e2e.ms['embedding-worker'])}, PostgreSQL ${n2(e2e.ms.postgres)}, everything else ${n2(besides - e2e.ms.postgres)}. ` +
+    `With all ${cores} cores busy all the time, that is at most ${n0(ceiling)} memories/s, ${n2(ceiling / rawRate)}× the raw rate (the run keeps ${n2(e2e.coresBusy)} cores busy on average, the raw pipeline ${n2(cpu.raw.coresBusy)}). ` +
+    `0.90 needs at most ${n2(goalMs)} ms of CPU per memory with every core busy, which leaves ${n2(Math.max(0, goalMs - e2e.ms['embedding-worker']))} beside the worker; PostgreSQL's writes alone take ${n2(e2e.ms.postgres)}. `
+  );
+}
+
 function findings(r: BenchResults): string[] {
   const out = ['## Findings, and what would close the gaps', ''];
   const bullets: string[] = [];
@@ -944,10 +1020,8 @@ function findings(r: BenchResults): string[] {
     const wall = def.wallMs / ing.memories;
     const gateway = ing.enqueueOnly.perMemoryMs / wall;
     const writes = ing.writesOnly.ms / ing.writesOnly.memories / wall;
-    const model = 1000 / def.rawRate;
     const write = ing.writesOnly.ms / ing.writesOnly.memories;
-    // The model keeps both cores busy; a write keeps one busy: on 2 cores they add up like this.
-    const budget = model / (model + write / 2);
+    const cpu = defaultsCpu(r);
     const contended = ing.contended ?? [];
     const bare = variantRuns(r, WITHOUT_INDEX);
     const spinning = variantRuns(r, SPINNING);
@@ -955,7 +1029,7 @@ function findings(r: BenchResults): string[] {
       `**Ingestion** runs at ${n2(def.ratio)}× the raw pipeline with the defaults (${n0(def.e2eRate)} vs ${n0(def.rawRate)} memories/s, ${n2(def.minRatio)}-${n2(def.maxRatio)} over ${def.n} runs; goal 0.90). ` +
         `Queueing is not where it goes: the worker's model is busy ${n0(def.workerEmbedShare * 100)}% of the wall time and the gateway's HTTP, JSON, validation and enqueue cost ${n2(ing.enqueueOnly.perMemoryMs)} ms per memory (${n0(gateway * 100)}%). ` +
         `The model runs slower inside the worker (${n0(ing.memories / ((def.workerEmbedShare * def.wallMs) / 1000))} texts/s) than alone, most likely because on 2 cores it shares the CPU with PostgreSQL writing the rows: ${n2(write)} ms of work per memory (${n0(writes * 100)}% of the per-memory wall; much of it maintaining the HNSW graph, as section 4's write paths load ${n1((r.search?.writePaths[2]?.rowsPerS ?? 0) / (r.search?.writePaths[1]?.rowsPerS ?? 1))}× faster when the index is built afterwards). ` +
-        `The model needs ${n2(model)} ms per memory on both cores and the write ${n2(write)} ms on one, so this machine can reach at most about ${n2(budget)}× whatever the pipeline does. ` +
+        (cpu ? cpuFinding(cpu, def.rawRate, r.environment.machine.cores) : '') +
         (contended.length
           ? `Measured directly in one process, the raw model (ONNX runtime's defaults) embeds ${n0(median(contended.map((c) => c.alone)))} texts/s alone and ${n0(median(contended.map((c) => c.besideWrites)))} beside a write loop. `
           : '') +
@@ -965,7 +1039,7 @@ function findings(r: BenchResults): string[] {
         (bare
           ? `Without the HNSW index (the same run, the same worker settings) the pipeline reaches ${n2(bare.ratio)}× (${n0(bare.e2eRate)} memories/s): queue, JSON, micro-batching and the write itself cost ${n0((1 - bare.ratio) * 100)}% of the raw rate, and maintaining the graph row by row the other ${n0((bare.ratio - def.ratio) * 100)} points. `
           : '') +
-        'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows: with a core of its own for PostgreSQL this budget no longer limits the ratio), or cheaper graph inserts (a smaller m or ef_construction, at some recall). Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
+        'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows: the CPU PostgreSQL spends then no longer comes out of the model), or cheaper graph inserts (a smaller m or ef_construction, at some recall). Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
     );
   }
   const single = r.single;

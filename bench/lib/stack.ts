@@ -78,6 +78,10 @@ export class BenchService {
     return readRss(this.child?.pid);
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get logs(): string {
     return this.output;
   }
@@ -149,6 +153,10 @@ export function createBenchStack(options: BenchStackOptions) {
     async restartWorker(extraEnv: NodeJS.ProcessEnv) {
       await services.worker.stop();
       await services.worker.start(extraEnv);
+    },
+    /** The services' pids, for CPU accounting. */
+    pids(): Partial<Record<ServiceName, number>> {
+      return Object.fromEntries(Object.values(services).map((s) => [s.name, s.pid]));
     },
     /** A counter or histogram sum from the worker's Prometheus metrics (summed over label sets). */
     async workerMetric(name: string): Promise<number> {

@@ -10,6 +10,7 @@ import {
 } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
+import { CPU_GROUPS, cpuSince, cpuSnapshot, type CpuGroup, type CpuSpent } from '../lib/cpu';
 import { chromaCount } from '../lib/dataset';
 import { benchModel, servers } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
@@ -34,6 +35,11 @@ export interface IngestRun {
   workerEmbedMs: number;
   modelCalls: number;
   meanBatch: number;
+  /**
+   * CPU time by process while the raw pipeline ran (in this process) and during the end-to-end run,
+   * from /proc (absent where there is none).
+   */
+  cpu?: { raw: CpuSpent; e2e: CpuSpent };
 }
 
 export interface IngestionResults {
@@ -119,13 +125,16 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   ) => {
     tag += 1;
     const session = `ingest-${tag}`;
+    const rawStart = cpuSnapshot(stack.pids());
     const raw = await rawRate(items);
+    const rawEnd = cpuSnapshot(stack.pids());
     const before = {
       embed: await stack.workerMetric('embedding_duration_seconds_sum'),
       calls: await stack.workerMetric('embedding_batch_size_count'),
       texts: await stack.workerMetric('embedding_batch_size_sum'),
     };
     const chromaBefore = backend === 'chroma' ? await chromaCount(stack.collection) : 0;
+    const cpuStart = cpuSnapshot(stack.pids());
     const start = nowMs();
     let enqueueMs: number;
     if (variant.requests === 'batch') {
@@ -153,6 +162,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       await sleep(20);
     }
     const wallMs = nowMs() - start;
+    const cpuEnd = cpuSnapshot(stack.pids());
     enqueueMs = Math.min(enqueueMs, wallMs);
     const embedS = (await stack.workerMetric('embedding_duration_seconds_sum')) - before.embed;
     const calls = (await stack.workerMetric('embedding_batch_size_count')) - before.calls;
@@ -172,6 +182,10 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       workerEmbedMs: embedS * 1000,
       modelCalls: calls,
       meanBatch: calls ? embedded / calls : 0,
+      cpu:
+        rawStart && rawEnd && cpuStart && cpuEnd
+          ? { raw: cpuSince(rawStart, rawEnd), e2e: cpuSince(cpuStart, cpuEnd) }
+          : undefined,
     };
     runs.push(run);
     progress(
@@ -360,4 +374,21 @@ export function summarizeRuns(runs: IngestRun[]) {
     wallMs: median(runs.map((r) => r.wallMs)),
     n: runs.length,
   };
+}
+
+/**
+ * CPU per memory (ms, median of the runs that measured it) by process, for the raw pipeline and end
+ * to end, with the cores kept busy on average (busy CPU time / wall time).
+ */
+export function cpuPerMemory(runs: IngestRun[]) {
+  const measured = runs.filter((r) => r.cpu);
+  if (measured.length === 0) return undefined;
+  const per = (pick: (r: IngestRun) => CpuSpent) => ({
+    ms: Object.fromEntries(
+      CPU_GROUPS.map((g) => [g, median(measured.map((r) => pick(r).ms[g] / r.memories))]),
+    ) as Record<CpuGroup, number>,
+    busyMs: median(measured.map((r) => pick(r).busyMs / r.memories)),
+    coresBusy: median(measured.map((r) => pick(r).busyMs / pick(r).wallMs)),
+  });
+  return { raw: per((r) => r.cpu!.raw), e2e: per((r) => r.cpu!.e2e), n: measured.length };
 }

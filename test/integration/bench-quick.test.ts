@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultOptions, runBench } from '../../bench/run';
+import type { CpuSpent } from '../../bench/lib/cpu';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -42,6 +43,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     for (const heading of REPORT_SECTIONS) expect(report).toContain(heading);
     expect(report).toContain(`${results.environment.machine.cores} cores`);
     expect(report).toContain(`pgvector ${results.environment.versions.pgvector}`);
+    expect(report).toContain('**CPU per memory**');
     expect(JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8'))).toHaveProperty('search');
   });
 
@@ -67,6 +69,26 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(c.besideWrites).toBeGreaterThan(0);
       expect(c.writesPerS).toBeGreaterThan(0);
     }
+  });
+
+  it("counts each run's CPU against the processes that spent it", () => {
+    const runs = results.ingestion!.runs;
+    const total = (backend: string, pick: (cpu: CpuSpent) => number) =>
+      runs.filter((r) => r.backend === backend).reduce((sum, r) => sum + pick(r.cpu!.e2e), 0);
+    for (const run of runs) {
+      // The raw pipeline runs in the bench process, the end-to-end model in the worker.
+      expect(run.cpu!.raw.ms.bench).toBeGreaterThan(0);
+      expect(run.cpu!.e2e.ms['embedding-worker']).toBeGreaterThan(0);
+      for (const spent of [run.cpu!.raw, run.cpu!.e2e]) {
+        const processes = Object.values(spent.ms).reduce((a, b) => a + b, 0);
+        // No process spends more than the machine did (10 ms ticks, rounded per process).
+        expect(processes).toBeLessThanOrEqual(spent.busyMs * 1.1 + 200);
+        expect(spent.busyMs).toBeLessThanOrEqual(spent.wallMs * results.environment.machine.cores * 1.1 + 50);
+      }
+    }
+    expect(total('postgres', (c) => c.ms.postgres)).toBeGreaterThan(0);
+    expect(total('postgres', (c) => c.ms.chroma)).toBeLessThan(total('postgres', (c) => c.ms.postgres));
+    expect(total('chroma', (c) => c.ms.chroma)).toBeGreaterThan(0);
   });
 
   it('answers every single store with 201, with each worker setting', () => {
