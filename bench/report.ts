@@ -141,17 +141,25 @@ type Context = (dataset: string, settings: string) => string;
  */
 function servedRow(z: SizeResult, c: SearchCase): EngineResult | undefined {
   return (
-    z.store.find((e) => e.engine === 'pgvector adapter (auto), own graph' && e.case === c) ??
-    z.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === c)
+    engineRow(z.store, 'pgvector adapter (auto), own graph', c) ??
+    engineRow(z.store, 'pgvector adapter (auto)', c)
   );
+}
+
+/** The row of one engine and filter case among a size's results. */
+function engineRow(
+  rows: EngineResult[] | undefined,
+  engine: string,
+  c: SearchCase,
+): EngineResult | undefined {
+  return rows?.find((e) => e.engine === engine && e.case === c);
 }
 
 /** The search service's row as it runs at this size (see `servedRow`). */
 function servedService(z: SizeResult, query: 'embedded' | 'cached'): EngineResult | undefined {
   return (
-    z.service.find(
-      (e) => e.engine === `pgvector (service), own graph, query ${query}` && e.case === 'user',
-    ) ?? z.service.find((e) => e.engine === `pgvector (service), query ${query}` && e.case === 'user')
+    engineRow(z.service, `pgvector (service), own graph, query ${query}`, 'user') ??
+    engineRow(z.service, `pgvector (service), query ${query}`, 'user')
   );
 }
 
@@ -200,7 +208,7 @@ function goals(r: BenchResults, context: string): string[] {
     const userRow = servedRow(largest, 'user');
     if (userRow) {
       const p99 = userRow.latency.p99;
-      const shared = largest.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
+      const shared = engineRow(largest.store, 'pgvector adapter (auto)', 'user');
       rows.push([
         `search p99 ≤ 20 ms with a user filter (at ${size(largest.size)}, store level)`,
         `${ms(p99)} ms${graphNote(userRow, shared)}`,
@@ -209,9 +217,7 @@ function goals(r: BenchResults, context: string): string[] {
     }
     const svc = servedService(largest, 'embedded');
     if (svc) {
-      const shared = largest.service.find(
-        (e) => e.engine === 'pgvector (service), query embedded' && e.case === 'user',
-      );
+      const shared = engineRow(largest.service, 'pgvector (service), query embedded', 'user');
       rows.push([
         `search p99 ≤ 20 ms with a user filter (at ${size(largest.size)}, through the search service, query embedded)`,
         `${ms(svc.latency.p99)} ms${graphNote(svc, shared)}`,
@@ -228,11 +234,7 @@ function goals(r: BenchResults, context: string): string[] {
     }
     // Recall of what the services run (the adapter), and of the index alone without a filter.
     const servedRecall = search.sizes.flatMap((z) =>
-      [
-        servedRow(z, 'user'),
-        servedRow(z, 'user+session'),
-        z.store.find((e) => e.engine === 'pgvector HNSW' && e.case === 'none'),
-      ]
+      [servedRow(z, 'user'), servedRow(z, 'user+session'), engineRow(z.store, 'pgvector HNSW', 'none')]
         .filter((e): e is EngineResult => e !== undefined && e.recall !== null)
         .map((e) => ({ size: z.size, e })),
     );
@@ -253,8 +255,8 @@ function goals(r: BenchResults, context: string): string[] {
       search.sizes.find((s) => s.size === 100_000) ??
       search.sizes.find((s) => s.store.some((e) => e.engine === 'Chroma'));
     if (at100k) {
-      const pg = at100k.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
-      const ch = at100k.store.find((e) => e.engine === 'Chroma' && e.case === 'user');
+      const pg = engineRow(at100k.store, 'pgvector adapter (auto)', 'user');
+      const ch = engineRow(at100k.store, 'Chroma', 'user');
       if (pg && ch) {
         const ratio = pg.qps / ch.qps;
         rows.push([
@@ -485,7 +487,7 @@ function cpuTable(r: BenchResults, rawRate: number): string[] {
   const rest = (side: typeof cpu.raw) => side.busyMs - groups.reduce((sum, g) => sum + side.ms[g], 0);
   const everyCore = (side: typeof cpu.raw) => (cores * 1000) / side.busyMs;
   return [
-    `**CPU per memory** (PostgreSQL, default settings; core-milliseconds of CPU per memory from /proc, median of ${cpu.n} runs; the raw pipeline runs in the bench process right before each end-to-end run):`,
+    `**CPU per memory** (PostgreSQL, default settings; core-milliseconds of CPU per memory from /proc, median of ${cpu.n} runs; the raw pipeline runs in the bench process right before each end-to-end run, with ONNX runtime's default threads, which spin while they wait and so count busy):`,
     '',
     table(
       ['process', 'raw pipeline', 'end to end'],
@@ -895,10 +897,8 @@ function tuning(r: BenchResults, context: string): string[] {
       ]);
     }
   }
-  const sharedUser = largest?.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
-  const ownUser = largest?.store.find(
-    (e) => e.engine === 'pgvector adapter (auto), own graph' && e.case === 'user',
-  );
+  const sharedUser = engineRow(largest?.store, 'pgvector adapter (auto)', 'user');
+  const ownUser = engineRow(largest?.store, 'pgvector adapter (auto), own graph', 'user');
   if (sharedUser && ownUser) {
     rows.push([
       `a graph of the user's own at ${size(largest!.size)} (TENANT_INDEX_MIN_MEMORIES), user filter, store level`,
@@ -970,15 +970,15 @@ function tuning(r: BenchResults, context: string): string[] {
 
 /** Recall at the largest size, and what ef_search buys there. */
 function recallNote(r: BenchResults, z: SizeResult): string {
-  const user = z.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
-  const none = z.store.find((e) => e.engine === 'pgvector HNSW' && e.case === 'none');
+  const user = engineRow(z.store, 'pgvector adapter (auto)', 'user');
+  const none = engineRow(z.store, 'pgvector HNSW', 'none');
   if (!user?.recall || !none?.recall || (user.recall >= 0.95 && none.recall >= 0.95)) return '';
   const best = (c: string) =>
     z.efSweep.filter((x) => x.case === c).sort((a, b) => b.efSearch - a.efSearch)[0];
   const bu = best('user');
   const bn = best('none');
   const h100 = r.search?.sizes.find((x) => x.size === 100_000);
-  const user100 = h100?.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
+  const user100 = engineRow(h100?.store, 'pgvector adapter (auto)', 'user');
   return (
     `Recall falls short at ${size(z.size)}: ${n3(user.recall)} with the user filter and ${n3(none.recall)} without a filter at ef_search ${r.search!.efSearch}` +
     (user100 ? ` (against ${n3(user100.recall)} at 100k)` : '') +
@@ -1062,7 +1062,7 @@ function findings(r: BenchResults): string[] {
   if (search && search.sizes.length) {
     const largest = search.sizes[search.sizes.length - 1]!;
     const user = servedRow(largest, 'user');
-    const shared = largest.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
+    const shared = engineRow(largest.store, 'pgvector adapter (auto)', 'user');
     const svc = servedService(largest, 'embedded');
     const cached = servedService(largest, 'cached');
     const own = user?.engine.includes('own graph') ? largest.ownGraphs : undefined;
@@ -1086,10 +1086,10 @@ function findings(r: BenchResults): string[] {
     const chromaAt = search.sizes.filter((z) => z.store.some((e) => e.engine === 'Chroma'));
     const lastChroma = chromaAt[chromaAt.length - 1];
     if (lastChroma) {
-      const pg = lastChroma.store.find((e) => e.engine === 'pgvector adapter (auto)' && e.case === 'user');
-      const ch = lastChroma.store.find((e) => e.engine === 'Chroma' && e.case === 'user');
-      const chNone = lastChroma.store.find((e) => e.engine === 'Chroma' && e.case === 'none');
-      const pgNone = lastChroma.store.find((e) => e.engine === 'pgvector HNSW' && e.case === 'none');
+      const pg = engineRow(lastChroma.store, 'pgvector adapter (auto)', 'user');
+      const ch = engineRow(lastChroma.store, 'Chroma', 'user');
+      const chNone = engineRow(lastChroma.store, 'Chroma', 'none');
+      const pgNone = engineRow(lastChroma.store, 'pgvector HNSW', 'none');
       if (pg && ch) {
         bullets.push(
           `**pgvector vs Chroma at ${size(lastChroma.size)}**, user filter: ${n0(pg.qps)} vs ${n0(ch.qps)} QPS (${n2(pg.qps / ch.qps)}×), p99 ${ms(pg.latency.p99)} vs ${ms(ch.latency.p99)} ms. ` +
