@@ -96,7 +96,8 @@ export function cpuSnapshot(services: Partial<Record<CpuGroup, number>>): CpuSna
     if (service) groups[service] += proc.ticks * TICK_MS;
     else if (proc.comm === 'postgres') groups.postgres += (proc.ticks + proc.childTicks) * TICK_MS;
     else if (proc.comm === 'redis-server') groups.redis += proc.ticks * TICK_MS;
-    else if (proc.comm === 'node' && /[/ ]chroma run /.test(cmdline(pid))) groups.chroma += proc.ticks * TICK_MS;
+    else if (proc.comm === 'node' && /[/ ]chroma run /.test(cmdline(pid)))
+      groups.chroma += proc.ticks * TICK_MS;
   }
   const usage = process.cpuUsage();
   groups.bench = (usage.user + usage.system) / 1000;
