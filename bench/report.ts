@@ -6,6 +6,7 @@ import { CPU_GROUPS, type CpuGroup } from './lib/cpu';
 import {
   cpuPerMemory,
   SPINNING,
+  SPLIT_CORES,
   summarizeRuns,
   WITHOUT_INDEX,
   type IngestionResults,
@@ -173,6 +174,20 @@ function verdict(met: boolean, by: string): string {
   return met ? `**met** (${by})` : `**missed** (${by})`;
 }
 
+/** A goal row for an ingestion ratio: at least 0.90 of the raw pipeline in the same run. */
+function ingestionGoal(label: string, s: ReturnType<typeof summarizeRuns>): string[] {
+  return [
+    label,
+    `${n2(s.ratio)} (${n0(s.e2eRate)} vs ${n0(s.rawRate)} memories/s)`,
+    verdict(
+      s.ratio >= 0.9,
+      s.ratio >= 0.9
+        ? `+${n2(s.ratio - 0.9)}`
+        : `short by ${n2(0.9 - s.ratio)}, ${n0((1 - s.ratio / 0.9) * 100)}%`,
+    ),
+  ];
+}
+
 function goals(r: BenchResults, context: string): string[] {
   const rows: string[][] = [];
   const ing = r.ingestion;
@@ -182,25 +197,19 @@ function goals(r: BenchResults, context: string): string[] {
         (x) => x.backend === 'postgres' && x.requests === 'batch' && x.variant.startsWith('defaults'),
       ),
     );
-    rows.push([
-      'ingestion ≥ 0.90 × raw embedding rate (PostgreSQL)',
-      `${n2(pg.ratio)} (${n0(pg.e2eRate)} vs ${n0(pg.rawRate)} memories/s)`,
-      verdict(
-        pg.ratio >= 0.9,
-        pg.ratio >= 0.9
-          ? `+${n2(pg.ratio - 0.9)}`
-          : `short by ${n2(0.9 - pg.ratio)}, ${n0((1 - pg.ratio / 0.9) * 100)}%`,
-      ),
-    ]);
-    const ch = ing.runs.filter((x) => x.backend === 'chroma');
-    if (ch.length) {
-      const c = summarizeRuns(ch);
-      rows.push([
-        'ingestion ≥ 0.90 × raw embedding rate (Chroma)',
-        `${n2(c.ratio)} (${n0(c.e2eRate)} vs ${n0(c.rawRate)} memories/s)`,
-        verdict(c.ratio >= 0.9, c.ratio >= 0.9 ? `+${n2(c.ratio - 0.9)}` : `short by ${n2(0.9 - c.ratio)}`),
-      ]);
+    rows.push(ingestionGoal('ingestion ≥ 0.90 × raw embedding rate (PostgreSQL)', pg));
+    const split = variantRuns(r, SPLIT_CORES);
+    if (split) {
+      rows.push(
+        ingestionGoal(
+          'the same, with the model on a core of its own and PostgreSQL, Redis and the gateway on the other (raw on the model’s core)',
+          split,
+        ),
+      );
     }
+    const ch = ing.runs.filter((x) => x.backend === 'chroma');
+    if (ch.length)
+      rows.push(ingestionGoal('ingestion ≥ 0.90 × raw embedding rate (Chroma)', summarizeRuns(ch)));
   }
   const search = r.search;
   if (search && search.sizes.length) {
@@ -1025,6 +1034,7 @@ function findings(r: BenchResults): string[] {
     const contended = ing.contended ?? [];
     const bare = variantRuns(r, WITHOUT_INDEX);
     const spinning = variantRuns(r, SPINNING);
+    const split = variantRuns(r, SPLIT_CORES);
     bullets.push(
       `**Ingestion** runs at ${n2(def.ratio)}× the raw pipeline with the defaults (${n0(def.e2eRate)} vs ${n0(def.rawRate)} memories/s, ${n2(def.minRatio)}-${n2(def.maxRatio)} over ${def.n} runs; goal 0.90). ` +
         `Queueing is not where it goes: the worker's model is busy ${n0(def.workerEmbedShare * 100)}% of the wall time and the gateway's HTTP, JSON, validation and enqueue cost ${n2(ing.enqueueOnly.perMemoryMs)} ms per memory (${n0(gateway * 100)}%). ` +
@@ -1039,7 +1049,10 @@ function findings(r: BenchResults): string[] {
         (bare
           ? `Without the HNSW index (the same run, the same worker settings) the pipeline reaches ${n2(bare.ratio)}× (${n0(bare.e2eRate)} memories/s): queue, JSON, micro-batching and the write itself cost ${n0((1 - bare.ratio) * 100)}% of the raw rate, and maintaining the graph row by row the other ${n0((bare.ratio - def.ratio) * 100)} points. `
           : '') +
-        'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows: the CPU PostgreSQL spends then no longer comes out of the model), or cheaper graph inserts (a smaller m or ef_construction, at some recall). Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
+        (split
+          ? `With the worker on core 0 and PostgreSQL, Redis, the gateway and the clients on core 1, the pipeline reaches ${n2(split.ratio)}× the raw pipeline on that one core (${n0(split.e2eRate)} vs ${n0(split.rawRate)} memories/s, ${n2(split.minRatio)}-${n2(split.maxRatio)} over ${split.n} runs): ${split.ratio >= 0.9 ? 'the goal holds once PostgreSQL does not share the model’s cores' : 'short of 0.90 even then'}. `
+          : '') +
+        'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows), or cheaper graph inserts (a smaller m or ef_construction, at some recall). Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
     );
   }
   const single = r.single;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { nowMs } from './stats';
 
@@ -113,4 +114,29 @@ export function cpuSince(before: CpuSnapshot, after: CpuSnapshot): CpuSpent {
       number
     >,
   };
+}
+
+/** The pids of the local PostgreSQL (every process) and Redis servers. */
+export function serverPids(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((pid) => {
+      const comm = readProc(pid)?.comm;
+      return comm === 'postgres' || comm === 'redis-server';
+    });
+}
+
+/**
+ * Restricts processes, every thread of each, to the given CPUs (`taskset -a -p -c`). Processes they
+ * start later (PostgreSQL's new backends) inherit it. A process that exited meanwhile is skipped.
+ */
+export function pinToCpus(pids: number[], cpus: string): void {
+  for (const pid of pids) {
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+    } catch (error) {
+      if (readProc(pid)) throw error;
+    }
+  }
 }

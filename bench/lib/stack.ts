@@ -35,9 +35,12 @@ export class BenchService {
     private readonly healthUrl: string,
   ) {}
 
-  async start(extraEnv: NodeJS.ProcessEnv = {}, timeoutMs = 90_000): Promise<void> {
+  /** `cpus`: run the service on these CPUs only, from its start (`taskset -c`, e.g. "0"). */
+  async start(extraEnv: NodeJS.ProcessEnv = {}, cpus?: string, timeoutMs = 90_000): Promise<void> {
     this.output = '';
-    const child = spawn(process.execPath, [path.join(repoRoot, 'services', this.name, 'dist/main.js')], {
+    const main = [process.execPath, path.join(repoRoot, 'services', this.name, 'dist/main.js')];
+    const command = cpus ? ['taskset', '-c', cpus, ...main] : main;
+    const child = spawn(command[0]!, command.slice(1), {
       env: { ...this.env, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -150,9 +153,9 @@ export function createBenchStack(options: BenchStackOptions) {
       await Promise.all(Object.values(services).map((s) => s.stop()));
     },
     /** Restarts the worker with other settings (micro-batch size, concurrency). */
-    async restartWorker(extraEnv: NodeJS.ProcessEnv) {
+    async restartWorker(extraEnv: NodeJS.ProcessEnv, cpus?: string) {
       await services.worker.stop();
-      await services.worker.start(extraEnv);
+      await services.worker.start(extraEnv, cpus);
     },
     /** The services' pids, for CPU accounting. */
     pids(): Partial<Record<ServiceName, number>> {

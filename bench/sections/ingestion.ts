@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { cpus } from 'node:os';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
 import {
@@ -10,7 +11,15 @@ import {
 } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
-import { CPU_GROUPS, cpuSince, cpuSnapshot, type CpuGroup, type CpuSpent } from '../lib/cpu';
+import {
+  CPU_GROUPS,
+  cpuSince,
+  cpuSnapshot,
+  pinToCpus,
+  serverPids,
+  type CpuGroup,
+  type CpuSpent,
+} from '../lib/cpu';
 import { chromaCount } from '../lib/dataset';
 import { benchModel, servers } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
@@ -66,6 +75,8 @@ interface Variant {
   requests: 'batch' | 'single';
   /** Runs with the HNSW index dropped (rebuilt after): what the pipeline costs without the graph. */
   withoutIndex?: boolean;
+  /** Runs with the model on core 0 and everything else on core 1 (SPLIT_CORES). */
+  splitCores?: boolean;
 }
 
 export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults; not a service setting)';
@@ -80,7 +91,14 @@ export const PREVIOUS = 'EMBEDDING_BATCH_SIZE=64 (the default before tuning)';
 /** ONNX runtime's own default, before EMBEDDING_THREAD_SPINNING turned it off. */
 export const SPINNING =
   "EMBEDDING_THREAD_SPINNING=true (ONNX runtime's default, the services' until this change)";
-const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS]);
+/**
+ * The model with a core of its own, as a worker on its own machine would have it: the worker and the
+ * raw pipeline on core 0, and on core 1 PostgreSQL, Redis, the gateway, the search service and the
+ * bench's HTTP clients. The ratio is then to the raw pipeline on the same one core.
+ */
+export const SPLIT_CORES =
+  'worker on core 0; PostgreSQL, Redis, gateway, search service and clients on core 1; raw on core 0 (taskset; not a service setting)';
+const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS, SPLIT_CORES]);
 
 export async function runIngestion(ctx: BenchContext): Promise<IngestionResults> {
   const { options, corpus, progress } = ctx;
@@ -95,10 +113,10 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     batchSize: DEFAULT_EMBEDDING_BATCH,
   });
   await embedder.embed(texts.slice(0, 16));
-  const rawRate = async (items: string[]) => {
+  const rawRate = async (items: string[], model = embedder) => {
     const t0 = nowMs();
     for (let i = 0; i < items.length; i += DEFAULT_MICRO_BATCH) {
-      await embedder.embed(items.slice(i, i + DEFAULT_MICRO_BATCH));
+      await model.embed(items.slice(i, i + DEFAULT_MICRO_BATCH));
     }
     return (items.length / (nowMs() - t0)) * 1000;
   };
@@ -116,6 +134,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     );
   const runs: IngestRun[] = [];
   let tag = 0;
+  /** While the SPLIT_CORES variant runs: its raw pipeline, loaded on core 0 as the worker's model is. */
+  let coreZero: TransformersEmbedder | undefined;
 
   const ingest = async (
     stack: BenchStack,
@@ -125,9 +145,11 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   ) => {
     tag += 1;
     const session = `ingest-${tag}`;
+    if (variant.splitCores) pinToCpus([process.pid], '0');
     const rawStart = cpuSnapshot(stack.pids());
-    const raw = await rawRate(items);
+    const raw = await rawRate(items, variant.splitCores ? coreZero : embedder);
     const rawEnd = cpuSnapshot(stack.pids());
+    if (variant.splitCores) pinToCpus([process.pid], '1');
     const before = {
       embed: await stack.workerMetric('embedding_duration_seconds_sum'),
       calls: await stack.workerMetric('embedding_batch_size_count'),
@@ -304,21 +326,41 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
       { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true },
+      { name: SPLIT_CORES, env: {}, requests: 'batch', splitCores: true },
     ];
-    const variants = allVariants.filter((v) => options.mode === 'full' || QUICK_VARIANTS.has(v.name));
+    const allCpus = `0-${cpus().length - 1}`;
+    const variants = allVariants.filter(
+      (v) => (options.mode === 'full' || QUICK_VARIANTS.has(v.name)) && (!v.splitCores || cpus().length >= 2),
+    );
     // The adapter drops and rebuilds the index for the variant without it, as a bulk migration does.
     try {
       for (const variant of variants) {
         progress(`ingestion: worker with ${variant.name}`);
-        await pgStack.restartWorker(variant.env);
+        await pgStack.restartWorker(variant.env, variant.splitCores ? '0' : undefined);
         const items = variant.requests === 'single' ? singleTexts : texts;
         if (variant.withoutIndex) await store.dropVectorIndex();
+        const others = () => [...serverPids(), pgStack.services.gateway.pid!, pgStack.services.search.pid!];
+        if (variant.splitCores) {
+          pinToCpus(others(), '1');
+          pinToCpus([process.pid], '0');
+          coreZero = await TransformersEmbedder.load({
+            model: benchModel,
+            dtype: 'q8',
+            batchSize: DEFAULT_EMBEDDING_BATCH,
+            threadSpinning: false,
+          });
+        }
         try {
           await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
           runs.pop();
           for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
         } finally {
           if (variant.withoutIndex) await store.buildVectorIndex();
+          if (variant.splitCores) {
+            pinToCpus([...others(), process.pid], allCpus);
+            await coreZero?.close();
+            coreZero = undefined;
+          }
         }
       }
     } finally {

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultOptions, runBench } from '../../bench/run';
-import type { CpuSpent } from '../../bench/lib/cpu';
+import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
+import { SPLIT_CORES } from '../../bench/sections/ingestion';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -89,6 +90,19 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(total('postgres', (c) => c.ms.postgres)).toBeGreaterThan(0);
     expect(total('postgres', (c) => c.ms.chroma)).toBeLessThan(total('postgres', (c) => c.ms.postgres));
     expect(total('chroma', (c) => c.ms.chroma)).toBeGreaterThan(0);
+  });
+
+  it('runs the model on a core of its own, then gives the servers every core back', () => {
+    const cores = results.environment.machine.cores;
+    if (cores < 2) return;
+    const split = results.ingestion!.runs.filter((r) => r.variant === SPLIT_CORES);
+    expect(split.length).toBeGreaterThan(0);
+    for (const run of split) expect(run.stored).toBe(run.memories);
+    const allowed = (pid: number) =>
+      /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    const all = `0-${cores - 1}`;
+    expect(serverPids().length).toBeGreaterThan(0);
+    for (const pid of [...serverPids(), process.pid]) expect([pid, allowed(pid)]).toEqual([pid, all]);
   });
 
   it('answers every single store with 201, with each worker setting', () => {
