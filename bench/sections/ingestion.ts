@@ -341,6 +341,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
         if (variant.withoutIndex) await store.dropVectorIndex();
         const others = () => [...serverPids(), pgStack.services.gateway.pid!, pgStack.services.search.pid!];
         if (variant.splitCores) {
+          // ONNX runtime pins its own threads at load, past taskset's mask: pin every thread again.
+          pinToCpus([pgStack.services.worker.pid!], '0');
           pinToCpus(others(), '1');
           pinToCpus([process.pid], '0');
           coreZero = await TransformersEmbedder.load({
