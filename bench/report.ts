@@ -192,11 +192,7 @@ function goals(r: BenchResults, context: string): string[] {
   const rows: string[][] = [];
   const ing = r.ingestion;
   if (ing) {
-    const pg = summarizeRuns(
-      ing.runs.filter(
-        (x) => x.backend === 'postgres' && x.requests === 'batch' && x.variant.startsWith('defaults'),
-      ),
-    );
+    const pg = summarizeRuns(pgRuns(r, defaultsName(r)));
     rows.push(ingestionGoal('ingestion ≥ 0.90 × raw embedding rate (PostgreSQL)', pg));
     const split = variantRuns(r, SPLIT_CORES);
     if (split) {
@@ -423,11 +419,7 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
     ),
   );
   out.push('');
-  const def = summarizeRuns(
-    ing.runs.filter(
-      (x) => x.backend === 'postgres' && x.requests === 'batch' && x.variant.startsWith('defaults'),
-    ),
-  );
+  const def = summarizeRuns(pgRuns(r, defaultsName(r)));
   const wallPerMemory = def.wallMs / ing.memories;
   out.push('**Where the time goes** (PostgreSQL, default settings, per memory):');
   out.push('');
@@ -518,13 +510,7 @@ function cpuTable(r: BenchResults, rawRate: number): string[] {
 
 /** CPU per memory of the default PostgreSQL batch runs, where they measured it. */
 function defaultsCpu(r: BenchResults) {
-  const defaults = defaultsName(r);
-  if (!r.ingestion || !defaults) return undefined;
-  return cpuPerMemory(
-    r.ingestion.runs.filter(
-      (x) => x.backend === 'postgres' && x.requests === 'batch' && x.variant === defaults,
-    ),
-  );
+  return cpuPerMemory(pgRuns(r, defaultsName(r)));
 }
 
 function lat(l: LatencySummary): string[] {
@@ -839,10 +825,15 @@ function rssSection(r: BenchResults, context: Context): string[] {
   return out;
 }
 
-function variantRuns(r: BenchResults, variant: string, requests: 'batch' | 'single' = 'batch') {
-  const runs = (r.ingestion?.runs ?? []).filter(
+/** The PostgreSQL ingestion runs of one variant. */
+function pgRuns(r: BenchResults, variant: string | undefined, requests: 'batch' | 'single' = 'batch') {
+  return (r.ingestion?.runs ?? []).filter(
     (x) => x.backend === 'postgres' && x.variant === variant && x.requests === requests,
   );
+}
+
+function variantRuns(r: BenchResults, variant: string, requests: 'batch' | 'single' = 'batch') {
+  const runs = pgRuns(r, variant, requests);
   return runs.length ? summarizeRuns(runs) : undefined;
 }
 

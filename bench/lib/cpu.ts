@@ -32,11 +32,18 @@ export interface CpuSpent {
 }
 
 interface Proc {
-  pid: number;
   comm: string;
-  /** utime + stime, and with `children` also the CPU time of exited children it waited for. */
+  /** utime + stime of the process itself. */
   ticks: number;
+  /** cutime + cstime: the CPU time of exited children it waited for. */
   childTicks: number;
+}
+
+/** Every process id in /proc; throws where there is no /proc. */
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number);
 }
 
 function readProc(pid: number): Proc | undefined {
@@ -46,7 +53,6 @@ function readProc(pid: number): Proc | undefined {
     const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return {
-      pid,
       comm,
       ticks: Number(f[11]) + Number(f[12]),
       childTicks: Number(f[13]) + Number(f[14]),
@@ -82,9 +88,7 @@ function machineBusyMs(): number {
 export function cpuSnapshot(services: Partial<Record<CpuGroup, number>>): CpuSnapshot | undefined {
   let pids: number[];
   try {
-    pids = readdirSync('/proc')
-      .filter((name) => /^\d+$/.test(name))
-      .map(Number);
+    pids = allPids();
   } catch {
     return undefined;
   }
@@ -118,13 +122,10 @@ export function cpuSince(before: CpuSnapshot, after: CpuSnapshot): CpuSpent {
 
 /** The pids of the local PostgreSQL (every process) and Redis servers. */
 export function serverPids(): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number)
-    .filter((pid) => {
-      const comm = readProc(pid)?.comm;
-      return comm === 'postgres' || comm === 'redis-server';
-    });
+  return allPids().filter((pid) => {
+    const comm = readProc(pid)?.comm;
+    return comm === 'postgres' || comm === 'redis-server';
+  });
 }
 
 /**
