@@ -1,10 +1,13 @@
-import type { BenchOptions } from './lib/context';
+import type { BenchOptions, SectionName } from './lib/context';
 import type { Environment } from './lib/environment';
 import type { LatencySummary } from './lib/stats';
 import type { EmbeddingResults } from './sections/embedding';
+import type { GraphResults, GraphRow } from './sections/graph';
+import { shippedGraph, type GraphSetting } from './lib/dataset';
 import { CPU_GROUPS, type CpuGroup } from './lib/cpu';
 import {
   cpuPerMemory,
+  PRELOADED,
   SPINNING,
   SPLIT_CORES,
   summarizeRuns,
@@ -24,6 +27,7 @@ export interface BenchResults {
   ingestion?: IngestionResults;
   single?: SingleStoreResults;
   search?: SearchResults;
+  graph?: GraphResults;
   migration?: MigrationResults;
   durationS?: number;
   /** Sections kept from an earlier run (`--reuse`), and that run's environment. */
@@ -65,9 +69,18 @@ export function renderReport(r: BenchResults): string {
   const v = env.versions;
   const machineLine = `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB`;
   const versionLine = `node ${v.node}, PostgreSQL ${v.postgres} + pgvector ${v.pgvector}, Chroma ${v.chromaServer} (chromadb ${v.chromadbClient}), transformers.js ${v.transformersJs}, onnxruntime-node ${v.onnxruntimeNode}, BullMQ ${v.bullmq}, Redis ${v.redis}`;
-  const load = `load average ${env.loadAtStart.join(' / ')} at start${env.loadAtEnd ? `, ${env.loadAtEnd.join(' / ')} at end` : ''} (1/5/15 min)`;
-  const context = (dataset: string, settings: string) =>
-    `_Machine: ${machineLine}; ${load}. Versions: ${versionLine}. Dataset: ${dataset}. Settings: ${settings}._`;
+  const loadOf = (e: Environment) =>
+    `load average ${e.loadAtStart.join(' / ')} at start${e.loadAtEnd ? `, ${e.loadAtEnd.join(' / ')} at end` : ''} (1/5/15 min)`;
+  const load = loadOf(env);
+  /** A table's context line, with the load of the run its section came from (`--reuse` keeps older runs). */
+  const contextOf =
+    (section: SectionName): Context =>
+    (dataset, settings) => {
+      const from = r.merged?.find((m) => m.sections.includes(section))?.from ?? env;
+      const when = from === env ? '' : ` (run of ${from.startedAt.slice(0, 16).replace('T', ' ')} UTC)`;
+      return `_Machine: ${machineLine}; ${loadOf(from)}${when}. Versions: ${versionLine}. Dataset: ${dataset}. Settings: ${settings}._`;
+    };
+  const context = contextOf(r.options.sections[0] ?? 'embedding');
   const o = r.options;
   const out: string[] = [];
   out.push('# Benchmarks');
@@ -86,7 +99,7 @@ export function renderReport(r: BenchResults): string {
   for (const m of r.merged ?? []) {
     const f = m.from;
     out.push(
-      `Sections ${m.sections.join(', ')} are from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${n0((m.durationS ?? 0) / 60)} minutes, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}), kept with \`--reuse\` while other sections were run again. Every table carries the load line of the last run; the machine is the same.`,
+      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${n0((m.durationS ?? 0) / 60)} minutes, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the load of the run its figures come from; the machine is the same.`,
     );
     out.push('');
   }
@@ -117,17 +130,18 @@ export function renderReport(r: BenchResults): string {
     ),
   );
   out.push('');
-  out.push(...embeddingSection(r, context));
-  out.push(...ingestionSection(r, context));
-  out.push(...singleSection(r, context));
-  out.push(...searchSection(r, context));
-  out.push(...migrationSection(r, context));
-  out.push(...rssSection(r, context));
+  out.push(...embeddingSection(r, contextOf('embedding')));
+  out.push(...ingestionSection(r, contextOf('ingestion')));
+  out.push(...singleSection(r, contextOf('single')));
+  out.push(...searchSection(r, contextOf('search')));
+  out.push(...graphSection(r, contextOf('graph')));
+  out.push(...migrationSection(r, contextOf('migration')));
+  out.push(...rssSection(r, contextOf('ingestion')));
   out.push('## How to run');
   out.push('');
   out.push(
     '`npm run bench` (full mode, about an hour on 2 cores, writes this file) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
-      'Options: `--sections embedding,ingestion,single,search,migration`, `--sizes 10000,100000`, `--runs N`, `--chroma-max N`, `--out FILE.md`, `--reuse bench/results/full.json` (re-run only the selected sections and keep the others), `--render bench/results/full.json` (rewrite the report from saved results). ' +
+      'Options: `--sections embedding,ingestion,single,search,graph,migration`, `--sizes 10000,100000`, `--runs N`, `--chroma-max N`, `--out FILE.md`, `--reuse bench/results/full.json` (re-run only the selected sections and keep the others), `--render bench/results/full.json` (rewrite the report from saved results). ' +
       'Raw results go to `bench/results/<mode>.json`. The servers must be up (`npm run infra:up`). CI runs the quick mode at tiny sizes for correctness only (`test/integration/bench-quick.test.ts`), never for timing.',
   );
   out.push('');
@@ -200,6 +214,15 @@ function goals(r: BenchResults, context: string): string[] {
         ingestionGoal(
           'the same, with the model on a core of its own and PostgreSQL, Redis and the gateway on the other (raw on the model’s core)',
           split,
+        ),
+      );
+    }
+    const full = variantRuns(r, PRELOADED);
+    if (full && ing.preloaded) {
+      rows.push(
+        ingestionGoal(
+          `the same, into a table already holding ${n0(ing.preloaded.memories)} memories (the rows above start from an empty one)`,
+          full,
         ),
       );
     }
@@ -419,6 +442,12 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
     ),
   );
   out.push('');
+  if (ing.preloaded) {
+    out.push(
+      `Every run starts from the table the runs before it left (${n0(ing.memories)} memories each), so the graph the writes go into is small. The last variant ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the table (straight, in ${n1(ing.preloaded.loadMs / 1000)} s, then the HNSW index built in ${n1(ing.preloaded.buildMs / 1000)} s), as in a service that has been in use.`,
+    );
+    out.push('');
+  }
   const def = summarizeRuns(pgRuns(r, defaultsName(r)));
   const wallPerMemory = def.wallMs / ing.memories;
   out.push('**Where the time goes** (PostgreSQL, default settings, per memory):');
@@ -720,6 +749,95 @@ function searchSection(r: BenchResults, context: Context): string[] {
     out.push('');
   }
   return out;
+}
+
+function graphName(g: GraphSetting | null): string {
+  return g ? `m=${g.m}, ef_construction=${g.efConstruction}` : 'no HNSW index';
+}
+
+/** The shipped graph's row and the row without a graph, when both were measured. */
+function graphRows(r: BenchResults) {
+  const rows = r.graph?.rows ?? [];
+  const shipped = shippedGraph();
+  return {
+    shipped: rows.find((x) => x.graph?.m === shipped.m && x.graph.efConstruction === shipped.efConstruction),
+    none: rows.find((x) => x.graph === null),
+  };
+}
+
+function graphSection(r: BenchResults, context: Context): string[] {
+  const g = r.graph;
+  if (!g) return [];
+  const { shipped, none } = graphRows(r);
+  const out = [
+    `### HNSW settings: what each write costs and what recall it buys (${size(g.size)} memories)`,
+    '',
+  ];
+  out.push(
+    `The search data set's first ${n0(g.size)} memories, the graph built with each setting (the store's own first, then cheaper ones), searched with forced HNSW for the ${n0(g.queries)} queries against exact ground truth; then ${n0(g.rows[0]?.write.rows ?? 0)} new memories written through the adapter, ${g.batch} per upsert as the worker writes a micro-batch (median of ${g.rows[0]?.write.runs ?? 0} run(s)), the CPU time of every PostgreSQL process read from /proc. Last, the same writes into the table without an HNSW index. Each setting starts from the same table: the graph and the written rows are dropped after it.`,
+  );
+  out.push('');
+  out.push(
+    context(
+      `${n0(g.size)} memories of the search data set; user scope 10%`,
+      `ef_search=${g.efSearch}, overfetch=${g.overfetch}, hnsw.iterative_scan=relaxed_order (the services' defaults); build maintenance_work_mem=${r.options.search.hnsw.maintenanceWorkMem}, max_parallel_maintenance_workers=${r.options.search.hnsw.parallelWorkers}`,
+    ),
+  );
+  out.push('');
+  out.push(
+    table(
+      [
+        'graph',
+        'build s',
+        'index MiB',
+        'recall@10 no filter',
+        'recall@10 user filter',
+        'p99 ms user filter',
+        'PostgreSQL CPU ms per memory written',
+        'vs the store’s graph',
+        'wall ms per memory written',
+      ],
+      g.rows.map((row) => [
+        `${graphName(row.graph)}${row === shipped ? ' (the store’s)' : ''}`,
+        row.build ? n1(row.build.ms / 1000) : '',
+        row.build ? n0(row.build.indexMiB) : '',
+        row.search ? n3(row.search.none.recall) : '',
+        row.search ? n3(row.search.user.recall) : '',
+        row.search ? ms(row.search.user.latency.p99) : '',
+        n3(row.write.pgCpuMsPerRow),
+        shipped ? `${n2(row.write.pgCpuMsPerRow / shipped.write.pgCpuMsPerRow)}×` : '',
+        n3(row.write.wallMsPerRow),
+      ]),
+    ),
+  );
+  out.push('');
+  if (shipped && none) {
+    out.push(
+      `Maintaining the store's graph is ${n0(graphShare(shipped, none) * 100)}% of PostgreSQL's CPU per memory written (${n3(shipped.write.pgCpuMsPerRow)} ms with it, ${n3(none.write.pgCpuMsPerRow)} ms without); the adapter's own CPU (Node: records to parameters, one round trip per statement) is ${n3(shipped.write.adapterCpuMsPerRow)} ms per memory.`,
+    );
+    out.push('');
+  }
+  return out;
+}
+
+/** The graph's part of a write's cost, and the cheapest setting measured against the store's. */
+function graphFinding(r: BenchResults): string {
+  const g = r.graph;
+  const { shipped, none } = graphRows(r);
+  if (!g || !shipped || !none) return '';
+  const cheapest = g.rows
+    .filter((x) => x.graph && x !== shipped && x.search)
+    .sort((a, b) => a.write.pgCpuMsPerRow - b.write.pgCpuMsPerRow)[0];
+  return (
+    `In a table of ${size(g.size)} memories PostgreSQL spends ${n2(shipped.write.pgCpuMsPerRow)} ms of CPU per memory written with the store's graph and ${n3(none.write.pgCpuMsPerRow)} ms with none (section 4, HNSW settings): maintaining the graph is ${n0(graphShare(shipped, none) * 100)}% of the write. ` +
+    (cheapest?.search && shipped.search
+      ? `The cheapest setting measured there, ${graphName(cheapest.graph)}, takes ${n2(cheapest.write.pgCpuMsPerRow / shipped.write.pgCpuMsPerRow)}× that CPU, at recall@10 ${n3(cheapest.search.user.recall)} with a user filter (${n3(shipped.search.user.recall)} with the store's) and ${n3(cheapest.search.none.recall)} without (${n3(shipped.search.none.recall)}). `
+      : '')
+  );
+}
+
+function graphShare(withGraph: GraphRow, without: GraphRow): number {
+  return 1 - without.write.pgCpuMsPerRow / withGraph.write.pgCpuMsPerRow;
 }
 
 function migrationSection(r: BenchResults, context: Context): string[] {
@@ -1026,6 +1144,7 @@ function findings(r: BenchResults): string[] {
     const bare = variantRuns(r, WITHOUT_INDEX);
     const spinning = variantRuns(r, SPINNING);
     const split = variantRuns(r, SPLIT_CORES);
+    const preloaded = variantRuns(r, PRELOADED);
     bullets.push(
       `**Ingestion** runs at ${n2(def.ratio)}× the raw pipeline with the defaults (${n0(def.e2eRate)} vs ${n0(def.rawRate)} memories/s, ${n2(def.minRatio)}-${n2(def.maxRatio)} over ${def.n} runs; goal 0.90). ` +
         `Queueing is not where it goes: the worker's model is busy ${n0(def.workerEmbedShare * 100)}% of the wall time and the gateway's HTTP, JSON, validation and enqueue cost ${n2(ing.enqueueOnly.perMemoryMs)} ms per memory (${n0(gateway * 100)}%). ` +
@@ -1043,7 +1162,15 @@ function findings(r: BenchResults): string[] {
         (split
           ? `With the worker on core 0 and PostgreSQL, Redis, the gateway and the clients on core 1, the pipeline reaches ${n2(split.ratio)}× the raw pipeline on that one core (${n0(split.e2eRate)} vs ${n0(split.rawRate)} memories/s, ${n2(split.minRatio)}-${n2(split.maxRatio)} over ${split.n} runs): ${split.ratio >= 0.9 ? 'the goal holds once PostgreSQL does not share the model’s cores' : 'short of 0.90 even then'}. `
           : '') +
-        'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows), or cheaper graph inserts (a smaller m or ef_construction, at some recall). Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
+        (preloaded && ing.preloaded
+          ? `Into a table already holding ${n0(ing.preloaded.memories)} memories, as a service in use has, the pipeline runs at ${n2(preloaded.ratio)}× (${n0(preloaded.e2eRate)} vs ${n0(preloaded.rawRate)} memories/s): each insert searches a larger graph. `
+          : '') +
+        graphFinding(r) +
+        'What would close it: cores that PostgreSQL does not share with the model (the worker on its own machine or container, as the architecture allows). ' +
+        (bare && bare.ratio < 0.9
+          ? `Cheaper graph inserts trade recall for write CPU, but do not close it on shared cores by themselves: with no graph at all the pipeline reached ${n2(bare.ratio)}× above. `
+          : 'Or cheaper graph inserts (a smaller m or ef_construction), at the recall measured in section 4. ') +
+        'Loading without the index and building it afterwards, as the migration does into an empty table, is the bulk answer; it is not the default for live writes because searches would fall back to exact scans meanwhile.',
     );
   }
   const single = r.single;

@@ -15,6 +15,7 @@ import { environment, loadAverage } from './lib/environment';
 import { repoRoot } from './lib/paths';
 import { renderReport, type BenchResults } from './report';
 import { runEmbedding } from './sections/embedding';
+import { runGraph } from './sections/graph';
 import { runIngestion } from './sections/ingestion';
 import { runMigration } from './sections/migration';
 import { runSearch } from './sections/search';
@@ -40,6 +41,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       singleClients: 32,
       variantRuns: full ? 2 : 1,
       chroma: true,
+      preload: full ? 100_000 : 1_000,
     },
     single: { requests: full ? 200 : 20 },
     search: {
@@ -56,6 +58,17 @@ export function defaultOptions(mode: Mode): BenchOptions {
       hnsw: { maintenanceWorkMem: '4GB', parallelWorkers: 2 },
       hnswBuildTimeoutMs: 40 * 60_000,
       loadChunk: 10_000,
+    },
+    graph: {
+      size: full ? 100_000 : 2_000,
+      writeRows: full ? 2_000 : 320,
+      settings: full
+        ? [
+            { m: 16, efConstruction: 32 },
+            { m: 12, efConstruction: 64 },
+            { m: 8, efConstruction: 64 },
+          ]
+        : [{ m: 8, efConstruction: 64 }],
     },
     migration: { records: full ? 100_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
     output: {
@@ -156,6 +169,8 @@ export async function runBench(
   if (options.sections.includes('single')) results.single = await runSingleStore(ctx);
   save();
   if (options.sections.includes('search')) results.search = await runSearch(ctx);
+  save();
+  if (options.sections.includes('graph')) results.graph = await runGraph(ctx);
   save();
   if (options.sections.includes('migration')) results.migration = await runMigration(ctx);
   results.environment.loadAtEnd = loadAverage();

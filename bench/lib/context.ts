@@ -1,5 +1,6 @@
 import type { Logger } from 'memory-core';
 import type { Corpus } from './corpus';
+import type { GraphSetting } from './dataset';
 
 export type Mode = 'quick' | 'full';
 
@@ -23,6 +24,8 @@ export interface BenchOptions {
     singleClients: number;
     variantRuns: number;
     chroma: boolean;
+    /** Memories of the search data set in the table before the last variant (PRELOADED). */
+    preload: number;
   };
   single: { requests: number };
   search: {
@@ -48,6 +51,11 @@ export interface BenchOptions {
     hnswBuildTimeoutMs: number;
     loadChunk: number;
   };
+  /**
+   * HNSW settings against each other at one size: build, recall@10 and the write cost of each graph
+   * (`settings` besides the store's own), and the write cost without a graph.
+   */
+  graph: { size: number; writeRows: number; settings: GraphSetting[] };
   /** The first batch size is the engine's default (the goal's figure); the others are for tuning. */
   migration: { records: number; batchSizes: number[] };
   /** Where BENCHMARKS.md and the JSON results go. */
@@ -56,7 +64,7 @@ export interface BenchOptions {
   sections: SectionName[];
 }
 
-export const SECTIONS = ['embedding', 'ingestion', 'single', 'search', 'migration'] as const;
+export const SECTIONS = ['embedding', 'ingestion', 'single', 'search', 'graph', 'migration'] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
 export interface BenchContext {

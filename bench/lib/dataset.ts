@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { ChromaClient, type Collection, type Metadata as ChromaMetadata } from 'chromadb';
 import { Pool } from 'pg';
-import { ChromaMemoryStore, PGVECTOR_HNSW_INDEX, PgvectorMemoryStore, type Logger } from 'memory-core';
+import {
+  ChromaMemoryStore,
+  PGVECTOR_HNSW_INDEX,
+  PgvectorMemoryStore,
+  type Logger,
+  type MemoryRecord,
+} from 'memory-core';
 import { servers } from './paths';
 import { gaussian, nowMs, seededRandom } from './stats';
 
@@ -95,8 +101,51 @@ export class SyntheticDataset {
   }
 }
 
+/** A record as the adapter's `upsert` takes it (what the worker writes). */
+export function asMemoryRecord(r: SyntheticRecord, model: string): MemoryRecord {
+  return {
+    id: r.id,
+    user_id: r.user,
+    session_id: r.session,
+    session_type: null,
+    project: null,
+    content: r.content,
+    content_type: 'note',
+    metadata: {},
+    content_hash: r.hash,
+    embedding: r.vector,
+    embedding_model: model,
+    created_at: r.createdAt,
+    updated_at: r.createdAt,
+  };
+}
+
 export function vectorText(v: Float32Array | number[]): string {
   return `[${Array.from(v).join(',')}]`;
+}
+
+/** An HNSW graph's build settings: neighbours per node and the candidate list of each insert. */
+export interface GraphSetting {
+  m: number;
+  efConstruction: number;
+}
+
+const GRAPH_SETTINGS = /WITH \(m = (\d+), ef_construction = (\d+)\)$/;
+
+/** The settings of the HNSW index the store defines (`PGVECTOR_HNSW_INDEX`). */
+export function shippedGraph(): GraphSetting {
+  const match = GRAPH_SETTINGS.exec(PGVECTOR_HNSW_INDEX.method);
+  if (!match) throw new Error(`unexpected HNSW index definition: ${PGVECTOR_HNSW_INDEX.method}`);
+  return { m: Number(match[1]), efConstruction: Number(match[2]) };
+}
+
+/** The store's HNSW index definition with other graph settings (the operator class stays). */
+export function hnswMethod(graph: GraphSetting): string {
+  shippedGraph();
+  return PGVECTOR_HNSW_INDEX.method.replace(
+    GRAPH_SETTINGS,
+    `WITH (m = ${graph.m}, ef_construction = ${graph.efConstruction})`,
+  );
 }
 
 /** A PostgreSQL schema holding one data set, created with the store's own migrations. */
@@ -115,6 +164,11 @@ export class BenchSchema {
     const store = new PgvectorMemoryStore({ pool: db.pool, schema }, logger);
     await store.initialize();
     return db;
+  }
+
+  /** A schema that exists already (made by a store), for writing straight to its table. */
+  static open(schema: string, poolSize = 2): BenchSchema {
+    return new BenchSchema(schema, poolSize);
   }
 
   /** An adapter on this schema (its own small pool, as a service would have). */
@@ -188,10 +242,14 @@ export class BenchSchema {
     await this.pool.query(`DROP INDEX IF EXISTS ${this.schema}.memories_embedding_hnsw_idx`);
   }
 
-  /** Builds the HNSW index as the store defines it; returns build time and sizes. */
+  /**
+   * Builds the HNSW index as the store defines it (or with `graph`'s m and ef_construction instead);
+   * returns build time and sizes.
+   */
   async buildHnsw(
     settings: { maintenanceWorkMem: string; parallelWorkers: number },
     timeoutMs: number,
+    graph?: GraphSetting,
   ): Promise<{ ms: number; indexMiB: number; tableMiB: number; completed: boolean; tuplesDone?: number }> {
     const client = await this.pool.connect();
     try {
@@ -213,7 +271,7 @@ export class BenchSchema {
       }, 2000);
       try {
         await client.query(
-          `CREATE INDEX ${PGVECTOR_HNSW_INDEX.name} ON ${this.schema}.memories USING ${PGVECTOR_HNSW_INDEX.method}`,
+          `CREATE INDEX ${PGVECTOR_HNSW_INDEX.name} ON ${this.schema}.memories USING ${graph ? hnswMethod(graph) : PGVECTOR_HNSW_INDEX.method}`,
         );
       } catch (error) {
         if ((error as { code?: string }).code !== '57014') throw error;
@@ -239,6 +297,15 @@ export class BenchSchema {
     } finally {
       client.release();
     }
+  }
+
+  /** The HNSW index's storage options as PostgreSQL holds them (`m=16`, `ef_construction=64`). */
+  async hnswOptions(): Promise<string[]> {
+    const r = await this.pool.query<{ options: string[] | null }>(
+      `SELECT reloptions AS options FROM pg_class WHERE oid = to_regclass($1)`,
+      [`${this.schema}.${PGVECTOR_HNSW_INDEX.name}`],
+    );
+    return r.rows[0]?.options ?? [];
   }
 
   async drop(): Promise<void> {

@@ -20,7 +20,8 @@ import {
   type CpuGroup,
   type CpuSpent,
 } from '../lib/cpu';
-import { chromaCount } from '../lib/dataset';
+import { BenchSchema, chromaCount, DEFAULT_LAYOUT } from '../lib/dataset';
+import { EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel, servers } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
 import { median, nowMs, runConcurrent, sleep } from '../lib/stats';
@@ -67,6 +68,8 @@ export interface IngestionResults {
   /** Writes alone: the adapter's upsert of the same records in batches of 64, sequentially. */
   writesOnly: { memories: number; ms: number; rate: number };
   rss: { postgres: Record<string, Rss | undefined>; chroma?: Record<string, Rss | undefined> };
+  /** Memories in the table before the PRELOADED runs (loaded straight, then the HNSW index built). */
+  preloaded?: { memories: number; loadMs: number; buildMs: number };
 }
 
 interface Variant {
@@ -77,6 +80,8 @@ interface Variant {
   withoutIndex?: boolean;
   /** Runs with the model on core 0 and everything else on core 1 (SPLIT_CORES). */
   splitCores?: boolean;
+  /** Runs after the table was filled with `ingestion.preload` memories of the search data set (PRELOADED). */
+  preloaded?: boolean;
 }
 
 export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults; not a service setting)';
@@ -96,9 +101,15 @@ export const SPINNING =
  * raw pipeline on core 0, and on core 1 PostgreSQL, Redis, the gateway, the search service and the
  * bench's HTTP clients. The ratio is then to the raw pipeline on the same one core.
  */
+/**
+ * The defaults writing into a table that already holds many memories, as a service in use does: the
+ * runs above start from an empty table, whose graph is small and cheap to insert into.
+ */
+export const PRELOADED =
+  'into a table already holding the search data set (otherwise the defaults; not a service setting)';
 export const SPLIT_CORES =
   'worker on core 0; PostgreSQL, Redis, gateway, search service and clients on core 1; raw on core 0 (taskset; not a service setting)';
-const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS, SPLIT_CORES]);
+const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS, SPLIT_CORES, PRELOADED]);
 
 export async function runIngestion(ctx: BenchContext): Promise<IngestionResults> {
   const { options, corpus, progress } = ctx;
@@ -327,6 +338,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
       { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true },
       { name: SPLIT_CORES, env: {}, requests: 'batch', splitCores: true },
+      // Last: it leaves the table full.
+      { name: PRELOADED, env: {}, requests: 'batch', preloaded: true },
     ];
     const allCpus = `0-${cpus().length - 1}`;
     const variants = allVariants.filter(
@@ -339,6 +352,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
         await pgStack.restartWorker(variant.env, variant.splitCores ? '0' : undefined);
         const items = variant.requests === 'single' ? singleTexts : texts;
         if (variant.withoutIndex) await store.dropVectorIndex();
+        if (variant.preloaded) results.preloaded = await preload(ctx, store, schema);
         const others = () => [...serverPids(), pgStack.services.gateway.pid!, pgStack.services.search.pid!];
         if (variant.splitCores) {
           // ONNX runtime pins its own threads at load, past taskset's mask: pin every thread again.
@@ -396,6 +410,44 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   await pool.end();
   return results as IngestionResults;
+}
+
+/**
+ * Fills the ingestion table with the search data set's first `ingestion.preload` memories (its own
+ * users and sessions), as a bulk load does: index dropped, rows written straight, index built.
+ */
+async function preload(
+  ctx: BenchContext,
+  store: PgvectorMemoryStore,
+  schema: string,
+): Promise<NonNullable<IngestionResults['preloaded']>> {
+  const { options, corpus, progress } = ctx;
+  const memories = options.ingestion.preload;
+  const dataset = await EmbeddedDataset.prepare({
+    pool: textsFrom(corpus, options.search.baseTexts, CorpusOffsets.searchBase),
+    size: memories,
+    model: benchModel,
+    progress,
+    layout: DEFAULT_LAYOUT,
+  });
+  progress(`ingestion: loading ${memories} memories before the last variant`);
+  const db = BenchSchema.open(schema);
+  try {
+    await store.dropVectorIndex();
+    const t0 = nowMs();
+    for (let start = 0; start < memories; start += options.search.loadChunk) {
+      await db.insertDirect(dataset.records(start, Math.min(memories, start + options.search.loadChunk)));
+    }
+    const loadMs = nowMs() - t0;
+    const t1 = nowMs();
+    await store.buildVectorIndex();
+    const buildMs = nowMs() - t1;
+    const held = await db.count('user_id LIKE $1', ['bench-u%']);
+    if (held !== memories) throw new Error(`preload wrote ${held} of ${memories} memories`);
+    return { memories, loadMs, buildMs };
+  } finally {
+    await db.close();
+  }
 }
 
 async function dropChromaCollection(name: string): Promise<void> {

@@ -8,7 +8,14 @@ import {
 } from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
-import { BenchCollection, BenchSchema, DEFAULT_LAYOUT, sessionOf, vectorText } from '../lib/dataset';
+import {
+  asMemoryRecord,
+  BenchCollection,
+  BenchSchema,
+  DEFAULT_LAYOUT,
+  sessionOf,
+  vectorText,
+} from '../lib/dataset';
 import { EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
@@ -96,10 +103,10 @@ const K = 10;
 /** The services' HNSW_EF_SEARCH default: the store level runs as the search service does. */
 export const DEFAULT_EF_SEARCH = coreEnvShape.HNSW_EF_SEARCH.parse(undefined);
 export const DEFAULT_OVERFETCH = coreEnvShape.HNSW_OVERFETCH.parse(undefined);
-const USER = 'bench-u3';
+export const USER = 'bench-u3';
 
-type Query = { vector: Float32Array; text: string; session: string };
-type Searcher = (q: Query, c: SearchCase) => Promise<string[]>;
+export type Query = { vector: Float32Array; text: string; session: string };
+export type Searcher = (q: Query, c: SearchCase) => Promise<string[]>;
 
 function recallOf(found: string[], truth: string[]): number {
   if (truth.length === 0) return 1;
@@ -114,7 +121,7 @@ function filterFor(q: Query, c: SearchCase): MemoryFilter {
   return { user_id: USER };
 }
 
-function storeSearcher(store: MemoryStore): Searcher {
+export function storeSearcher(store: MemoryStore): Searcher {
   return async (q, c) => (await store.search(q.vector, K, filterFor(q, c))).map((h) => h.id);
 }
 
@@ -122,7 +129,7 @@ function storeSearcher(store: MemoryStore): Searcher {
  * No filter at all: straight SQL, as the adapter would run it without its user scope (HNSW: the
  * half-precision index gives K × overfetch candidates, re-ranked by exact distance).
  */
-function rawPgSearcher(
+export function rawPgSearcher(
   db: BenchSchema,
   mode: 'hnsw' | 'exact',
   efSearch: number,
@@ -170,7 +177,7 @@ interface Measured {
   ids: string[][];
 }
 
-async function measure(
+export async function measure(
   searcher: Searcher,
   queries: Query[],
   c: SearchCase,
@@ -187,7 +194,7 @@ async function measure(
   return { latency: summarize(latencies), qps, ids };
 }
 
-function meanRecall(ids: string[][], truth: string[][]): number {
+export function meanRecall(ids: string[][], truth: string[][]): number {
   return ids.reduce((a, found, i) => a + recallOf(found, truth[i] ?? []), 0) / (ids.length || 1);
 }
 
@@ -631,23 +638,7 @@ async function compareWritePaths(ctx: BenchContext, dataset: EmbeddedDataset): P
     const store = db.store(logger);
     try {
       for (let i = 0; i < records.length; i += 1_000) {
-        await store.upsert(
-          records.slice(i, i + 1_000).map((r) => ({
-            id: r.id,
-            user_id: r.user,
-            session_id: r.session,
-            session_type: null,
-            project: null,
-            content: r.content,
-            content_type: 'note',
-            metadata: {},
-            content_hash: r.hash,
-            embedding: r.vector,
-            embedding_model: 'bench',
-            created_at: r.createdAt,
-            updated_at: r.createdAt,
-          })),
-        );
+        await store.upsert(records.slice(i, i + 1_000).map((r) => asMemoryRecord(r, 'bench')));
       }
     } finally {
       await store.close();

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
-import { SPLIT_CORES } from '../../bench/sections/ingestion';
+import { shippedGraph } from '../../bench/lib/dataset';
+import { PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -22,7 +23,13 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       callSize: 16,
       subBatchSizes: [4, 16],
     };
-    options.ingestion = { ...options.ingestion, memories: 60, singleMemories: 20, variantRuns: 1 };
+    options.ingestion = {
+      ...options.ingestion,
+      memories: 60,
+      singleMemories: 20,
+      variantRuns: 1,
+      preload: 300,
+    };
     options.single = { requests: 5 };
     options.search = {
       ...options.search,
@@ -32,6 +39,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       chromaMaxSize: 600,
       efSweep: [40],
     };
+    options.graph = { size: 600, writeRows: 192, settings: [{ m: 8, efConstruction: 32 }] };
     options.migration = { records: 150, batchSizes: [50, 100] };
     options.output = { markdown: path.join(dir, 'BENCHMARKS.md'), json: path.join(dir, 'results.json') };
     results = await runBench(options, true);
@@ -70,6 +78,16 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(c.besideWrites).toBeGreaterThan(0);
       expect(c.writesPerS).toBeGreaterThan(0);
     }
+  });
+
+  it('runs the last variant into a table that holds the search data set, storing every memory', () => {
+    expect(results.ingestion!.preloaded).toMatchObject({ memories: 300 });
+    const preloaded = results.ingestion!.runs.filter((r) => r.variant === PRELOADED);
+    expect(preloaded).toHaveLength(1);
+    expect(preloaded[0]!.stored).toBe(60);
+    // It is the last PostgreSQL run: the runs before it wrote into the table without those rows.
+    const pg = results.ingestion!.runs.filter((r) => r.backend === 'postgres');
+    expect(pg[pg.length - 1]!.variant).toBe(PRELOADED);
   });
 
   it("counts each run's CPU against the processes that spent it", () => {
@@ -153,6 +171,29 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(sizes[1]!.tenantEfSweep!.map((e) => e.efSearch)).toEqual([40, 100]);
     // Every record's vector is the model's embedding of its own text.
     expect(results.search!.dataset.kind).toBe('embedded');
+  });
+
+  it('builds each HNSW setting asked for, checks its recall and charges its writes to PostgreSQL', () => {
+    const g = results.graph!;
+    const shipped = shippedGraph();
+    expect(g.rows.map((r) => r.graph)).toEqual([shipped, { m: 8, efConstruction: 32 }, null]);
+    // PostgreSQL holds each graph with the settings it was asked for.
+    expect(g.rows.map((r) => r.build?.options)).toEqual([
+      [`m=${shipped.m}`, `ef_construction=${shipped.efConstruction}`],
+      ['m=8', 'ef_construction=32'],
+      undefined,
+    ]);
+    for (const row of g.rows.filter((r) => r.graph)) {
+      for (const c of ['none', 'user'] as const) {
+        expect(row.search![c].latency.n).toBe(8);
+        expect(row.search![c].recall).toBeGreaterThanOrEqual(0);
+        expect(row.search![c].recall).toBeLessThanOrEqual(1);
+      }
+    }
+    for (const row of g.rows) expect(row.write.rows).toBe(128);
+    // The graph's upkeep is PostgreSQL's work: writes into it cost more than writes into the bare table.
+    expect(g.rows[0]!.write.pgCpuMsPerRow).toBeGreaterThan(g.rows[2]!.write.pgCpuMsPerRow);
+    expect(report).toContain('### HNSW settings');
   });
 
   it('migrates every record without re-embedding and verifies it', () => {

@@ -1,0 +1,195 @@
+import { textsFrom } from '../lib/corpus';
+import { CorpusOffsets, type BenchContext } from '../lib/context';
+import { cpuSince, cpuSnapshot } from '../lib/cpu';
+import { asMemoryRecord, BenchSchema, DEFAULT_LAYOUT, shippedGraph, type GraphSetting } from '../lib/dataset';
+import { EmbeddedDataset } from '../lib/embedded-dataset';
+import { benchModel } from '../lib/paths';
+import { uniqueName } from '../lib/stack';
+import { median, type LatencySummary } from '../lib/stats';
+import { TransformersEmbedder } from 'memory-core';
+import {
+  DEFAULT_EF_SEARCH,
+  DEFAULT_OVERFETCH,
+  meanRecall,
+  measure,
+  rawPgSearcher,
+  storeSearcher,
+  type Query,
+  type SearchCase,
+} from './search';
+
+/** Rows per write, as the worker writes a micro-batch. */
+const WRITE_BATCH = 64;
+const CASES = ['none', 'user'] as const satisfies readonly SearchCase[];
+
+export interface GraphRow {
+  /** null: the table without an HNSW index (what a write costs without graph maintenance). */
+  graph: GraphSetting | null;
+  build?: {
+    ms: number;
+    indexMiB: number;
+    /** `pg_class.reloptions` of the index as PostgreSQL holds it (e.g. `m=16`). */
+    options: string[];
+  };
+  /** Forced HNSW at the services' ef_search and overfetch: recall@10 against exact, one query at a time. */
+  search?: Record<(typeof CASES)[number], { recall: number; latency: LatencySummary }>;
+  /**
+   * The adapter's upsert of new records, `WRITE_BATCH` per call, into the table and its graph; CPU
+   * time from /proc, medians over the runs. The first batch of each run (connections) is not counted.
+   */
+  write: {
+    rows: number;
+    pgCpuMsPerRow: number;
+    adapterCpuMsPerRow: number;
+    wallMsPerRow: number;
+    runs: number;
+  };
+}
+
+export interface GraphResults {
+  size: number;
+  queries: number;
+  efSearch: number;
+  overfetch: number;
+  batch: number;
+  rows: GraphRow[];
+}
+
+/**
+ * What the HNSW graph's settings cost on each write and give back in recall: the search data set at
+ * one size, the graph built with each (m, ef_construction), searched against exact ground truth, then
+ * written into as the worker writes; last, the same writes with no graph at all.
+ */
+export async function runGraph(ctx: BenchContext): Promise<GraphResults> {
+  const { options, logger, corpus, progress } = ctx;
+  const o = options.graph;
+  const runs = options.runs;
+  const baseTexts = textsFrom(corpus, options.search.baseTexts, CorpusOffsets.searchBase);
+  const dataset = await EmbeddedDataset.prepare({
+    pool: baseTexts,
+    size: o.size + o.writeRows * runs,
+    model: benchModel,
+    progress,
+    layout: DEFAULT_LAYOUT,
+  });
+  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 8 });
+  const queryTexts = textsFrom(corpus, options.search.queries, CorpusOffsets.queries);
+  const queries: Query[] = (await embedder.embed(queryTexts)).map((vector, i) => ({
+    vector,
+    text: queryTexts[i]!,
+    session: '',
+  }));
+  await embedder.close();
+
+  const results: GraphResults = {
+    size: o.size,
+    queries: queries.length,
+    efSearch: DEFAULT_EF_SEARCH,
+    overfetch: DEFAULT_OVERFETCH,
+    batch: WRITE_BATCH,
+    rows: [],
+  };
+  const db = await BenchSchema.create(uniqueName('bench_graph').toLowerCase(), logger);
+  try {
+    progress(`graph: loading ${o.size} memories`);
+    await db.dropHnsw();
+    for (let start = 0; start < o.size; start += options.search.loadChunk) {
+      await db.insertDirect(dataset.records(start, Math.min(o.size, start + options.search.loadChunk)));
+    }
+    const truth = new Map<SearchCase, string[][]>();
+    const exact = db.store(logger, { exactScanThreshold: 1_000_000_000 });
+    try {
+      for (const c of CASES) {
+        progress(`graph: exact ground truth, filter ${c}`);
+        const searcher = c === 'none' ? rawPgSearcher(db, 'exact', DEFAULT_EF_SEARCH) : storeSearcher(exact);
+        const ids: string[][] = [];
+        for (const q of queries) ids.push(await searcher(q, c));
+        truth.set(c, ids);
+      }
+    } finally {
+      await exact.close();
+    }
+
+    for (const graph of [shippedGraph(), ...o.settings, null]) {
+      const name = graph ? `m=${graph.m}, ef_construction=${graph.efConstruction}` : 'no graph';
+      const row: Partial<GraphRow> = { graph };
+      if (graph) {
+        progress(`graph: building ${name} at ${o.size}`);
+        const built = await db.buildHnsw(options.search.hnsw, options.search.hnswBuildTimeoutMs, graph);
+        if (!built.completed) throw new Error(`HNSW build (${name}) did not finish in time`);
+        row.build = { ms: built.ms, indexMiB: built.indexMiB, options: await db.hnswOptions() };
+        const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, exactScanThreshold: 0 });
+        try {
+          const search: Partial<GraphRow['search']> = {};
+          for (const c of CASES) {
+            progress(`graph: ${name}, search, filter ${c}`);
+            const searcher =
+              c === 'none' ? rawPgSearcher(db, 'hnsw', DEFAULT_EF_SEARCH) : storeSearcher(hnsw);
+            const m = await measure(searcher, queries, c, options.search.concurrency);
+            search[c] = { recall: meanRecall(m.ids, truth.get(c)!), latency: m.latency };
+          }
+          row.search = search as GraphRow['search'];
+        } finally {
+          await hnsw.close();
+        }
+      }
+      progress(`graph: ${name}, writes`);
+      row.write = await measureWrites(db, dataset, o.size, o.writeRows, runs, ctx);
+      results.rows.push(row as GraphRow);
+      ctx.saveProgress?.('graph', results);
+      // The next setting starts from the same table: the graph and the written rows go.
+      await db.dropHnsw();
+      await db.pool.query(`DELETE FROM ${db.schema}.memories WHERE id = ANY($1::uuid[])`, [
+        dataset.records(o.size, o.size + o.writeRows * runs).map((r) => r.id),
+      ]);
+      await db.pool.query(`VACUUM ${db.schema}.memories`);
+      const left = await db.count();
+      if (left !== o.size) throw new Error(`graph: ${left} memories left after ${name}, expected ${o.size}`);
+    }
+  } finally {
+    await db.drop();
+  }
+  return results;
+}
+
+/** `runs` times: `writeRows` new records through the adapter, `WRITE_BATCH` per upsert. */
+async function measureWrites(
+  db: BenchSchema,
+  dataset: EmbeddedDataset,
+  from: number,
+  writeRows: number,
+  runs: number,
+  ctx: BenchContext,
+): Promise<GraphRow['write']> {
+  const store = db.store(ctx.logger, { poolSize: 2 });
+  const perRun: { pg: number; adapter: number; wall: number }[] = [];
+  try {
+    for (let r = 0; r < runs; r += 1) {
+      const start = from + r * writeRows;
+      const records = dataset.records(start, start + writeRows).map((x) => asMemoryRecord(x, 'bench'));
+      await store.upsert(records.slice(0, WRITE_BATCH));
+      const before = cpuSnapshot({});
+      for (let i = WRITE_BATCH; i < records.length; i += WRITE_BATCH) {
+        await store.upsert(records.slice(i, i + WRITE_BATCH));
+      }
+      const after = cpuSnapshot({});
+      const counted = records.length - WRITE_BATCH;
+      if (!before || !after) throw new Error('CPU time needs /proc');
+      const spent = cpuSince(before, after);
+      perRun.push({
+        pg: spent.ms.postgres / counted,
+        adapter: spent.ms.bench / counted,
+        wall: spent.wallMs / counted,
+      });
+    }
+  } finally {
+    await store.close();
+  }
+  return {
+    rows: writeRows - WRITE_BATCH,
+    pgCpuMsPerRow: median(perRun.map((p) => p.pg)),
+    adapterCpuMsPerRow: median(perRun.map((p) => p.adapter)),
+    wallMsPerRow: median(perRun.map((p) => p.wall)),
+    runs,
+  };
+}
