@@ -3,6 +3,7 @@ import { ChromaClient, type Collection, type Metadata as ChromaMetadata } from '
 import { Pool } from 'pg';
 import {
   ChromaMemoryStore,
+  encodeVectorArray,
   PGVECTOR_HNSW_INDEX,
   PgvectorMemoryStore,
   type Logger,
@@ -120,10 +121,6 @@ export function asMemoryRecord(r: SyntheticRecord, model: string): MemoryRecord 
   };
 }
 
-export function vectorText(v: Float32Array | number[]): string {
-  return `[${Array.from(v).join(',')}]`;
-}
-
 /** An HNSW graph's build settings: neighbours per node and the candidate list of each insert. */
 export interface GraphSetting {
   m: number;
@@ -204,9 +201,14 @@ export class BenchSchema {
     return Number(r.rows[0]?.n ?? 0);
   }
 
-  /** Writes records with one `INSERT ... SELECT FROM unnest(...)` per chunk, straight to the table. */
+  /**
+   * Writes records with one `INSERT ... SELECT FROM unnest(...)` per chunk, straight to the table,
+   * vectors as one binary `vector[]` parameter (as the adapter sends them).
+   */
   async insertDirect(records: SyntheticRecord[], chunk = 2000): Promise<void> {
     const s = this.schema;
+    const vectorOid = (await this.pool.query<{ oid: number }>(`SELECT 'vector'::regtype::oid::int AS oid`))
+      .rows[0]!.oid;
     for (let start = 0; start < records.length; start += chunk) {
       const batch = records.slice(start, start + chunk);
       const users = [...new Set(batch.map((r) => r.user))];
@@ -221,8 +223,8 @@ export class BenchSchema {
       await this.pool.query(
         `INSERT INTO ${s}.memories (id, user_id, session_id, content, content_type, content_hash, embedding,
            embedding_model, created_at, updated_at)
-         SELECT id, u, sid, c, 'note', h, e::vector, $7, t, t
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::timestamptz[])
+         SELECT id, u, sid, c, 'note', h, e, $7, t, t
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::vector[], $8::timestamptz[])
            AS x(id, u, sid, c, h, e, t)`,
         [
           batch.map((r) => r.id),
@@ -230,7 +232,10 @@ export class BenchSchema {
           batch.map((r) => r.session),
           batch.map((r) => r.content),
           batch.map((r) => r.hash),
-          batch.map((r) => vectorText(r.vector)),
+          encodeVectorArray(
+            batch.map((r) => r.vector),
+            vectorOid,
+          ),
           EMBEDDING_MODEL_NAME,
           batch.map((r) => r.createdAt),
         ],

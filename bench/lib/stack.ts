@@ -1,94 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { benchModel, repoRoot, servers } from './paths';
-import { sleep } from './stats';
+import { benchModel, servers } from './paths';
+import { ServiceProcess, type ServiceName } from './service-process';
 
-export type ServiceName = 'api-gateway' | 'embedding-worker' | 'search-service';
-
-/** Peak and current resident set size of a process, from /proc (MiB). */
-export interface Rss {
-  peakMiB: number;
-  currentMiB: number;
-}
-
-export function readRss(pid: number | undefined): Rss | undefined {
-  if (!pid) return undefined;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-    return { peakMiB: kb('VmHWM') / 1024, currentMiB: kb('VmRSS') / 1024 };
-  } catch {
-    return undefined;
-  }
-}
-
-/** One service started from its build as a real process (the approach of test/setup/service-processes.ts). */
-export class BenchService {
-  private child: ChildProcess | undefined;
-  private output = '';
-
-  constructor(
-    readonly name: ServiceName,
-    private env: NodeJS.ProcessEnv,
-    private readonly healthUrl: string,
-  ) {}
-
-  /** `cpus`: run the service on these CPUs only, from its start (`taskset -c`, e.g. "0"). */
-  async start(extraEnv: NodeJS.ProcessEnv = {}, cpus?: string, timeoutMs = 90_000): Promise<void> {
-    this.output = '';
-    const main = [process.execPath, path.join(repoRoot, 'services', this.name, 'dist/main.js')];
-    const command = cpus ? ['taskset', '-c', cpus, ...main] : main;
-    const child = spawn(command[0]!, command.slice(1), {
-      env: { ...this.env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    const collect = (chunk: Buffer) => {
-      this.output = (this.output + chunk.toString()).slice(-50_000);
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) {
-        throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.output.slice(-4000)}`);
-      }
-      const ok = await fetch(this.healthUrl).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) return;
-      await sleep(100);
-    }
-    throw new Error(
-      `${this.name} did not become healthy within ${timeoutMs} ms:\n${this.output.slice(-4000)}`,
-    );
-  }
-
-  async stop(timeoutMs = 30_000): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  rss(): Rss | undefined {
-    return readRss(this.child?.pid);
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  get logs(): string {
-    return this.output;
-  }
-}
+export type { Rss } from './service-process';
 
 export interface BenchStackOptions {
   backend: 'postgres' | 'chroma';
@@ -132,9 +46,9 @@ export function createBenchStack(options: BenchStackOptions) {
   const searchUrl = `http://127.0.0.1:${ports.search}`;
   const workerUrl = `http://127.0.0.1:${ports.worker}`;
   const services = {
-    worker: new BenchService('embedding-worker', env, `${workerUrl}/healthz`),
-    search: new BenchService('search-service', env, `${searchUrl}/healthz`),
-    gateway: new BenchService('api-gateway', env, `${gatewayUrl}/healthz`),
+    worker: new ServiceProcess('embedding-worker', env, `${workerUrl}/healthz`),
+    search: new ServiceProcess('search-service', env, `${searchUrl}/healthz`),
+    gateway: new ServiceProcess('api-gateway', env, `${gatewayUrl}/healthz`),
   };
   return {
     env,
@@ -155,7 +69,7 @@ export function createBenchStack(options: BenchStackOptions) {
     /** Restarts the worker with other settings (micro-batch size, concurrency). */
     async restartWorker(extraEnv: NodeJS.ProcessEnv, cpus?: string) {
       await services.worker.stop();
-      await services.worker.start(extraEnv, cpus);
+      await services.worker.start({ env: extraEnv, cpus });
     },
     /** The services' pids, for CPU accounting. */
     pids(): Partial<Record<ServiceName, number>> {

@@ -101,14 +101,14 @@ export const SPINNING =
  * raw pipeline on core 0, and on core 1 PostgreSQL, Redis, the gateway, the search service and the
  * bench's HTTP clients. The ratio is then to the raw pipeline on the same one core.
  */
+export const SPLIT_CORES =
+  'worker on core 0; PostgreSQL, Redis, gateway, search service and clients on core 1; raw on core 0 (taskset; not a service setting)';
 /**
  * The defaults writing into a table that already holds many memories, as a service in use does: the
- * runs above start from an empty table, whose graph is small and cheap to insert into.
+ * other runs start from an empty table, whose graph is small and cheap to insert into.
  */
 export const PRELOADED =
   'into a table already holding the search data set (otherwise the defaults; not a service setting)';
-export const SPLIT_CORES =
-  'worker on core 0; PostgreSQL, Redis, gateway, search service and clients on core 1; raw on core 0 (taskset; not a service setting)';
 const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS, SPLIT_CORES, PRELOADED]);
 
 export async function runIngestion(ctx: BenchContext): Promise<IngestionResults> {

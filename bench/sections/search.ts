@@ -2,20 +2,14 @@ import {
   coreEnvShape,
   PGVECTOR_HNSW_INDEX,
   TENANT_INDEX_PREFIX,
+  toVectorSql,
   TransformersEmbedder,
   type MemoryFilter,
   type MemoryStore,
 } from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
-import {
-  asMemoryRecord,
-  BenchCollection,
-  BenchSchema,
-  DEFAULT_LAYOUT,
-  sessionOf,
-  vectorText,
-} from '../lib/dataset';
+import { asMemoryRecord, BenchCollection, BenchSchema, DEFAULT_LAYOUT, sessionOf } from '../lib/dataset';
 import { EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
@@ -150,7 +144,7 @@ export function rawPgSearcher(
                ORDER BY m.embedding::halfvec(384) <=> $1::halfvec(384) LIMIT ${K * overfetch})
              SELECT c.id, m.content, c.distance FROM c JOIN ${s}.memories m ON m.id = c.id
              ORDER BY c.distance + 0 LIMIT ${K}`;
-      const r = await client.query<{ id: string }>(sql, [vectorText(q.vector)]);
+      const r = await client.query<{ id: string }>(sql, [toVectorSql(q.vector)]);
       await client.query('COMMIT');
       return r.rows.map((row) => row.id);
     } finally {

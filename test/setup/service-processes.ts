@@ -1,68 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { repoRoot, servers, testModel, uniqueName } from './servers';
+import { ServiceProcess } from '../../bench/lib/service-process';
+import { servers, testModel, uniqueName } from './servers';
 
-export type ServiceName = 'api-gateway' | 'embedding-worker' | 'search-service';
-
-/** One service started from its build (`npm run build` first) as a real process. */
-export class ServiceProcess {
-  private child: ChildProcess | undefined;
-  private output = '';
-
-  constructor(
-    readonly name: ServiceName,
-    private readonly env: NodeJS.ProcessEnv,
-    private readonly healthUrl: string,
-  ) {}
-
-  async start(timeoutMs = 60_000): Promise<void> {
-    this.output = '';
-    const child = spawn(process.execPath, [path.join(repoRoot, 'services', this.name, 'dist/main.js')], {
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    const collect = (chunk: Buffer) => {
-      this.output = (this.output + chunk.toString()).slice(-200_000);
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null)
-        throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.output.slice(-4000)}`);
-      const ok = await fetch(this.healthUrl).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(
-      `${this.name} did not become healthy within ${timeoutMs} ms:\n${this.output.slice(-4000)}`,
-    );
-  }
-
-  /** Sends a signal and waits for the exit; returns the exit code (null when killed by the signal). */
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<number | null> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const code = await exited;
-    clearTimeout(timer);
-    return code;
-  }
-
-  get logs(): string {
-    return this.output;
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-}
+// One process harness for the end-to-end tests and the benchmarks.
+export { ServiceProcess, type ServiceName } from '../../bench/lib/service-process';
 
 export interface StackOptions {
   backend: 'postgres' | 'chroma';

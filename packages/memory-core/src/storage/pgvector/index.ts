@@ -6,3 +6,4 @@ export {
   type MigrationFile,
   type MigrationRunnerOptions,
 } from './migration-runner';
+export { encodeVectorArray, toVectorSql } from './vector-sql';
