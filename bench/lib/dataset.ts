@@ -138,7 +138,7 @@ export function shippedGraph(): GraphSetting {
 
 /** The store's HNSW index definition with other graph settings (the operator class stays). */
 export function hnswMethod(graph: GraphSetting): string {
-  shippedGraph();
+  shippedGraph(); // throws when the store's definition no longer ends in the WITH clause replaced here
   return PGVECTOR_HNSW_INDEX.method.replace(
     GRAPH_SETTINGS,
     `WITH (m = ${graph.m}, ef_construction = ${graph.efConstruction})`,

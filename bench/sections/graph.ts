@@ -1,3 +1,4 @@
+import { TransformersEmbedder } from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import { cpuSince, cpuSnapshot } from '../lib/cpu';
@@ -6,7 +7,6 @@ import { EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import { uniqueName } from '../lib/stack';
 import { median, type LatencySummary } from '../lib/stats';
-import { TransformersEmbedder } from 'memory-core';
 import {
   DEFAULT_EF_SEARCH,
   DEFAULT_OVERFETCH,
