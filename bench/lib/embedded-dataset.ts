@@ -10,7 +10,9 @@ import {
   type DatasetLayout,
   type SyntheticRecord,
 } from './dataset';
-import { repoRoot } from './paths';
+import { CorpusOffsets, type BenchContext } from './context';
+import { textsFrom } from './corpus';
+import { benchModel, repoRoot } from './paths';
 import { nowMs, seededRandom } from './stats';
 
 /** Bump when the texts a record gets change, so that cached vectors are not reused for other texts. */
@@ -147,5 +149,32 @@ export class EmbeddedDataset {
     const out: SyntheticRecord[] = [];
     for (let i = from; i < Math.min(to, this.size); i += 1) out.push(this.record(i));
     return out;
+  }
+}
+
+/**
+ * The search section's data set at `size`: variations of the corpus texts it starts from, embedded
+ * (or read from the cache). The sections that reuse it (HNSW settings, the preloaded ingestion, the
+ * migration) load the same vectors the search section measures.
+ */
+export function searchDataset(ctx: BenchContext, size: number): Promise<EmbeddedDataset> {
+  const { options, corpus, progress } = ctx;
+  return EmbeddedDataset.prepare({
+    pool: textsFrom(corpus, options.search.baseTexts, CorpusOffsets.searchBase),
+    size,
+    model: benchModel,
+    progress,
+    layout: DEFAULT_LAYOUT,
+  });
+}
+
+/** The search queries: corpus texts that no data set holds, embedded (q8). */
+export async function searchQueries(ctx: BenchContext): Promise<{ text: string; vector: Float32Array }[]> {
+  const texts = textsFrom(ctx.corpus, ctx.options.search.queries, CorpusOffsets.queries);
+  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 8 });
+  try {
+    return (await embedder.embed(texts)).map((vector, i) => ({ text: texts[i]!, vector }));
+  } finally {
+    await embedder.close();
   }
 }

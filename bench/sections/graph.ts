@@ -1,10 +1,7 @@
-import { TransformersEmbedder } from 'memory-core';
-import { textsFrom } from '../lib/corpus';
-import { CorpusOffsets, type BenchContext } from '../lib/context';
+import type { BenchContext } from '../lib/context';
 import { cpuSince, cpuSnapshot } from '../lib/cpu';
-import { asMemoryRecord, BenchSchema, DEFAULT_LAYOUT, shippedGraph, type GraphSetting } from '../lib/dataset';
-import { EmbeddedDataset } from '../lib/embedded-dataset';
-import { benchModel } from '../lib/paths';
+import { asMemoryRecord, BenchSchema, shippedGraph, type GraphSetting } from '../lib/dataset';
+import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { uniqueName } from '../lib/stack';
 import { median, type LatencySummary } from '../lib/stats';
 import {
@@ -61,25 +58,11 @@ export interface GraphResults {
  * written into as the worker writes; last, the same writes with no graph at all.
  */
 export async function runGraph(ctx: BenchContext): Promise<GraphResults> {
-  const { options, logger, corpus, progress } = ctx;
+  const { options, logger, progress } = ctx;
   const o = options.graph;
   const runs = options.runs;
-  const baseTexts = textsFrom(corpus, options.search.baseTexts, CorpusOffsets.searchBase);
-  const dataset = await EmbeddedDataset.prepare({
-    pool: baseTexts,
-    size: o.size + o.writeRows * runs,
-    model: benchModel,
-    progress,
-    layout: DEFAULT_LAYOUT,
-  });
-  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 8 });
-  const queryTexts = textsFrom(corpus, options.search.queries, CorpusOffsets.queries);
-  const queries: Query[] = (await embedder.embed(queryTexts)).map((vector, i) => ({
-    vector,
-    text: queryTexts[i]!,
-    session: '',
-  }));
-  await embedder.close();
+  const dataset = await searchDataset(ctx, o.size + o.writeRows * runs);
+  const queries: Query[] = (await searchQueries(ctx)).map((q) => ({ ...q, session: '' }));
 
   const results: GraphResults = {
     size: o.size,

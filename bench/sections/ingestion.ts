@@ -20,8 +20,8 @@ import {
   type CpuGroup,
   type CpuSpent,
 } from '../lib/cpu';
-import { BenchSchema, chromaCount, DEFAULT_LAYOUT } from '../lib/dataset';
-import { EmbeddedDataset } from '../lib/embedded-dataset';
+import { BenchSchema, chromaCount } from '../lib/dataset';
+import { searchDataset } from '../lib/embedded-dataset';
 import { benchModel, servers } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
 import { median, nowMs, runConcurrent, sleep } from '../lib/stats';
@@ -421,15 +421,9 @@ async function preload(
   store: PgvectorMemoryStore,
   schema: string,
 ): Promise<NonNullable<IngestionResults['preloaded']>> {
-  const { options, corpus, progress } = ctx;
+  const { options, progress } = ctx;
   const memories = options.ingestion.preload;
-  const dataset = await EmbeddedDataset.prepare({
-    pool: textsFrom(corpus, options.search.baseTexts, CorpusOffsets.searchBase),
-    size: memories,
-    model: benchModel,
-    progress,
-    layout: DEFAULT_LAYOUT,
-  });
+  const dataset = await searchDataset(ctx, memories);
   progress(`ingestion: loading ${memories} memories before the last variant`);
   const db = BenchSchema.open(schema);
   try {

@@ -4,11 +4,10 @@ import {
   InMemoryMigrationCheckpoints,
   type MigrationResult,
 } from 'memory-core';
-import { textsFrom } from '../lib/corpus';
-import { CorpusOffsets, type BenchContext } from '../lib/context';
+import type { BenchContext } from '../lib/context';
 import { BenchCollection, BenchSchema } from '../lib/dataset';
-import { EmbeddedDataset } from '../lib/embedded-dataset';
-import { benchModel, servers } from '../lib/paths';
+import { searchDataset } from '../lib/embedded-dataset';
+import { servers } from '../lib/paths';
 import { uniqueName } from '../lib/stack';
 import { recordId } from '../lib/dataset';
 import { median, nowMs } from '../lib/stats';
@@ -57,15 +56,10 @@ export interface MigrationResults {
  * our own layout, each run into a fresh schema, alternating with a raw read of the same collection.
  */
 export async function runMigration(ctx: BenchContext): Promise<MigrationResults> {
-  const { options, corpus, logger, progress } = ctx;
+  const { options, logger, progress } = ctx;
   const o = options.migration;
   // The search section's data set (real embeddings, cached): the same vectors the HNSW build sees there.
-  const dataset = await EmbeddedDataset.prepare({
-    pool: textsFrom(corpus, options.search.baseTexts, CorpusOffsets.searchBase),
-    size: o.records,
-    model: benchModel,
-    progress,
-  });
+  const dataset = await searchDataset(ctx, o.records);
   const collection = await BenchCollection.create(uniqueName('bench-migrate'), logger);
   const runs: MigrationRun[] = [];
   try {

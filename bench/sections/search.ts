@@ -3,14 +3,12 @@ import {
   PGVECTOR_HNSW_INDEX,
   TENANT_INDEX_PREFIX,
   toVectorSql,
-  TransformersEmbedder,
   type MemoryFilter,
   type MemoryStore,
 } from 'memory-core';
-import { textsFrom } from '../lib/corpus';
-import { CorpusOffsets, type BenchContext } from '../lib/context';
-import { asMemoryRecord, BenchCollection, BenchSchema, DEFAULT_LAYOUT, sessionOf } from '../lib/dataset';
-import { EmbeddedDataset } from '../lib/embedded-dataset';
+import type { BenchContext } from '../lib/context';
+import { asMemoryRecord, BenchCollection, BenchSchema, sessionOf } from '../lib/dataset';
+import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
 import { median, medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
@@ -198,23 +196,13 @@ export function meanRecall(ids: string[][], truth: string[][]): number {
  * search service.
  */
 export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
-  const { options, logger, corpus, progress } = ctx;
+  const { options, logger, progress } = ctx;
   const o = options.search;
   const runs = options.runs;
-  const baseTexts = textsFrom(corpus, o.baseTexts, CorpusOffsets.searchBase);
   const largest = Math.max(...o.sizes);
-  progress(`search: ${largest} texts from ${baseTexts.length} corpus texts, embedded (or cached)`);
-  const dataset = await EmbeddedDataset.prepare({
-    pool: baseTexts,
-    size: largest,
-    model: benchModel,
-    progress,
-    layout: DEFAULT_LAYOUT,
-  });
-  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 8 });
-  const queryTexts = textsFrom(corpus, o.queries, CorpusOffsets.queries);
-  const queryVectors = await embedder.embed(queryTexts);
-  await embedder.close();
+  progress(`search: ${largest} texts from ${o.baseTexts} corpus texts, embedded (or cached)`);
+  const dataset = await searchDataset(ctx, largest);
+  const embeddedQueries = await searchQueries(ctx);
   const layout = dataset.layout;
 
   const results: SearchResults = {
@@ -223,8 +211,8 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
     overfetch: DEFAULT_OVERFETCH,
     index: PGVECTOR_HNSW_INDEX.method,
     dataset: {
-      baseTexts: baseTexts.length,
-      queries: queryTexts.length,
+      baseTexts: o.baseTexts,
+      queries: embeddedQueries.length,
       layout,
       model: benchModel,
       kind: 'embedded',
@@ -277,9 +265,8 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
       const sessionsOfUser = Array.from({ length: sessionCount }, (_, s) =>
         sessionOf(s * layout.users * layout.sessionSize, layout),
       );
-      const queries: Query[] = queryVectors.map((vector, i) => ({
-        vector,
-        text: queryTexts[i]!,
+      const queries: Query[] = embeddedQueries.map((q, i) => ({
+        ...q,
         session: sessionsOfUser[i % sessionsOfUser.length]!,
       }));
       const scope = {
