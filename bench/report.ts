@@ -692,7 +692,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
     out.push('');
     if (z.service.length) {
       out.push(
-        'Through the search service (`POST /api/memory/search` on the search service over HTTP, `x-user-id` header; "query embedded" = a text the service has not seen, "query cached" = the same text again, from its LRU):',
+        'Through the search service (`POST /api/memory/search` on the search service over HTTP, `x-user-id` header; "query embedded" = a service with its query cache off (QUERY_CACHE_SIZE=0), so that every query is embedded, "query cached" = a service with the default cache, asked the same texts once before; both search the same query texts as the store level):',
       );
       out.push('');
       out.push(
@@ -1222,7 +1222,7 @@ function findings(r: BenchResults): string[] {
               : "Above the goal: the filter keeps one candidate in ten. What would close it: a graph of the user's own (TENANT_INDEX_MIN_MEMORIES), or a core that the query embedding does not share. ") +
           (own ? '' : recallNote(r, largest)) +
           (svc && cached && svc.latency.p99 > 20
-            ? `Through the service, p99 is over the goal by ${ms(svc.latency.p99 - 20)} ms with the query embedded: the HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share, or fewer round trips per search (the adapter sends five statements in its transaction: count and settings could travel with the query).`
+            ? `Through the service, p99 is over the goal by ${ms(svc.latency.p99 - 20)} ms with the query embedded: the HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share. Hiding the round trips of the search transaction (count, settings) behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores.`
             : ''),
       );
     }

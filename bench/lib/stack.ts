@@ -75,14 +75,25 @@ export function createBenchStack(options: BenchStackOptions) {
     pids(): Partial<Record<ServiceName, number>> {
       return Object.fromEntries(Object.values(services).map((s) => [s.name, s.pid]));
     },
-    /** A counter or histogram sum from the worker's Prometheus metrics (summed over label sets). */
-    async workerMetric(name: string): Promise<number> {
-      const text = await fetch(`${workerUrl}/metrics`).then((r) => r.text());
+    /**
+     * A counter or histogram sum from a service's Prometheus metrics, summed over the label sets
+     * that carry every one of `labels`.
+     */
+    async metric(
+      service: 'worker' | 'search' | 'gateway',
+      name: string,
+      labels: Record<string, string> = {},
+    ): Promise<number> {
+      const base = { worker: workerUrl, search: searchUrl, gateway: gatewayUrl }[service];
+      const text = await fetch(`${base}/metrics`).then((r) => r.text());
+      const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
       let total = 0;
       for (const line of text.split('\n')) {
         if (line.startsWith('#')) continue;
         const match = /^([a-zA-Z_:]+)(\{[^}]*\})? ([0-9.eE+-]+)$/.exec(line);
-        if (match && match[1] === name) total += Number(match[3]);
+        if (!match || match[1] !== name) continue;
+        const set = match[2]?.slice(1, -1).split(',') ?? [];
+        if (wanted.every((w) => set.includes(w))) total += Number(match[3]);
       }
       return total;
     },

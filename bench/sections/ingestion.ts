@@ -162,9 +162,9 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const rawEnd = cpuSnapshot(stack.pids());
     if (variant.splitCores) pinToCpus([process.pid], '1');
     const before = {
-      embed: await stack.workerMetric('embedding_duration_seconds_sum'),
-      calls: await stack.workerMetric('embedding_batch_size_count'),
-      texts: await stack.workerMetric('embedding_batch_size_sum'),
+      embed: await stack.metric('worker', 'embedding_duration_seconds_sum'),
+      calls: await stack.metric('worker', 'embedding_batch_size_count'),
+      texts: await stack.metric('worker', 'embedding_batch_size_sum'),
     };
     const chromaBefore = backend === 'chroma' ? await chromaCount(stack.collection) : 0;
     const cpuStart = cpuSnapshot(stack.pids());
@@ -197,9 +197,9 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const wallMs = nowMs() - start;
     const cpuEnd = cpuSnapshot(stack.pids());
     enqueueMs = Math.min(enqueueMs, wallMs);
-    const embedS = (await stack.workerMetric('embedding_duration_seconds_sum')) - before.embed;
-    const calls = (await stack.workerMetric('embedding_batch_size_count')) - before.calls;
-    const embedded = (await stack.workerMetric('embedding_batch_size_sum')) - before.texts;
+    const embedS = (await stack.metric('worker', 'embedding_duration_seconds_sum')) - before.embed;
+    const calls = (await stack.metric('worker', 'embedding_batch_size_count')) - before.calls;
+    const embedded = (await stack.metric('worker', 'embedding_batch_size_sum')) - before.texts;
     const e2eRate = (items.length / wallMs) * 1000;
     const run: IngestRun = {
       backend,

@@ -10,7 +10,7 @@ import type { BenchContext } from '../lib/context';
 import { asMemoryRecord, BenchCollection, BenchSchema, sessionOf } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
-import { createBenchStack, postJson, uniqueName, type Rss } from '../lib/stack';
+import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
 import { median, medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
 
 export type SearchCase = 'none' | 'user' | 'user+session';
@@ -25,6 +25,8 @@ export interface EngineResult {
   recall: number | null;
   queries: number;
   runs: number;
+  /** Through a search service: the share of its searches answered from its query cache (metrics). */
+  cachedShare?: number;
 }
 
 export interface SizeResult {
@@ -492,37 +494,54 @@ async function measureServiceLevel(
   ];
   if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma' });
   for (const b of backends) {
-    const stack = createBenchStack({
-      backend: b.backend,
-      schema: db.schema,
-      collection: chroma?.name,
-    });
-    await stack.start(['search']);
+    // Two search services on the same store: one embeds every query (its cache off), the other
+    // answers the same texts from its LRU. Both search the store level's query texts.
+    const stacks = [{}, { QUERY_CACHE_SIZE: '0' }].map((env) =>
+      createBenchStack({ backend: b.backend, schema: db.schema, collection: chroma?.name, env }),
+    );
+    const [cachedStack, freshStack] = stacks as [BenchStack, BenchStack];
     try {
+      await Promise.all(stacks.map((s) => s.start(['search'])));
       for (const c of ['user', 'user+session'] as SearchCase[]) {
-        const search = (q: Query, text: string) =>
-          postJson<{ results: { id: string }[] }>(
-            `${stack.searchUrl}/api/memory/search`,
-            { query: text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
-            { 'x-user-id': USER },
+        const searcher =
+          (stack: BenchStack): Searcher =>
+          async (q) =>
+            (
+              await postJson<{ results: { id: string }[] }>(
+                `${stack.searchUrl}/api/memory/search`,
+                { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
+                { 'x-user-id': USER },
+              )
+            ).results.map((h) => h.id);
+        for (const q of queries) await searcher(cachedStack)(q, c);
+        // Searches each service answered from its cache and by embedding, from its metrics.
+        const cacheCounts = () =>
+          Promise.all(
+            stacks.map(async (s) => {
+              const count = (cached: boolean) =>
+                s.metric('search', 'search_duration_seconds_count', { cached: String(cached) });
+              return { hits: await count(true), misses: await count(false) };
+            }),
           );
+        const before = await cacheCounts();
         const cold: Measured[] = [];
         const cached: Measured[] = [];
         for (let r = 0; r < runs; r += 1) {
           progress(`search ${out.size}: ${b.name}, filter ${c}, run ${r + 1}/${runs}`);
-          // A text per run that the service has not seen: each query is embedded (no cache hit).
-          const fresh: Searcher = async (q) =>
-            (await search(q, `${q.text} [${out.size}.${r}.${c}]`)).results.map((h) => h.id);
-          cold.push(await measure(fresh, queries, c, options.search.concurrency));
-          const again: Searcher = async (q) =>
-            (await search(q, `${q.text} [${out.size}.${r}.${c}]`)).results.map((h) => h.id);
-          cached.push(await measure(again, queries, c, options.search.concurrency));
+          cold.push(await measure(searcher(freshStack), queries, c, options.search.concurrency));
+          cached.push(await measure(searcher(cachedStack), queries, c, options.search.concurrency));
         }
-        for (const [label, m] of [
-          ['query embedded', cold],
-          ['query cached', cached],
+        const after = await cacheCounts();
+        const cachedShare = (i: number) => {
+          const hits = after[i]!.hits - before[i]!.hits;
+          return hits / (hits + after[i]!.misses - before[i]!.misses || 1);
+        };
+        for (const [label, m, share] of [
+          ['query embedded', cold, cachedShare(1)],
+          ['query cached', cached, cachedShare(0)],
         ] as const) {
           out.service.push({
+            cachedShare: share,
             engine: `${b.name}, ${label}`,
             case: c,
             latency: medianOf(m.map((x) => ({ ...x.latency }))),
@@ -533,11 +552,14 @@ async function measureServiceLevel(
           });
         }
       }
-      const rss = stack.services.search.rss();
+      // The larger peak of the two services.
+      const [rss] = stacks
+        .map((s) => s.services.search.rss())
+        .sort((x, y) => (y?.peakMiB ?? 0) - (x?.peakMiB ?? 0));
       if (b.backend === 'postgres') out.rss.pgSearchService = rss;
       else out.rss.chromaSearchService = rss;
     } finally {
-      await stack.stop();
+      await Promise.all(stacks.map((s) => s.stop()));
     }
   }
 }

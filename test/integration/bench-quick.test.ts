@@ -168,6 +168,12 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       'user+session/pgvector HNSW, own graph',
     ]);
     expect(sizes[1]!.service.some((e) => e.engine.startsWith('pgvector (service), own graph'))).toBe(true);
+    // "Query embedded" rows come from a service that embedded every search, "query cached" rows from
+    // one that answered every search from its cache: the services' own metrics say which.
+    for (const s of sizes) {
+      for (const e of s.service)
+        expect([e.engine, e.cachedShare]).toEqual([e.engine, e.engine.endsWith('query cached') ? 1 : 0]);
+    }
     expect(sizes[1]!.tenantEfSweep!.map((e) => e.efSearch)).toEqual([40, 100]);
     // Every record's vector is the model's embedding of its own text.
     expect(results.search!.dataset.kind).toBe('embedded');
