@@ -108,6 +108,9 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(total('postgres', (c) => c.ms.postgres)).toBeGreaterThan(0);
     expect(total('postgres', (c) => c.ms.chroma)).toBeLessThan(total('postgres', (c) => c.ms.postgres));
     expect(total('chroma', (c) => c.ms.chroma)).toBeGreaterThan(0);
+    // The report sets the Chroma runs' CPU beside PostgreSQL's, and explains the Chroma ratio from it.
+    expect(report).toMatch(/\| process +\| raw pipeline +\| end to end +\| end to end, Chroma +\|/);
+    expect(report).toContain('**Ingestion into Chroma**');
   });
 
   it('runs the model on a core of its own, then gives the servers every core back', () => {
