@@ -1,18 +1,15 @@
 import express from 'express';
 import {
   closeServer,
-  createLogger,
   createMetrics,
-  connectRedis,
-  DeploymentRegistry,
   exitOnStartupError,
   listen,
   loadEmbedder,
   metricsRoute,
-  onShutdown,
   openStore,
   PgvectorMemoryStore,
   QueueName,
+  startService,
   Tombstones,
 } from 'memory-core';
 import { loadWorkerConfig } from './config';
@@ -22,18 +19,12 @@ import { createStoreMemoryProcessor } from './processors/store-memory.processor'
 import { TenantIndexMaintainer } from './tenant-indexes';
 import { createQueueWorker } from './worker';
 
-async function main(): Promise<void> {
-  let logger = createLogger({ service: 'embedding-worker' });
-  try {
-    const config = loadWorkerConfig();
-    logger = createLogger({
-      service: 'embedding-worker',
-      level: config.LOG_LEVEL,
-      pretty: config.LOG_PRETTY,
-    });
+void startService(
+  'embedding-worker',
+  loadWorkerConfig,
+  'worker',
+  async ({ config, logger, redis, registry }) => {
     const metrics = createMetrics('embedding-worker');
-    const redis = await connectRedis(config.REDIS_URL, 'worker');
-    const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
     const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);
     const batcher = new MicroBatcher(
@@ -111,7 +102,7 @@ async function main(): Promise<void> {
       'embedding worker running',
     );
     // worker.close() waits for the jobs in flight, which wait for their micro-batches to be written.
-    onShutdown(logger, [
+    return [
       async () => {
         stopping.abort();
         await Promise.all([worker.close(), migrationWorker.close(), tenantIndexes?.stop()]);
@@ -121,11 +112,6 @@ async function main(): Promise<void> {
       () => closeServer(server),
       () => store.close(),
       () => embedder.close(),
-      () => redis.quit(),
-    ]);
-  } catch (error) {
-    exitOnStartupError(logger, error);
-  }
-}
-
-void main();
+    ];
+  },
+);

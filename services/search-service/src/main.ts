@@ -1,25 +1,12 @@
-import {
-  closeServer,
-  createLogger,
-  createMetrics,
-  connectRedis,
-  DeploymentRegistry,
-  exitOnStartupError,
-  listen,
-  loadEmbedder,
-  onShutdown,
-  openStore,
-} from 'memory-core';
+import { closeServer, createMetrics, listen, loadEmbedder, openStore, startService } from 'memory-core';
 import { createApp } from './app';
 import { loadSearchServiceConfig } from './config';
 
-async function main(): Promise<void> {
-  let logger = createLogger({ service: 'search-service' });
-  try {
-    const config = loadSearchServiceConfig();
-    logger = createLogger({ service: 'search-service', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-    const redis = await connectRedis(config.REDIS_URL, 'client');
-    const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
+void startService(
+  'search-service',
+  loadSearchServiceConfig,
+  'client',
+  async ({ config, logger, registry }) => {
     const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);
     const app = createApp({
@@ -40,15 +27,6 @@ async function main(): Promise<void> {
       },
       'search service listening',
     );
-    onShutdown(logger, [
-      () => closeServer(server),
-      () => store.close(),
-      () => embedder.close(),
-      () => redis.quit(),
-    ]);
-  } catch (error) {
-    exitOnStartupError(logger, error);
-  }
-}
-
-void main();
+    return [() => closeServer(server), () => store.close(), () => embedder.close()];
+  },
+);

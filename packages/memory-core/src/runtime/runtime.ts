@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import { isAppError, UnavailableError } from '../errors';
-import type { Logger } from '../logging';
+import { createLogger, type Logger } from '../logging';
 import { DeploymentRegistry, selectBackend } from '../deployment';
 import type { BackendChoice } from '../deployment';
 import type { MemoryBackendSetting } from '../config/env-fields';
@@ -178,4 +178,39 @@ export function exitOnStartupError(logger: Logger, error: unknown): never {
   const message = error instanceof Error ? error.message : String(error);
   logger.fatal({ code: (error as { code?: string }).code }, `start-up failed: ${message}`);
   process.exit(1);
+}
+
+/** What every service starts from. */
+export interface ServiceBase<C> {
+  config: C;
+  logger: Logger;
+  redis: Redis;
+  registry: DeploymentRegistry;
+}
+
+/**
+ * Starts a service: loads and validates its config (a bad one is reported by a start-up logger), then
+ * logs at the configured level, connects Redis and the deployment registry, and runs `start`. The
+ * steps `start` returns run in order on SIGTERM or SIGINT, then Redis closes. Any failure before
+ * that ends the process with one log line.
+ */
+export async function startService<
+  C extends { LOG_LEVEL: string; LOG_PRETTY: boolean; REDIS_URL: string; QUEUE_PREFIX: string },
+>(
+  service: string,
+  loadConfig: () => C,
+  redisRole: 'worker' | 'client',
+  start: (base: ServiceBase<C>) => Promise<(() => Promise<unknown>)[]>,
+): Promise<void> {
+  let logger = createLogger({ service });
+  try {
+    const config = loadConfig();
+    logger = createLogger({ service, level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
+    const redis = await connectRedis(config.REDIS_URL, redisRole);
+    const registry = new DeploymentRegistry(redis, config.QUEUE_PREFIX);
+    const steps = await start({ config, logger, redis, registry });
+    onShutdown(logger, [...steps, () => redis.quit()]);
+  } catch (error) {
+    exitOnStartupError(logger, error);
+  }
 }
