@@ -202,6 +202,21 @@ export class BenchSchema {
   }
 
   /**
+   * Records `from` to `to` of a data set, straight to the table (`insertDirect`), building only
+   * `chunk` records in memory at a time.
+   */
+  async load(
+    dataset: { records(from: number, to: number): SyntheticRecord[] },
+    from: number,
+    to: number,
+    chunk: number,
+  ): Promise<void> {
+    for (let start = from; start < to; start += chunk) {
+      await this.insertDirect(dataset.records(start, Math.min(to, start + chunk)));
+    }
+  }
+
+  /**
    * Writes records with one `INSERT ... SELECT FROM unnest(...)` per chunk, straight to the table,
    * vectors as one binary `vector[]` parameter (as the adapter sends them).
    */

@@ -7,6 +7,7 @@ import { median, type LatencySummary } from '../lib/stats';
 import {
   DEFAULT_EF_SEARCH,
   DEFAULT_OVERFETCH,
+  exactTruth,
   meanRecall,
   measure,
   rawPgSearcher,
@@ -76,22 +77,8 @@ export async function runGraph(ctx: BenchContext): Promise<GraphResults> {
   try {
     progress(`graph: loading ${o.size} memories`);
     await db.dropHnsw();
-    for (let start = 0; start < o.size; start += options.search.loadChunk) {
-      await db.insertDirect(dataset.records(start, Math.min(o.size, start + options.search.loadChunk)));
-    }
-    const truth = new Map<SearchCase, string[][]>();
-    const exact = db.store(logger, { exactScanThreshold: 1_000_000_000 });
-    try {
-      for (const c of CASES) {
-        progress(`graph: exact ground truth, filter ${c}`);
-        const searcher = c === 'none' ? rawPgSearcher(db, 'exact', DEFAULT_EF_SEARCH) : storeSearcher(exact);
-        const ids: string[][] = [];
-        for (const q of queries) ids.push(await searcher(q, c));
-        truth.set(c, ids);
-      }
-    } finally {
-      await exact.close();
-    }
+    await db.load(dataset, 0, o.size, options.search.loadChunk);
+    const truth = await exactTruth(ctx, db, queries, CASES, 'graph');
 
     for (const graph of [shippedGraph(), ...o.settings, null]) {
       const name = graph ? `m=${graph.m}, ef_construction=${graph.efConstruction}` : 'no graph';

@@ -429,9 +429,7 @@ async function preload(
   try {
     await store.dropVectorIndex();
     const t0 = nowMs();
-    for (let start = 0; start < memories; start += options.search.loadChunk) {
-      await db.insertDirect(dataset.records(start, Math.min(memories, start + options.search.loadChunk)));
-    }
+    await db.load(dataset, 0, memories, options.search.loadChunk);
     const loadMs = nowMs() - t0;
     const t1 = nowMs();
     await store.buildVectorIndex();

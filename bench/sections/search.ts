@@ -98,6 +98,8 @@ const K = 10;
 export const DEFAULT_EF_SEARCH = coreEnvShape.HNSW_EF_SEARCH.parse(undefined);
 export const DEFAULT_OVERFETCH = coreEnvShape.HNSW_OVERFETCH.parse(undefined);
 export const USER = 'bench-u3';
+/** An exact-scan threshold no scope reaches: the adapter scans every search exactly. */
+const EXACT_ALWAYS = 1_000_000_000;
 
 export type Query = { vector: Float32Array; text: string; session: string };
 export type Searcher = (q: Query, c: SearchCase) => Promise<string[]>;
@@ -188,6 +190,33 @@ export async function measure(
   return { latency: summarize(latencies), qps, ids };
 }
 
+/**
+ * The exact top-K of every query under each filter, the ground truth recall is measured against:
+ * a forced exact scan (raw SQL without a filter, the adapter with one).
+ */
+export async function exactTruth(
+  ctx: BenchContext,
+  db: BenchSchema,
+  queries: Query[],
+  cases: readonly SearchCase[],
+  label: string,
+): Promise<Map<SearchCase, string[][]>> {
+  const exact = db.store(ctx.logger, { exactScanThreshold: EXACT_ALWAYS });
+  try {
+    const truth = new Map<SearchCase, string[][]>();
+    for (const c of cases) {
+      ctx.progress(`${label}: exact ground truth, filter ${c}`);
+      const searcher = c === 'none' ? rawPgSearcher(db, 'exact', DEFAULT_EF_SEARCH) : storeSearcher(exact);
+      const ids: string[][] = [];
+      for (const q of queries) ids.push(await searcher(q, c));
+      truth.set(c, ids);
+    }
+    return truth;
+  } finally {
+    await exact.close();
+  }
+}
+
 export function meanRecall(ids: string[][], truth: string[][]): number {
   return ids.reduce((a, found, i) => a + recallOf(found, truth[i] ?? []), 0) / (ids.length || 1);
 }
@@ -239,9 +268,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
       // the background after `add` returns, and would otherwise take CPU from the PostgreSQL load.
       await db.dropHnsw();
       let t0 = nowMs();
-      for (let start = loaded; start < size; start += o.loadChunk) {
-        await db.insertDirect(dataset.records(start, Math.min(size, start + o.loadChunk)));
-      }
+      await db.load(dataset, loaded, size, o.loadChunk);
       const pgMs = nowMs() - t0;
       let chromaMs = 0;
       if (withChroma) {
@@ -327,12 +354,12 @@ async function measureStoreLevel(
   out: SizeResult,
   runs: number,
 ): Promise<Map<SearchCase, string[][]>> {
-  const { logger, options, progress } = ctx;
+  const { logger, options } = ctx;
   const o = options.search;
   const efSearch = DEFAULT_EF_SEARCH;
   const auto = db.store(logger, { efSearch });
   const hnsw = db.store(logger, { efSearch, exactScanThreshold: 0 });
-  const exact = db.store(logger, { exactScanThreshold: 1_000_000_000 });
+  const exact = db.store(logger, { exactScanThreshold: EXACT_ALWAYS });
   const large = out.size > 100_000;
   const exactQueries = large ? queries.slice(0, o.exactQueriesLarge) : queries;
   try {
@@ -353,14 +380,7 @@ async function measureStoreLevel(
     ];
     if (chroma) engines.push({ name: 'Chroma', searcher: () => chromaSearcher(chroma) });
     const cases: SearchCase[] = ['none', 'user', 'user+session'];
-    const truth = new Map<SearchCase, string[][]>();
-    for (const c of cases) {
-      progress(`search ${out.size}: exact ground truth, filter ${c}`);
-      const searcher = engines.find((e) => e.exact)!.searcher(c);
-      const ids: string[][] = [];
-      for (const q of queries) ids.push(await searcher(q, c));
-      truth.set(c, ids);
-    }
+    const truth = await exactTruth(ctx, db, queries, cases, `search ${out.size}`);
     for (const c of cases) {
       for (const engine of engines) {
         // The unfiltered case has no adapter path (every query is scoped to a user): one raw HNSW row.
