@@ -1137,7 +1137,7 @@ function recallNote(r: BenchResults, z: SizeResult): string {
   );
 }
 
-/** 2 → "second", 3 → "third" (small ranks), else "5th". */
+/** 2 → "second", 3 → "third", up to "fifth"; past it "6th", "7th"… */
 function ordinal(n: number): string {
   return ['first', 'second', 'third', 'fourth', 'fifth'][n - 1] ?? `${n}th`;
 }
@@ -1216,7 +1216,7 @@ function findings(r: BenchResults): string[] {
         `**Ingestion into Chroma** runs at ${n2(chroma.ratio)}× the raw pipeline (${n0(chroma.e2eRate)} vs ${n0(chroma.rawRate)} memories/s; goal 0.90). ` +
           `The Chroma server spends ${n2(chCpu.e2e.ms.chroma)} ms of CPU per memory written, against PostgreSQL's ${n2(cpu.e2e.ms.postgres)}: it indexes as it writes (its own HNSW graph, its metadata and full-text indexes), and the adapter asks it two questions per batch before it writes (which ids exist, for ownership; which contents the user already holds, for the duplicate check), which PostgreSQL answers inside its upsert. ` +
           `The worker spends ${n2(chCpu.e2e.ms['embedding-worker'])} ms per memory (${n2(cpu.e2e.ms['embedding-worker'])} with PostgreSQL) and the bench's row count, a Chroma \`count\` polled during the run, ${n2(chCpu.e2e.ms.bench)}. In all ${n2(chCpu.e2e.busyMs)} ms per memory, against ${n2(chCpu.raw.busyMs)} for the raw pipeline in those runs: with every core busy, at most ${n2(ceiling / chroma.rawRate)}× the raw rate on this machine. ` +
-          'What would close it: a Chroma server on cores the model does not share (CHROMA_URL may point at another machine). Chroma is the fallback backend; PostgreSQL, the primary, writes for less than half the CPU.',
+          `What would close it: a Chroma server on cores the model does not share (CHROMA_URL may point at another machine). Chroma is the fallback backend; PostgreSQL, the primary, spends ${n0((cpu.e2e.ms.postgres / chCpu.e2e.ms.chroma) * 100)}% of Chroma's server CPU per memory written.`,
       );
     }
   }
