@@ -50,7 +50,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       queries: full ? 200 : 20,
       exactQueriesLarge: 50,
       concurrency: 4,
-      chromaMaxSize: full ? 100_000 : 2_000,
+      chromaMaxSize: full ? 1_000_000 : 2_000,
       efSweep: full ? [100, 200, 400, 800] : [40, 100],
       overfetchSweep: full ? [1, 2, 4] : [1, 2],
       tenantMinMemories: full ? DEFAULT_TENANT_INDEX_POLICY.minMemories : 100,
@@ -81,7 +81,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
 
 /**
  * `--quick` or `--full` (default), `--sections a,b`, `--sizes 10000,100000`, `--runs N`,
- * `--chroma-max N`, `--out FILE.md`, `--reuse RESULTS.json` (keep the other sections' results),
+ * `--chroma-max N`, `--base-texts N` (corpus texts the search set is made of), `--out FILE.md`, `--reuse RESULTS.json` (keep the other sections' results),
  * `--render RESULTS.json` (only write the report of saved results).
  */
 export function parseArgs(argv: string[]): BenchOptions {
@@ -100,6 +100,8 @@ export function parseArgs(argv: string[]): BenchOptions {
   }
   const sizes = value('--sizes');
   if (sizes) options.search.sizes = sizes.split(',').map(Number);
+  const baseTexts = value('--base-texts');
+  if (baseTexts) options.search.baseTexts = Number(baseTexts);
   const chromaMax = value('--chroma-max');
   if (chromaMax) options.search.chromaMaxSize = Number(chromaMax);
   const runs = value('--runs');

@@ -33,7 +33,7 @@ export interface BenchOptions {
     /** Corpus texts the search set is made of (then variations of two of them). */
     baseTexts: number;
     queries: number;
-    /** Queries of the exact engines at sizes above 100k (each scans the scope). */
+    /** Queries, in one run, of the engines that scan the filtered scope (exact; Chroma with a filter) above 100k. */
     exactQueriesLarge: number;
     concurrency: number;
     chromaMaxSize: number;

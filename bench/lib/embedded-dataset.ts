@@ -23,6 +23,8 @@ const EPOCH = Date.parse('2025-01-01T00:00:00.000Z');
 
 export const EMBEDDED_MODEL_NAME = 'bench-embedded (minilm-l6, corpus variations)';
 
+const MAX_MISSES_IN_A_ROW = 1_000_000;
+
 /**
  * `n` real texts: the pool itself first, then variations made by splicing the first half (in words)
  * of one pool text to the second half of another, as a person's notes reuse each other's phrases.
@@ -33,6 +35,16 @@ export function variationTexts(pool: string[], n: number): string[] {
   const seen = new Set<string>();
   const random = seededRandom(0x9e3779b9);
   const words = pool.map((t) => t.split(' '));
+  const firstHalf = (w: string[]) => w.slice(0, Math.ceil(w.length / 2)).join(' ');
+  const secondHalf = (w: string[]) => w.slice(Math.floor(w.length / 2)).join(' ');
+  // At most every first half joined to every second half: past that the draws below never end.
+  const capacity =
+    new Set(pool).size + new Set(words.map(firstHalf)).size * new Set(words.map(secondHalf)).size;
+  if (n > capacity) {
+    throw new Error(
+      `${pool.length} corpus texts make at most ${capacity} distinct texts, ${n} asked: start from more texts`,
+    );
+  }
   for (const text of pool) {
     if (out.length >= n) break;
     if (!seen.has(text)) {
@@ -40,11 +52,22 @@ export function variationTexts(pool: string[], n: number): string[] {
       out.push(text);
     }
   }
+  let misses = 0;
   while (out.length < n) {
     const a = words[Math.floor(random() * words.length)]!;
     const b = words[Math.floor(random() * words.length)]!;
-    const text = [...a.slice(0, Math.ceil(a.length / 2)), ...b.slice(Math.floor(b.length / 2))].join(' ');
-    if (seen.has(text)) continue;
+    const text = `${firstHalf(a)} ${secondHalf(b)}`;
+    if (seen.has(text)) {
+      // Two pairs can still join to one text: a bound on misses in a row keeps a near-full pool finite.
+      misses += 1;
+      if (misses > MAX_MISSES_IN_A_ROW) {
+        throw new Error(
+          `${pool.length} corpus texts made only ${out.length} distinct texts, ${n} asked: start from more texts`,
+        );
+      }
+      continue;
+    }
+    misses = 0;
     seen.add(text);
     out.push(text);
   }

@@ -264,8 +264,8 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
     for (const size of o.sizes) {
       const withChroma = size <= o.chromaMaxSize;
       progress(`search ${size}: loading (${withChroma ? 'PostgreSQL and Chroma' : 'PostgreSQL only'})`);
-      // PostgreSQL first, without the HNSW index (built once loaded), then Chroma: Chroma indexes in
-      // the background after `add` returns, and would otherwise take CPU from the PostgreSQL load.
+      // PostgreSQL first, without the HNSW index (built once loaded), then Chroma, one after the other
+      // so that neither load takes CPU from the other. Chroma indexes each batch before `add` returns.
       await db.dropHnsw();
       let t0 = nowMs();
       await db.load(dataset, loaded, size, o.loadChunk);
@@ -361,32 +361,45 @@ async function measureStoreLevel(
   const hnsw = db.store(logger, { efSearch, exactScanThreshold: 0 });
   const exact = db.store(logger, { exactScanThreshold: EXACT_ALWAYS });
   const large = out.size > 100_000;
-  const exactQueries = large ? queries.slice(0, o.exactQueriesLarge) : queries;
+  const fewQueries = queries.slice(0, o.exactQueriesLarge);
   try {
-    const engines: { name: Engine; searcher: (c: SearchCase) => Searcher; exact?: boolean }[] = [
+    const engines: {
+      name: Engine;
+      searcher: (c: SearchCase) => Searcher;
+      exact?: boolean;
+      /** Whether its cost grows with the filtered scope (fewer queries, one run above 100k). */
+      scans: (c: SearchCase) => boolean;
+    }[] = [
       {
         name: 'pgvector adapter (auto)',
         searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'hnsw', efSearch) : storeSearcher(auto)),
+        scans: () => false,
       },
       {
         name: 'pgvector HNSW',
         searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'hnsw', efSearch) : storeSearcher(hnsw)),
+        scans: () => false,
       },
       {
         name: 'pgvector exact',
         searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'exact', efSearch) : storeSearcher(exact)),
         exact: true,
+        scans: () => true,
       },
     ];
-    if (chroma) engines.push({ name: 'Chroma', searcher: () => chromaSearcher(chroma) });
+    // Chroma's filtered query slows down with the scope it filters, as an exact scan does.
+    if (chroma) {
+      engines.push({ name: 'Chroma', searcher: () => chromaSearcher(chroma), scans: (c) => c !== 'none' });
+    }
     const cases: SearchCase[] = ['none', 'user', 'user+session'];
     const truth = await exactTruth(ctx, db, queries, cases, `search ${out.size}`);
     for (const c of cases) {
       for (const engine of engines) {
         // The unfiltered case has no adapter path (every query is scoped to a user): one raw HNSW row.
         if (c === 'none' && engine.name === 'pgvector adapter (auto)') continue;
-        const qs = engine.exact ? exactQueries : queries;
-        const engineRuns = engine.exact && large ? 1 : runs;
+        const few = large && engine.scans(c);
+        const qs = few ? fewQueries : queries;
+        const engineRuns = few ? 1 : runs;
         out.store.push(
           await engineRow(ctx, engine.name, engine.searcher(c), qs, c, engineRuns, truth.get(c)!, out.size),
         );
@@ -509,11 +522,15 @@ async function measureServiceLevel(
   suffix = '',
 ): Promise<void> {
   const { options, progress } = ctx;
-  const backends: { name: string; backend: 'postgres' | 'chroma' }[] = [
-    { name: `pgvector (service)${suffix}`, backend: 'postgres' },
+  const backends: { name: string; backend: 'postgres' | 'chroma'; scans: boolean }[] = [
+    { name: `pgvector (service)${suffix}`, backend: 'postgres', scans: false },
   ];
-  if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma' });
+  // Every service search is filtered: through Chroma it scans the scope (see measureStoreLevel).
+  if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma', scans: true });
   for (const b of backends) {
+    const few = b.scans && out.size > 100_000;
+    const qs = few ? queries.slice(0, options.search.exactQueriesLarge) : queries;
+    const bRuns = few ? 1 : runs;
     // Two search services on the same store: one embeds every query (its cache off), the other
     // answers the same texts from its LRU. Both search the store level's query texts.
     const stacks = [{}, { QUERY_CACHE_SIZE: '0' }].map((env) =>
@@ -533,7 +550,7 @@ async function measureServiceLevel(
                 { 'x-user-id': USER },
               )
             ).results.map((h) => h.id);
-        for (const q of queries) await searcher(cachedStack)(q, c);
+        for (const q of qs) await searcher(cachedStack)(q, c);
         // Searches each service answered from its cache and by embedding, from its metrics.
         const cacheCounts = () =>
           Promise.all(
@@ -546,10 +563,10 @@ async function measureServiceLevel(
         const before = await cacheCounts();
         const cold: Measured[] = [];
         const cached: Measured[] = [];
-        for (let r = 0; r < runs; r += 1) {
-          progress(`search ${out.size}: ${b.name}, filter ${c}, run ${r + 1}/${runs}`);
-          cold.push(await measure(searcher(freshStack), queries, c, options.search.concurrency));
-          cached.push(await measure(searcher(cachedStack), queries, c, options.search.concurrency));
+        for (let r = 0; r < bRuns; r += 1) {
+          progress(`search ${out.size}: ${b.name}, filter ${c}, run ${r + 1}/${bRuns}`);
+          cold.push(await measure(searcher(freshStack), qs, c, options.search.concurrency));
+          cached.push(await measure(searcher(cachedStack), qs, c, options.search.concurrency));
         }
         const after = await cacheCounts();
         const cachedShare = (i: number) => {
@@ -567,8 +584,8 @@ async function measureServiceLevel(
             latency: medianOf(m.map((x) => ({ ...x.latency }))),
             qps: medianOf(m.map((x) => ({ qps: x.qps }))).qps,
             recall: null,
-            queries: queries.length,
-            runs,
+            queries: qs.length,
+            runs: bRuns,
           });
         }
       }

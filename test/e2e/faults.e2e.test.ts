@@ -47,7 +47,7 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
 
   afterAll(async () => {
     await proxy.up();
-    await stack?.stop();
+    await stack?.dispose();
     await schema?.drop();
     await proxy.down();
   });
@@ -153,7 +153,7 @@ describe('Redis crashes (SIGKILL) and restarts with its AOF while jobs wait', ()
   });
 
   afterAll(async () => {
-    await stack?.stop();
+    await stack?.dispose();
     redis?.kill('SIGKILL');
     await schema?.drop();
     rmSync(dir, { recursive: true, force: true });

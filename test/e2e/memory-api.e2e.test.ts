@@ -17,7 +17,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
   });
 
   afterAll(async () => {
-    await stack?.stop();
+    await stack?.dispose();
     await dropSchema?.();
   });
 

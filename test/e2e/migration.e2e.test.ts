@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { ChromaClient } from 'chromadb';
 import { Client } from 'pg';
 import { ChromaMemoryStore, contentHash, createLogger, type MemoryRecord } from 'memory-core';
 import { createTestSchema, repoRoot, servers, testModel } from '../setup/servers';
@@ -15,7 +14,6 @@ import { createStack, ServiceProcess, waitForJob, type Stack } from '../setup/se
 
 const TOTAL = 3_000;
 const logger = createLogger({ service: 'migration-e2e', level: 'silent' });
-const chromaUrl = new URL(servers.chromaUrl);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function randomUnit(): Float32Array {
@@ -98,12 +96,9 @@ describe('Chroma → PostgreSQL migration through the services', () => {
 
   afterAll(async () => {
     await Promise.all(restarted.map((s) => s.stop()));
-    await stack?.stop();
+    await stack?.dispose();
     await sql?.end();
     await schema?.drop();
-    await new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port || 80) })
-      .deleteCollection({ name: stack.collection })
-      .catch(() => undefined);
   });
 
   it('POST /api/memory/migrate answers bad requests with a 400 JSON error', async () => {

@@ -15,7 +15,7 @@ describe('service start-up and shutdown', () => {
   });
 
   afterAll(async () => {
-    await stack?.stop();
+    await stack?.dispose();
     await schema?.drop();
   });
 

@@ -24,7 +24,7 @@ describe('worker faults and shutdown (postgres backend)', () => {
   });
 
   afterAll(async () => {
-    await stack?.stop();
+    await stack?.dispose();
     await schema?.drop();
   });
 

@@ -10,7 +10,7 @@ import {
   UnavailableError,
   type MemoryStore,
 } from 'memory-core';
-import { createTestSchema, servers, uniqueName } from '../setup/servers';
+import { createTestSchema, dropTestCollections, servers, uniqueName } from '../setup/servers';
 import { TcpProxy } from '../setup/tcp-proxy';
 
 const CLOSED_PORT_URL = 'postgres://memory:memory@127.0.0.1:1/memory';
@@ -155,10 +155,9 @@ describe.each(['postgres', 'chroma'] as const)(
           logger,
         );
       } else {
-        store = new ChromaMemoryStore(
-          { url: `http://127.0.0.1:${proxy.port}`, collection: uniqueName('outage') },
-          logger,
-        );
+        const collection = uniqueName('outage');
+        store = new ChromaMemoryStore({ url: `http://127.0.0.1:${proxy.port}`, collection }, logger);
+        drop = () => dropTestCollections(collection);
       }
       await store.initialize();
       await store.upsert([record]);

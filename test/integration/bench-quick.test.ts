@@ -4,6 +4,7 @@ import path from 'node:path';
 import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
+import { variationTexts } from '../../bench/lib/embedded-dataset';
 import { PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
@@ -220,5 +221,23 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(run.reEmbedded).toBe(0);
       expect(run.verified).toBe(true);
     }
+  });
+});
+
+describe('the search data set texts', () => {
+  const pool = ['a b c d', 'e f g h', 'i j k l', 'a b x y'];
+
+  it('makes n distinct texts from a pool, the pool itself first, the same ones every run', () => {
+    const texts = variationTexts(pool, 12);
+    expect(texts.slice(0, 4)).toEqual(pool);
+    expect(new Set(texts).size).toBe(12);
+    expect(variationTexts(pool, 12)).toEqual(texts);
+  });
+
+  it('refuses more texts than the pool can make instead of drawing forever', () => {
+    // At most 3 distinct first halves ('a b' twice) × 4 second halves, plus the pool...
+    expect(() => variationTexts(pool, 17)).toThrow('4 corpus texts make at most 16 distinct texts, 17 asked');
+    // ...but the pool's own texts are among those splices: 12 in all, and the draws stop.
+    expect(() => variationTexts(pool, 13)).toThrow('4 corpus texts made only 12 distinct texts, 13 asked');
   });
 });

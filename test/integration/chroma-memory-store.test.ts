@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { ChromaClient } from 'chromadb';
 import {
   ChromaMemoryStore,
   createLogger,
@@ -11,13 +10,11 @@ import {
   type MemoryRecord,
   type Metadata,
 } from 'memory-core';
-import { servers, uniqueName, seededRandom } from '../setup/servers';
+import { rawChromaClient as rawClient, servers, uniqueName, seededRandom } from '../setup/servers';
 
 jest.setTimeout(120_000);
 
 const logger = createLogger({ service: 'test', level: 'silent' });
-const chromaUrl = new URL(servers.chromaUrl);
-const rawClient = () => new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port || 80) });
 
 function randomVector(rand: () => number): Float32Array {
   const v = Float32Array.from({ length: 384 }, () => rand() * 2 - 1);

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { ChromaClient } from 'chromadb';
 import {
   ChromaMemoryStore,
   ConflictError,
@@ -15,7 +14,7 @@ import {
   type MemoryStore,
   type SearchMode,
 } from 'memory-core';
-import { createTestSchema, servers, uniqueName, seededRandom } from '../setup/servers';
+import { createTestSchema, dropTestCollections, servers, uniqueName, seededRandom } from '../setup/servers';
 
 /**
  * The one contract every MemoryStore keeps, run against the real backends: PostgreSQL+pgvector (a
@@ -100,13 +99,7 @@ function chromaBackend(): Backend {
       ),
     createUnreachable: () => new ChromaMemoryStore({ url: 'http://127.0.0.1:1', collection }, logger),
     async cleanup() {
-      const url = new URL(servers.chromaUrl);
-      const client = new ChromaClient({
-        host: url.hostname,
-        port: Number(url.port || 80),
-        ssl: url.protocol === 'https:',
-      });
-      await client.deleteCollection({ name: collection }).catch(() => undefined);
+      await dropTestCollections(collection);
     },
   };
 }

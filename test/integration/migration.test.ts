@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { ChromaClient } from 'chromadb';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import {
@@ -23,7 +22,15 @@ import {
   type MigrationTarget,
   type ScopeCounts,
 } from 'memory-core';
-import { createTestSchema, servers, testModel, uniqueName, seededRandom } from '../setup/servers';
+import {
+  createTestSchema,
+  dropTestCollections,
+  rawChromaClient as rawChroma,
+  servers,
+  testModel,
+  uniqueName,
+  seededRandom,
+} from '../setup/servers';
 
 /**
  * The Chroma → PostgreSQL migration engine against real servers: Chroma holds 5,000 memories in the
@@ -35,8 +42,6 @@ jest.setTimeout(300_000);
 
 const logger = createLogger({ service: 'migration-test', level: 'silent' });
 const CLOSED_PORT = 'postgres://memory:memory@127.0.0.1:1/memory';
-const chromaUrl = new URL(servers.chromaUrl);
-const rawChroma = () => new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port || 80) });
 
 const WORDS = (
   'wisdom river mountain memory garden patience courage silence harvest lantern compass journey ' +
@@ -195,10 +200,7 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
     await redis?.quit();
     await sql?.end();
     await schema?.drop();
-    for (const name of [collection, foreign])
-      await rawChroma()
-        .deleteCollection({ name })
-        .catch(() => undefined);
+    await dropTestCollections(collection, foreign);
   });
 
   describe('our own Chroma layout', () => {

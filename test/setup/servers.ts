@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { ChromaClient } from 'chromadb';
 import { Client } from 'pg';
 
 /** Where the servers started by infra/local/up answer (or what the environment says). */
@@ -38,6 +39,22 @@ export async function createTestSchema(prefix = 't'): Promise<{ schema: string; 
       await c.end();
     },
   };
+}
+
+/** A client of the test Chroma server, for what the stores do not expose (raw reads, deletes). */
+export function rawChromaClient(): ChromaClient {
+  const url = new URL(servers.chromaUrl);
+  return new ChromaClient({
+    host: url.hostname,
+    port: Number(url.port || 80),
+    ssl: url.protocol === 'https:',
+  });
+}
+
+/** Deletes the named test collections, if they exist, so that test runs leave nothing in Chroma. */
+export async function dropTestCollections(...names: string[]): Promise<void> {
+  const client = rawChromaClient();
+  for (const name of names) await client.deleteCollection({ name }).catch(() => undefined);
 }
 
 /** mulberry32: a small seeded generator, so a test stores the same data every run and a failure replays. */

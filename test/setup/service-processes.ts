@@ -1,5 +1,5 @@
 import { ServiceProcess } from '../../bench/lib/service-process';
-import { servers, testModel, uniqueName } from './servers';
+import { dropTestCollections, servers, testModel, uniqueName } from './servers';
 
 // One process harness for the end-to-end tests and the benchmarks.
 export { ServiceProcess, type ServiceName } from '../../bench/lib/service-process';
@@ -60,6 +60,11 @@ export function createStack(options: StackOptions) {
     },
     async stop() {
       await Promise.all(Object.values(services).map((s) => s.stop()));
+    },
+    /** Stops the services and deletes the stack's Chroma collection: for a test file's afterAll. */
+    async dispose() {
+      await this.stop();
+      await dropTestCollections(id);
     },
     /** fetch against the gateway with a JSON body. */
     async call(method: string, route: string, body?: unknown, headers: Record<string, string> = {}) {
