@@ -259,7 +259,7 @@ export class BenchSchema {
   }
 
   async dropHnsw(): Promise<void> {
-    await this.pool.query(`DROP INDEX IF EXISTS ${this.schema}.memories_embedding_hnsw_idx`);
+    await this.pool.query(`DROP INDEX IF EXISTS ${this.schema}.${PGVECTOR_HNSW_INDEX.name}`);
   }
 
   /**
@@ -304,7 +304,7 @@ export class BenchSchema {
       await client.query(`ANALYZE ${this.schema}.memories`);
       const sizes = await client.query<{ idx: string | null; tbl: string }>(
         `SELECT pg_relation_size(to_regclass($1)) AS idx, pg_total_relation_size($2::regclass) AS tbl`,
-        [`${this.schema}.memories_embedding_hnsw_idx`, `${this.schema}.memories`],
+        [`${this.schema}.${PGVECTOR_HNSW_INDEX.name}`, `${this.schema}.memories`],
       );
       const mib = (v: string | null | undefined) => Number(v ?? 0) / 1024 / 1024;
       return {
