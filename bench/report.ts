@@ -629,7 +629,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
   out.push(
     'Filters: **none** (no adapter path: every API search is scoped to a user; raw SQL as the adapter would run it, and Chroma without `where`), **user** (one user, 10% of the memories), **user+session** (one session of that user). ' +
       'Engines at the store level: **pgvector adapter (auto)** is `PgvectorMemoryStore.search` as the services run it (exact scan when the filtered scope has ≤ 5,000 rows, else iterative HNSW, relaxed order, re-sorted); **pgvector HNSW** forces the index; **pgvector exact** forces the scan (and is the ground truth for recall@10); forced HNSW under a session filter (0.5% of the rows at 100k) shows why the adapter scans small scopes exactly; **Chroma** is `ChromaMemoryStore.search` on a collection holding the same vectors. ' +
-      `Latency: queries one at a time; QPS: the same queries with ${o.concurrency} in flight. Above 100k, the engines whose cost grows with the filtered scope (pgvector exact; Chroma with a filter, at the store level and through the service) run the first ${o.exactQueriesLarge} queries once (queries×runs).`,
+      `Latency: queries one at a time; QPS: the same queries with ${o.concurrency} in flight. Above 100k, the engines whose every query reads rows by the thousand run the first ${o.exactQueriesLarge} queries once (queries×runs): pgvector exact, which scans the filtered scope, and Chroma with a filter, at the store level and through the service, whose cost grows with the collection rather than the scope (a user+session filter costs it more than a user filter).`,
   );
   out.push('');
   if (s.writePaths.length) {

@@ -33,7 +33,7 @@ export interface BenchOptions {
     /** Corpus texts the search set is made of (then variations of two of them). */
     baseTexts: number;
     queries: number;
-    /** Queries, in one run, of the engines that scan the filtered scope (exact; Chroma with a filter) above 100k. */
+    /** Queries, in one run, of the engines that read rows by the thousand per query (exact; Chroma with a filter) above 100k. */
     exactQueriesLarge: number;
     concurrency: number;
     chromaMaxSize: number;

@@ -367,7 +367,7 @@ async function measureStoreLevel(
       name: Engine;
       searcher: (c: SearchCase) => Searcher;
       exact?: boolean;
-      /** Whether its cost grows with the filtered scope (fewer queries, one run above 100k). */
+      /** Whether each query reads rows by the thousand (fewer queries, one run above 100k). */
       scans: (c: SearchCase) => boolean;
     }[] = [
       {
@@ -387,7 +387,7 @@ async function measureStoreLevel(
         scans: () => true,
       },
     ];
-    // Chroma's filtered query slows down with the scope it filters, as an exact scan does.
+    // Chroma's filtered query slows down with the collection, more than an exact scan of the scope does.
     if (chroma) {
       engines.push({ name: 'Chroma', searcher: () => chromaSearcher(chroma), scans: (c) => c !== 'none' });
     }
@@ -525,7 +525,7 @@ async function measureServiceLevel(
   const backends: { name: string; backend: 'postgres' | 'chroma'; scans: boolean }[] = [
     { name: `pgvector (service)${suffix}`, backend: 'postgres', scans: false },
   ];
-  // Every service search is filtered: through Chroma it scans the scope (see measureStoreLevel).
+  // Every service search is filtered: through Chroma it is as slow as at the store level (see measureStoreLevel).
   if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma', scans: true });
   for (const b of backends) {
     const few = b.scans && out.size > 100_000;
