@@ -49,6 +49,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       baseTexts: full ? CorpusOffsets.queries - CorpusOffsets.searchBase : 300,
       queries: full ? 200 : 20,
       exactQueriesLarge: 50,
+      fewQueriesAbove: 100_000,
       concurrency: 4,
       chromaMaxSize: full ? 1_000_000 : 2_000,
       efSweep: full ? [100, 200, 400, 800] : [40, 100],

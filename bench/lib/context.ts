@@ -33,8 +33,10 @@ export interface BenchOptions {
     /** Corpus texts the search set is made of (then variations of two of them). */
     baseTexts: number;
     queries: number;
-    /** Queries, in one run, of the engines that read rows by the thousand per query (exact; Chroma with a filter) above 100k. */
+    /** Queries, in one run, of the engines that read rows by the thousand per query (exact; Chroma with a filter) above `fewQueriesAbove`. */
     exactQueriesLarge: number;
+    /** The size above which those engines run `exactQueriesLarge` queries once. */
+    fewQueriesAbove: number;
     concurrency: number;
     chromaMaxSize: number;
     efSweep: number[];

@@ -360,14 +360,14 @@ async function measureStoreLevel(
   const auto = db.store(logger, { efSearch });
   const hnsw = db.store(logger, { efSearch, exactScanThreshold: 0 });
   const exact = db.store(logger, { exactScanThreshold: EXACT_ALWAYS });
-  const large = out.size > 100_000;
+  const large = out.size > o.fewQueriesAbove;
   const fewQueries = queries.slice(0, o.exactQueriesLarge);
   try {
     const engines: {
       name: Engine;
       searcher: (c: SearchCase) => Searcher;
       exact?: boolean;
-      /** Whether each query reads rows by the thousand (fewer queries, one run above 100k). */
+      /** Whether each query reads rows by the thousand (fewer queries, one run above `fewQueriesAbove`). */
       scans: (c: SearchCase) => boolean;
     }[] = [
       {
@@ -528,7 +528,7 @@ async function measureServiceLevel(
   // Every service search is filtered: through Chroma it is as slow as at the store level (see measureStoreLevel).
   if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma', scans: true });
   for (const b of backends) {
-    const few = b.scans && out.size > 100_000;
+    const few = b.scans && out.size > options.search.fewQueriesAbove;
     const qs = few ? queries.slice(0, options.search.exactQueriesLarge) : queries;
     const bRuns = few ? 1 : runs;
     // Two search services on the same store: one embeds every query (its cache off), the other

@@ -34,9 +34,12 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     options.single = { requests: 5 };
     options.search = {
       ...options.search,
-      sizes: [600, 1_200],
+      sizes: [300, 600, 1_200],
       baseTexts: 50,
       queries: 8,
+      // Above 300 the engines that read rows by the thousand per query run 4 of the 8 queries once.
+      exactQueriesLarge: 4,
+      fewQueriesAbove: 300,
       chromaMaxSize: 600,
       efSweep: [40],
     };
@@ -134,7 +137,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
 
   it('searches the same vectors on every engine, with recall in [0, 1] and exact search as its own truth', () => {
     const sizes = results.search!.sizes;
-    expect(sizes.map((s) => s.size)).toEqual([600, 1_200]);
+    expect(sizes.map((s) => s.size)).toEqual([300, 600, 1_200]);
     for (const s of sizes) {
       expect(s.pgCount).toBe(s.size);
       expect(s.hnsw.completed).toBe(true);
@@ -148,11 +151,25 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       for (const e of s.store.filter((x) => x.engine === 'pgvector exact')) expect(e.recall).toBe(1);
     }
     // Chroma holds the same vectors up to its size limit, and is left out past it.
-    expect(sizes[0]!.load.chromaCount).toBe(600);
-    expect(sizes[0]!.store.some((e) => e.engine === 'Chroma')).toBe(true);
-    expect(sizes[1]!.store.some((e) => e.engine === 'Chroma')).toBe(false);
-    expect(sizes[1]!.efSweep.map((e) => e.efSearch)).toEqual([40, 40]);
-    expect(sizes[1]!.overfetchSweep!.map((e) => `${e.case}/${e.overfetch}`)).toEqual([
+    expect(sizes.map((s) => s.load.chromaCount)).toEqual([300, 600, undefined]);
+    expect(sizes.map((s) => s.store.some((e) => e.engine === 'Chroma'))).toEqual([true, true, false]);
+    // Past fewQueriesAbove, exact scans and Chroma's filtered queries run 4 queries once; the others
+    // (and every engine at or below it) run all 8 in every run.
+    const counts = (s: (typeof sizes)[number]) =>
+      [...s.store, ...s.service]
+        .filter((e) => !e.engine.includes('own graph'))
+        .map((e) => `${e.case}/${e.engine}: ${e.queries}×${e.runs}`);
+    expect(counts(sizes[0]!).every((c) => c.endsWith(`8×${results.options.runs}`))).toBe(true);
+    const few = (c: string) =>
+      c.includes('pgvector exact') || (c.includes('Chroma') && !c.startsWith('none/'));
+    const at600 = counts(sizes[1]!);
+    expect(at600.filter(few).length).toBeGreaterThanOrEqual(9);
+    for (const c of at600) expect(c.split(': ')[1]).toBe(few(c) ? '4×1' : `8×${results.options.runs}`);
+    expect(report).toContain(
+      'Above 300, the engines whose every query reads rows by the thousand run the first 4',
+    );
+    expect(sizes[2]!.efSweep.map((e) => e.efSearch)).toEqual([40, 40]);
+    expect(sizes[2]!.overfetchSweep!.map((e) => `${e.case}/${e.overfetch}`)).toEqual([
       'none/1',
       'user/1',
       'none/2',
@@ -160,25 +177,25 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     ]);
     // At the largest size every user has 120 memories (≥ the quick minimum of 100, a tenth of the
     // table): each gets a graph of their own, and the searches run again in it.
-    expect(sizes[0]!.ownGraphs).toBeUndefined();
-    expect(sizes[1]!.ownGraphs).toMatchObject({ minMemories: 100, graphs: 10 });
-    expect(sizes[1]!.ownGraphs!.indexMiB).toBeGreaterThan(0);
+    expect(sizes[1]!.ownGraphs).toBeUndefined();
+    expect(sizes[2]!.ownGraphs).toMatchObject({ minMemories: 100, graphs: 10 });
+    expect(sizes[2]!.ownGraphs!.indexMiB).toBeGreaterThan(0);
     expect(
-      sizes[1]!.store.filter((e) => e.engine.endsWith('own graph')).map((e) => `${e.case}/${e.engine}`),
+      sizes[2]!.store.filter((e) => e.engine.endsWith('own graph')).map((e) => `${e.case}/${e.engine}`),
     ).toEqual([
       'user/pgvector adapter (auto), own graph',
       'user/pgvector HNSW, own graph',
       'user+session/pgvector adapter (auto), own graph',
       'user+session/pgvector HNSW, own graph',
     ]);
-    expect(sizes[1]!.service.some((e) => e.engine.startsWith('pgvector (service), own graph'))).toBe(true);
+    expect(sizes[2]!.service.some((e) => e.engine.startsWith('pgvector (service), own graph'))).toBe(true);
     // "Query embedded" rows come from a service that embedded every search, "query cached" rows from
     // one that answered every search from its cache: the services' own metrics say which.
     for (const s of sizes) {
       for (const e of s.service)
         expect([e.engine, e.cachedShare]).toEqual([e.engine, e.engine.endsWith('query cached') ? 1 : 0]);
     }
-    expect(sizes[1]!.tenantEfSweep!.map((e) => e.efSearch)).toEqual([40, 100]);
+    expect(sizes[2]!.tenantEfSweep!.map((e) => e.efSearch)).toEqual([40, 100]);
     // Every record's vector is the model's embedding of its own text.
     expect(results.search!.dataset.kind).toBe('embedded');
   });
