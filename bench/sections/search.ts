@@ -6,7 +6,7 @@ import {
   type MemoryFilter,
   type MemoryStore,
 } from 'memory-core';
-import type { BenchContext } from '../lib/context';
+import type { BenchContext, BenchOptions } from '../lib/context';
 import { asMemoryRecord, BenchCollection, BenchSchema, sessionOf } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
@@ -345,6 +345,22 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
   return results;
 }
 
+/**
+ * The queries and runs of one engine at one size: above `fewQueriesAbove`, an engine whose every
+ * query reads rows by the thousand (`scans`) runs the first `exactQueriesLarge` queries once.
+ */
+function queriesFor(
+  o: BenchOptions['search'],
+  size: number,
+  scans: boolean,
+  queries: Query[],
+  runs: number,
+): { qs: Query[]; runs: number } {
+  return scans && size > o.fewQueriesAbove
+    ? { qs: queries.slice(0, o.exactQueriesLarge), runs: 1 }
+    : { qs: queries, runs };
+}
+
 /** Ground truth and every store-level engine, side by side, `runs` times. */
 async function measureStoreLevel(
   ctx: BenchContext,
@@ -360,13 +376,10 @@ async function measureStoreLevel(
   const auto = db.store(logger, { efSearch });
   const hnsw = db.store(logger, { efSearch, exactScanThreshold: 0 });
   const exact = db.store(logger, { exactScanThreshold: EXACT_ALWAYS });
-  const large = out.size > o.fewQueriesAbove;
-  const fewQueries = queries.slice(0, o.exactQueriesLarge);
   try {
     const engines: {
       name: Engine;
       searcher: (c: SearchCase) => Searcher;
-      exact?: boolean;
       /** Whether each query reads rows by the thousand (fewer queries, one run above `fewQueriesAbove`). */
       scans: (c: SearchCase) => boolean;
     }[] = [
@@ -383,7 +396,6 @@ async function measureStoreLevel(
       {
         name: 'pgvector exact',
         searcher: (c) => (c === 'none' ? rawPgSearcher(db, 'exact', efSearch) : storeSearcher(exact)),
-        exact: true,
         scans: () => true,
       },
     ];
@@ -397,9 +409,7 @@ async function measureStoreLevel(
       for (const engine of engines) {
         // The unfiltered case has no adapter path (every query is scoped to a user): one raw HNSW row.
         if (c === 'none' && engine.name === 'pgvector adapter (auto)') continue;
-        const few = large && engine.scans(c);
-        const qs = few ? fewQueries : queries;
-        const engineRuns = few ? 1 : runs;
+        const { qs, runs: engineRuns } = queriesFor(o, out.size, engine.scans(c), queries, runs);
         out.store.push(
           await engineRow(ctx, engine.name, engine.searcher(c), qs, c, engineRuns, truth.get(c)!, out.size),
         );
@@ -528,9 +538,7 @@ async function measureServiceLevel(
   // Every service search is filtered: through Chroma it is as slow as at the store level (see measureStoreLevel).
   if (chroma) backends.push({ name: 'Chroma (service)', backend: 'chroma', scans: true });
   for (const b of backends) {
-    const few = b.scans && out.size > options.search.fewQueriesAbove;
-    const qs = few ? queries.slice(0, options.search.exactQueriesLarge) : queries;
-    const bRuns = few ? 1 : runs;
+    const { qs, runs: bRuns } = queriesFor(options.search, out.size, b.scans, queries, runs);
     // Two search services on the same store: one embeds every query (its cache off), the other
     // answers the same texts from its LRU. Both search the store level's query texts.
     const stacks = [{}, { QUERY_CACHE_SIZE: '0' }].map((env) =>
