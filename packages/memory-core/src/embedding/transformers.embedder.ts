@@ -7,11 +7,12 @@ import { UnavailableError } from '../errors';
 import { isLocalModelPath } from '../config/env-fields';
 import { EMBEDDING_DIMENSION } from '../memory/memory.schemas';
 import type { Embedder, EmbedderInfo } from './embedder';
+import { meanPoolNormalized } from './pooling';
 
 // The package is ESM-typed but ships a CommonJS build for Node, which is what this require loads.
 type Transformers = typeof import('@huggingface/transformers', { with: { 'resolution-mode': 'import' } });
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { AutoModel, AutoTokenizer, env, mean_pooling } = require('@huggingface/transformers') as Transformers;
+const { AutoModel, AutoTokenizer, env } = require('@huggingface/transformers') as Transformers;
 
 export interface TransformersEmbedderOptions {
   /** Hub id or local folder. @defaultValue `'Xenova/all-MiniLM-L6-v2'` */
@@ -33,7 +34,8 @@ export interface TransformersEmbedderOptions {
 
 /**
  * all-MiniLM-L6-v2 on @huggingface/transformers (ONNX runtime): tokenise with truncation, run the
- * model, mean-pool over the attention mask and L2-normalise, as sentence-transformers does.
+ * model, mean-pool over the attention mask and L2-normalise, as sentence-transformers does
+ * (`meanPoolNormalized`).
  */
 export class TransformersEmbedder implements Embedder {
   readonly info: EmbedderInfo;
@@ -117,12 +119,11 @@ export class TransformersEmbedder implements Embedder {
       max_length: this.options.maxTokens ?? 256,
     });
     const { last_hidden_state } = await this.model(inputs);
-    const pooled = mean_pooling(last_hidden_state, inputs.attention_mask).normalize(2, -1);
-    const data = pooled.data as Float32Array;
-    const dim = pooled.dims[1]!;
-    const vectors: Float32Array[] = [];
-    for (let i = 0; i < texts.length; i += 1) vectors.push(data.slice(i * dim, (i + 1) * dim));
-    return vectors;
+    return meanPoolNormalized(
+      last_hidden_state.data as Float32Array,
+      last_hidden_state.dims,
+      inputs.attention_mask.data as BigInt64Array,
+    );
   }
 
   async close(): Promise<void> {
