@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import os from 'node:os';
@@ -31,6 +32,8 @@ export interface Environment {
   loadAtStart: number[];
   loadAtEnd?: number[];
   startedAt: string;
+  /** The repository's commit, and whether tracked files differed from it (absent in older results). */
+  code?: { commit: string; changed: boolean };
 }
 
 function packageVersion(name: string): string {
@@ -113,11 +116,30 @@ export async function versions(): Promise<Versions> {
   };
 }
 
+/** The commit the bench runs on; undefined outside a git checkout. */
+export function code(): Environment['code'] {
+  const git = (...args: string[]) =>
+    execFileSync('git', args, {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  try {
+    return {
+      commit: git('rev-parse', '--short', 'HEAD'),
+      changed: git('status', '--porcelain', '--untracked-files=no') !== '',
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 export async function environment(): Promise<Environment> {
   return {
     machine: machine(),
     versions: await versions(),
     loadAtStart: loadAverage(),
     startedAt: new Date().toISOString(),
+    code: code(),
   };
 }
