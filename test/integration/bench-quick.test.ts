@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,11 +53,15 @@ describe('bench harness (quick mode, tiny sizes)', () => {
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('writes a report with every section, the machine and the versions', () => {
+  it('writes a report with every section, the machine, the versions and the commit', () => {
     for (const heading of REPORT_SECTIONS) expect(report).toContain(heading);
     expect(report).toContain(`${results.environment.machine.cores} cores`);
     expect(report).toContain(`pgvector ${results.environment.versions.pgvector}`);
     expect(report).toContain('**CPU per memory**');
+    // The commit measured, so that figures kept with --reuse can be told apart from newer code.
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    expect(results.environment.code?.commit).toBe(head);
+    expect(report).toContain(`Code: commit ${head}`);
     expect(JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8'))).toHaveProperty('search');
   });
 
