@@ -57,14 +57,5 @@ export async function dropTestCollections(...names: string[]): Promise<void> {
   for (const name of names) await client.deleteCollection({ name }).catch(() => undefined);
 }
 
-/** mulberry32: a small seeded generator, so a test stores the same data every run and a failure replays. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the bench's): a test stores the same data every run and a failure replays. */
+export { seededRandom } from '../../bench/lib/stats';

@@ -1,22 +1,14 @@
+import { seededRandom } from '../../../../bench/lib/stats';
 import { meanPoolNormalized } from './pooling';
 
 type Transformers = typeof import('@huggingface/transformers', { with: { 'resolution-mode': 'import' } });
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Tensor, mean_pooling } = require('@huggingface/transformers') as Transformers;
 
-/** A small deterministic generator, so a failure reproduces. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
-    return state / 2 ** 32 - 0.5;
-  };
-}
-
 /** A batch as the tokenizer pads it: each text's real tokens first, then padding up to the longest. */
 function batch(lengths: number[], tokens: number, dimension: number, seed: number) {
-  const next = random(seed);
-  const hidden = Float32Array.from({ length: lengths.length * tokens * dimension }, () => next() * 4);
+  const next = seededRandom(seed);
+  const hidden = Float32Array.from({ length: lengths.length * tokens * dimension }, () => (next() - 0.5) * 4);
   const mask = BigInt64Array.from(
     lengths.flatMap((length) => Array.from({ length: tokens }, (_, j) => BigInt(j < length ? 1 : 0))),
   );
