@@ -9,6 +9,7 @@ import {
   cpuPerMemory,
   PRELOADED,
   SPINNING,
+  ONE_MODEL,
   SPLIT_CORES,
   summarizeRuns,
   WITHOUT_INDEX,
@@ -109,7 +110,7 @@ export function renderReport(r: BenchResults): string {
   }
   const summaryContext = context(
     'as in the section each row comes from',
-    "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, EMBEDDING_THREAD_SPINNING=false, HNSW_EF_SEARCH=400, HNSW_TENANT_EF_SEARCH=200, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32) unless a row says otherwise",
+    "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=one per core, HNSW_EF_SEARCH=400, HNSW_TENANT_EF_SEARCH=200, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32) unless a row says otherwise",
   );
   out.push(...goals(r, summaryContext));
   out.push(...tuning(r, summaryContext));
@@ -334,6 +335,41 @@ function label(row: { batchSize: number; callSize?: number }): string {
     : `one model call of ${row.batchSize}`;
 }
 
+/** Section 1's EMBEDDING_THREADS table, and what it shows. */
+function threadsTable(rows: NonNullable<EmbeddingResults['threaded']>, cores: number): string[] {
+  const first = rows[0]!;
+  const out = [
+    `The same calls of ${first.callSize} texts in model batches of ${first.batchSize} (the defaults) through the embedder as the services open it, by \`EMBEDDING_THREADS\`: 0 is one model on ONNX runtime's threads (one per core, each operator split across them), n is n model threads (Node worker threads) of one ONNX thread each, sharing out each call's model batches. CPU: this process's CPU time, every thread, per text (median):`,
+    '',
+  ];
+  const threads = [...new Set(rows.map((x) => x.threads))].sort((a, b) => a - b);
+  const cell = (dtype: string, t: number) => {
+    const row = rows.find((x) => x.dtype === dtype && x.threads === t);
+    return row ? [`${n0(row.rate)} (${n0(row.min)}-${n0(row.max)})`, n2(row.cpuMsPerText)] : ['n/a', 'n/a'];
+  };
+  out.push(
+    table(
+      ['EMBEDDING_THREADS', 'q8 texts/s', 'q8 CPU ms per text', 'fp32 texts/s', 'fp32 CPU ms per text'],
+      threads.map((t) => [
+        t === 0 ? "0 (ONNX runtime's threads)" : t === cores ? `${t} (the default here)` : t,
+        ...cell('q8', t),
+        ...cell('fp32', t),
+      ]),
+    ),
+  );
+  out.push('');
+  const q8 = (t: number) => rows.find((x) => x.dtype === 'q8' && x.threads === t);
+  const one = q8(0);
+  const many = q8(cores);
+  if (one && many && cores > 1) {
+    out.push(
+      `q8: ${cores} model threads embed ${n2(many.rate / one.rate)}× the texts per second of one model on ONNX runtime's ${cores} threads, at ${n2(many.cpuMsPerText)} against ${n2(one.cpuMsPerText)} ms of CPU per text: for batches of ${first.batchSize} short texts, splitting each operator across cores costs more in synchronisation than it saves.`,
+    );
+    out.push('');
+  }
+  return out;
+}
+
 function embeddingSection(r: BenchResults, context: Context): string[] {
   const e = r.embedding;
   const out = ['## 1. Embedding limit', ''];
@@ -380,6 +416,7 @@ function embeddingSection(r: BenchResults, context: Context): string[] {
     );
     out.push('');
   }
+  if (e.threaded?.length) out.push(...threadsTable(e.threaded, r.environment.machine.cores));
   const best = (dtype: string) =>
     [...e.rows, ...e.subBatched].filter((x) => x.dtype === dtype).sort((a, b) => b.rate - a.rate)[0];
   const q8 = best('q8');
@@ -570,7 +607,7 @@ function singleSection(r: BenchResults, context: Context): string[] {
   const out = ['## 3. Single store with wait=true', ''];
   if (!s) return [...out, 'Not run.', ''];
   out.push(
-    '`POST /api/memory/store?wait=true`, one request at a time (201 when the row is written), alternating request by request with the baseline in the bench process: one embed of one text plus one adapter upsert of one record into the same schema. Then the same with the worker restarted with `MICRO_BATCH_WAIT_MS=0`.',
+    '`POST /api/memory/store?wait=true`, one request at a time (201 when the row is written), alternating request by request with the baseline in the bench process: one embed of one text (the embedder as the worker opens it: model threads, the defaults) plus one adapter upsert of one record into the same schema. Then the same with the worker restarted with `MICRO_BATCH_WAIT_MS=0`.',
   );
   out.push('');
   out.push(
@@ -988,10 +1025,16 @@ function defaultsName(r: BenchResults): string | undefined {
   return r.ingestion?.runs.find((x) => x.variant.startsWith('defaults'))?.variant;
 }
 
+/** The worker's EMBEDDING_THREADS in the run's defaults (one per core). */
+function defaultThreads(r: BenchResults): number {
+  const named = /EMBEDDING_THREADS=(\d+)/.exec(defaultsName(r) ?? '');
+  return named ? Number(named[1]) : r.environment.machine.cores;
+}
+
 function tuning(r: BenchResults, context: string): string[] {
   const out = ['## Tuning: before and after', ''];
   out.push(
-    "What the numbers pointed at, with both settings measured in the same run where the table says so. Defaults changed by this work: `EMBEDDING_BATCH_SIZE` 64 → 8 and `HNSW_EF_SEARCH` 100 → 200 → 400 (`packages/memory-core/src/config/env-fields.ts`); the HNSW index over `halfvec` copies of the vectors (`infra/migrations/0002_halfvec_hnsw.sql`) with candidates re-ranked by exact distance, `HNSW_OVERFETCH` 2; vectors sent to PostgreSQL as one binary `vector[]` parameter per batch instead of text; a migration into an empty table loads without the HNSW index and builds it at the end, reading the next Chroma page while it writes; PostgreSQL sized for a vector store (`infra/local/up`: shared_buffers a quarter of memory instead of 128 MB, maintenance_work_mem, max_wal_size); a user with at least 50,000 memories and at most half of the table gets an HNSW graph of their own, built by the worker, searched at ef_search 200 (`TENANT_INDEX_MIN_MEMORIES`, `HNSW_TENANT_EF_SEARCH`); ONNX runtime's threads no longer spin while they wait for work (`EMBEDDING_THREAD_SPINNING`); the embedder mean-pools and normalises the model's output in one loop of its own (`packages/memory-core/src/embedding/pooling.ts`) instead of transformers.js's `mean_pooling(...).normalize(2, -1)`, found in a CPU profile of the worker at 10% of the model's time. Measured before/after on the 100k real-embedding set while choosing them (one run each, not in this report's tables): halfvec vs full-precision index, user filter, ef_search 200: recall 0.987 vs 0.987 with 40 candidates, p99 13.0 vs 18.2 ms, index 112 vs 195 MiB; candidates per result (user filter, ef_search 200, full precision) 1 → 2 → 4: recall 0.968 → 0.977 → 0.987; text vs binary vectors: the adapter's upsert without the HNSW index 195 → 69 ms per 1,000 rows; ONNX runtime's thread spinning on → off, the raw model in one process, 3 alternating rounds: alone 612-623 → 607-613 texts/s, beside a loop of 64-row upserts 545-553 → 582-583 texts/s (one outlier at 692), single-query embedding p50 0.9-1.1 → 1.2-1.35 ms, p99 3.3-10 → 3.7-4.6 ms; transformers.js's pooling → the embedder's own, the model's calls in one process on 1,024 corpus texts, 5 alternating rounds: pooling 0.196 → 0.015 ms per text, batches of 8 795 → 918 texts/s (1.16×), batches of 64 705 → 835 texts/s (1.18×).",
+    "What the numbers pointed at, with both settings measured in the same run where the table says so. Defaults changed by this work: `EMBEDDING_BATCH_SIZE` 64 → 8 and `HNSW_EF_SEARCH` 100 → 200 → 400 (`packages/memory-core/src/config/env-fields.ts`); the HNSW index over `halfvec` copies of the vectors (`infra/migrations/0002_halfvec_hnsw.sql`) with candidates re-ranked by exact distance, `HNSW_OVERFETCH` 2; vectors sent to PostgreSQL as one binary `vector[]` parameter per batch instead of text; a migration into an empty table loads without the HNSW index and builds it at the end, reading the next Chroma page while it writes; PostgreSQL sized for a vector store (`infra/local/up`: shared_buffers a quarter of memory instead of 128 MB, maintenance_work_mem, max_wal_size); a user with at least 50,000 memories and at most half of the table gets an HNSW graph of their own, built by the worker, searched at ef_search 200 (`TENANT_INDEX_MIN_MEMORIES`, `HNSW_TENANT_EF_SEARCH`); ONNX runtime's threads no longer spin while they wait for work (`EMBEDDING_THREAD_SPINNING`); the embedder mean-pools and normalises the model's output in one loop of its own (`packages/memory-core/src/embedding/pooling.ts`) instead of transformers.js's `mean_pooling(...).normalize(2, -1)`, found in a CPU profile of the worker at 10% of the model's time; the model runs as one model thread per core (`EMBEDDING_THREADS`: Node worker threads, each with its own ONNX session of one thread, sharing out each call's model batches) instead of one model whose every operator ONNX runtime splits across the cores (`packages/memory-core/src/embedding/threaded.embedder.ts`). Measured before/after on the 100k real-embedding set while choosing them (one run each, not in this report's tables): halfvec vs full-precision index, user filter, ef_search 200: recall 0.987 vs 0.987 with 40 candidates, p99 13.0 vs 18.2 ms, index 112 vs 195 MiB; candidates per result (user filter, ef_search 200, full precision) 1 → 2 → 4: recall 0.968 → 0.977 → 0.987; text vs binary vectors: the adapter's upsert without the HNSW index 195 → 69 ms per 1,000 rows; ONNX runtime's thread spinning on → off, the raw model in one process, 3 alternating rounds: alone 612-623 → 607-613 texts/s, beside a loop of 64-row upserts 545-553 → 582-583 texts/s (one outlier at 692), single-query embedding p50 0.9-1.1 → 1.2-1.35 ms, p99 3.3-10 → 3.7-4.6 ms; transformers.js's pooling → the embedder's own, the model's calls in one process on 1,024 corpus texts, 5 alternating rounds: pooling 0.196 → 0.015 ms per text, batches of 8 795 → 918 texts/s (1.16×), batches of 64 705 → 835 texts/s (1.18×); one ONNX session's threads 2 → 1, single-query embedding (400 corpus texts one at a time, 3 alternating rounds): p50 2.27-2.74 → 1.77-2.77 ms, p99 4.9-5.9 → 4.8-6.8 ms, so a model thread per core costs a single query nothing measurable.",
   );
   out.push('');
   const rows: string[][] = [];
@@ -1010,13 +1053,34 @@ function tuning(r: BenchResults, context: string): string[] {
     }
   }
   const spinning = variantRuns(r, SPINNING);
-  const notSpinning = defaults ? variantRuns(r, defaults) : undefined;
+  const oneModel = variantRuns(r, ONE_MODEL);
+  const notSpinning = oneModel ?? (defaults ? variantRuns(r, defaults) : undefined);
   if (spinning && notSpinning) {
     rows.push([
       "ONNX runtime's threads spinning while they wait (EMBEDDING_THREAD_SPINNING), batch ingestion",
       `on: ${n0(spinning.e2eRate)} memories/s (${n2(spinning.ratio)}× raw)`,
       `off: ${n0(notSpinning.e2eRate)} memories/s (${n2(notSpinning.ratio)}× raw)`,
       `${n2(notSpinning.e2eRate / spinning.e2eRate)}×`,
+    ]);
+  }
+  const threadsDefault = defaults ? variantRuns(r, defaults) : undefined;
+  if (oneModel && threadsDefault) {
+    rows.push([
+      'model threads (EMBEDDING_THREADS), batch ingestion',
+      `0, one model on ONNX runtime's threads: ${n0(oneModel.e2eRate)} memories/s`,
+      `${defaultThreads(r)}, one model thread per core: ${n0(threadsDefault.e2eRate)} memories/s`,
+      `${n2(threadsDefault.e2eRate / oneModel.e2eRate)}×`,
+    ]);
+  }
+  const q8Threads = r.embedding?.threaded?.filter((x) => x.dtype === 'q8') ?? [];
+  const t0 = q8Threads.find((x) => x.threads === 0);
+  const tn = q8Threads.find((x) => x.threads === r.environment.machine.cores);
+  if (t0 && tn && t0 !== tn) {
+    rows.push([
+      'the same, raw pipeline (section 1)',
+      `0: ${n0(t0.rate)} texts/s, ${n2(t0.cpuMsPerText)} ms CPU per text`,
+      `${tn.threads}: ${n0(tn.rate)} texts/s, ${n2(tn.cpuMsPerText)} ms CPU per text`,
+      `${n2(tn.rate / t0.rate)}×`,
     ]);
   }
   const e = r.embedding?.subBatched.filter((x) => x.dtype === 'q8') ?? [];
@@ -1188,6 +1252,8 @@ function findings(r: BenchResults): string[] {
     const contended = ing.contended ?? [];
     const bare = variantRuns(r, WITHOUT_INDEX);
     const spinning = variantRuns(r, SPINNING);
+    const oneModel = variantRuns(r, ONE_MODEL);
+    const quiet = oneModel ?? def;
     const split = variantRuns(r, SPLIT_CORES);
     const preloaded = variantRuns(r, PRELOADED);
     bullets.push(
@@ -1196,13 +1262,16 @@ function findings(r: BenchResults): string[] {
         `The model runs slower inside the worker (${n0(ing.memories / ((def.workerEmbedShare * def.wallMs) / 1000))} texts/s) than alone, most likely because on 2 cores it shares the CPU with PostgreSQL writing the rows: ${n2(write)} ms of work per memory (${n0(writes * 100)}% of the per-memory wall; much of it maintaining the HNSW graph, as section 4's write paths load ${n1((r.search?.writePaths[2]?.rowsPerS ?? 0) / (r.search?.writePaths[1]?.rowsPerS ?? 1))}× faster when the index is built afterwards). ` +
         (cpu ? cpuFinding(cpu, def.rawRate, r.environment.machine.cores) : '') +
         (contended.length
-          ? `Measured directly in one process, the raw model (ONNX runtime's defaults) embeds ${n0(median(contended.map((c) => c.alone)))} texts/s alone and ${n0(median(contended.map((c) => c.besideWrites)))} beside a write loop. `
+          ? `Measured directly in one process, the raw model (as the worker runs it) embeds ${n0(median(contended.map((c) => c.alone)))} texts/s alone and ${n0(median(contended.map((c) => c.besideWrites)))} beside a write loop. `
           : '') +
         (spinning
-          ? `Part of that contention was the model's own idle threads: ONNX runtime's threads spin while they wait for work, burning CPU that PostgreSQL needs. With spinning off (EMBEDDING_THREAD_SPINNING=false, now the default) the pipeline runs at ${n0(def.e2eRate)} memories/s against ${n0(spinning.e2eRate)} with it on in this run, ${n2(def.ratio)}× against ${n2(spinning.ratio)}× their raw runs` +
-            (spinning.ratio >= def.ratio
-              ? ` (the ratios are level because the raw pipeline, which spins in both, ran at ${n0(spinning.rawRate)}/s beside the spinning runs against ${n0(def.rawRate)}/s beside the defaults). `
+          ? `Part of that contention was the model's own idle threads: with one model on ONNX runtime's threads (EMBEDDING_THREADS=0), those threads spin while they wait for work, burning CPU that PostgreSQL needs. With spinning off (EMBEDDING_THREAD_SPINNING=false, the default) that pipeline runs at ${n0(quiet.e2eRate)} memories/s against ${n0(spinning.e2eRate)} with it on in this run, ${n2(quiet.ratio)}× against ${n2(spinning.ratio)}× their raw runs` +
+            (spinning.ratio >= quiet.ratio
+              ? ` (the ratios are level because the raw pipeline ran at ${n0(spinning.rawRate)}/s beside the spinning runs against ${n0(quiet.rawRate)}/s beside the others). `
               : '. ')
+          : '') +
+        (oneModel
+          ? `One model thread per core (EMBEDDING_THREADS=${defaultThreads(r)}, the default) instead of one model on ONNX runtime's threads runs the pipeline at ${n0(def.e2eRate)} against ${n0(oneModel.e2eRate)} memories/s (${n2(def.e2eRate / oneModel.e2eRate)}×). Its raw yardstick rises with it, as it is the same embedder: the ratios are ${n2(def.ratio)}× and ${n2(oneModel.ratio)}×. `
           : '') +
         (bare
           ? `Without the HNSW index (the same run, the same worker settings) the pipeline reaches ${n2(bare.ratio)}× (${n0(bare.e2eRate)} memories/s): queue, JSON, micro-batching and the write itself cost ${n0((1 - bare.ratio) * 100)}% of the raw rate${bare.ratio > def.ratio ? `, and maintaining the graph row by row the other ${n0((bare.ratio - def.ratio) * 100)} points` : ' (in this run no better than with the index: the runs vary more than the graph costs)'}. `

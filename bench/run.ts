@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { availableParallelism } from 'node:os';
 import { createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
 import {
@@ -32,6 +33,8 @@ export function defaultOptions(mode: Mode): BenchOptions {
       batchSizes: full ? [1, 8, 16, 32, 64, 128, 256] : [1, 16, 64],
       callSize: 64,
       subBatchSizes: full ? [4, 8, 16, 32, 64] : [8, 64],
+      // ONNX runtime's threads in one model, one model thread, one model thread per core.
+      threads: [...new Set([0, 1, availableParallelism()])],
     },
     ingestion: {
       memories: full ? 2_000 : 200,

@@ -15,6 +15,8 @@ export interface BenchOptions {
     /** Texts per embed call in the sub-batching table (the worker's micro-batch). */
     callSize: number;
     subBatchSizes: number[];
+    /** EMBEDDING_THREADS settings side by side (calls of `callSize`, the default model batch). */
+    threads: number[];
   };
   ingestion: {
     memories: number;

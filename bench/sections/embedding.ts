@@ -1,4 +1,4 @@
-import { TransformersEmbedder } from 'memory-core';
+import { embeddingEnvShape, openEmbedder, TransformersEmbedder, type Embedder } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import { benchModel } from '../lib/paths';
@@ -23,7 +23,16 @@ export interface EmbeddingResults {
    * model batches of `batchSize` (EMBEDDING_BATCH_SIZE): less padding than one model call.
    */
   subBatched: (EmbeddingRow & { callSize: number })[];
+  /**
+   * Calls of `callSize` texts in model batches of the default EMBEDDING_BATCH_SIZE, by EMBEDDING_THREADS:
+   * 0 is one model on ONNX runtime's threads (one per core), n ≥ 1 is n model threads of one ONNX
+   * thread each. `cpuMsPerText`: this process's CPU time (every thread) per text, median over runs.
+   */
+  threaded?: (EmbeddingRow & { callSize: number; threads: number; cpuMsPerText: number })[];
 }
+
+/** The model batch size the services use unless EMBEDDING_BATCH_SIZE says otherwise. */
+const DEFAULT_BATCH = embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined);
 
 /**
  * The raw transformers.js pipeline (tokenise, ONNX model, mean pooling, normalise) in this process, on
@@ -33,6 +42,7 @@ export async function runEmbedding(ctx: BenchContext): Promise<EmbeddingResults>
   const { options, corpus, progress } = ctx;
   const rows: EmbeddingRow[] = [];
   const subBatched: EmbeddingResults['subBatched'] = [];
+  const threaded: NonNullable<EmbeddingResults['threaded']> = [];
   const meanChars = { q8: 0, fp32: 0 };
   for (const dtype of ['q8', 'fp32'] as const) {
     const n = dtype === 'q8' ? options.embedding.q8Texts : options.embedding.fp32Texts;
@@ -100,6 +110,61 @@ export async function runEmbedding(ctx: BenchContext): Promise<EmbeddingResults>
     } finally {
       for (const e of embedders.values()) await e.close();
     }
+    threaded.push(...(await byThreads(ctx, dtype, texts)));
   }
-  return { meanChars, rows, subBatched };
+  return { meanChars, rows, subBatched, threaded };
+}
+
+/** The same calls through the embedder as the services open it, by EMBEDDING_THREADS, interleaved. */
+async function byThreads(
+  ctx: BenchContext,
+  dtype: 'q8' | 'fp32',
+  texts: string[],
+): Promise<NonNullable<EmbeddingResults['threaded']>> {
+  const { options, progress } = ctx;
+  const callSize = options.embedding.callSize;
+  const embedders = new Map<number, Embedder>();
+  try {
+    for (const threads of options.embedding.threads) {
+      const embedder = await openEmbedder({
+        model: benchModel,
+        dtype,
+        batchSize: DEFAULT_BATCH,
+        threads,
+        threadSpinning: false,
+      });
+      embedders.set(threads, embedder);
+      await embedder.embed(texts.slice(0, callSize)); // warm-up
+    }
+    const samples = new Map<number, { rate: number; cpuMs: number }[]>();
+    for (let run = 0; run < options.runs; run += 1) {
+      for (const [threads, e] of embedders) {
+        progress(`embedding ${dtype} EMBEDDING_THREADS=${threads}, run ${run + 1}/${options.runs}`);
+        const cpu0 = process.cpuUsage();
+        const t0 = nowMs();
+        for (let i = 0; i < texts.length; i += callSize) await e.embed(texts.slice(i, i + callSize));
+        const rate = (texts.length / (nowMs() - t0)) * 1000;
+        const cpu = process.cpuUsage(cpu0);
+        const cpuMs = (cpu.user + cpu.system) / 1000 / texts.length;
+        samples.set(threads, [...(samples.get(threads) ?? []), { rate, cpuMs }]);
+      }
+    }
+    return [...samples].map(([threads, s]) => {
+      const rates = s.map((x) => x.rate);
+      return {
+        dtype,
+        callSize,
+        batchSize: DEFAULT_BATCH,
+        threads,
+        texts: texts.length,
+        rate: median(rates),
+        min: Math.min(...rates),
+        max: Math.max(...rates),
+        runs: rates.length,
+        cpuMsPerText: median(s.map((x) => x.cpuMs)),
+      };
+    });
+  } finally {
+    for (const e of embedders.values()) await e.close();
+  }
 }

@@ -5,8 +5,9 @@ import { Pool } from 'pg';
 import {
   contentHash,
   embeddingEnvShape,
+  openEmbedder,
   PgvectorMemoryStore,
-  TransformersEmbedder,
+  type Embedder,
   type MemoryRecord,
 } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
@@ -90,7 +91,12 @@ export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults
 const DEFAULT_EMBEDDING_BATCH = embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined);
 /** The worker's MICRO_BATCH_SIZE default (services/embedding-worker/src/config.ts). */
 const DEFAULT_MICRO_BATCH = 64;
-export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${DEFAULT_EMBEDDING_BATCH}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=false)`;
+/** The worker's EMBEDDING_THREADS default on this machine: one model thread per core. */
+const DEFAULT_THREADS = embeddingEnvShape.EMBEDDING_THREADS.parse(undefined);
+export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${DEFAULT_EMBEDDING_BATCH}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=${DEFAULT_THREADS})`;
+/** The model in the worker's own thread on ONNX runtime's threads, as before EMBEDDING_THREADS. */
+export const ONE_MODEL =
+  "EMBEDDING_THREADS=0 (one model on ONNX runtime's threads in the worker's own thread; the services' until this change)";
 /** Before the benchmarks tuned it: one model call per micro-batch of 64. */
 export const PREVIOUS = 'EMBEDDING_BATCH_SIZE=64 (the default before tuning)';
 /** ONNX runtime's own default, before EMBEDDING_THREAD_SPINNING turned it off. */
@@ -109,7 +115,7 @@ export const SPLIT_CORES =
  */
 export const PRELOADED =
   'into a table already holding the search data set (otherwise the defaults; not a service setting)';
-const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS, SPLIT_CORES, PRELOADED]);
+const QUICK_VARIANTS = new Set(['MICRO_BATCH_SIZE=1', PREVIOUS, DEFAULTS, ONE_MODEL, SPLIT_CORES, PRELOADED]);
 
 export async function runIngestion(ctx: BenchContext): Promise<IngestionResults> {
   const { options, corpus, progress } = ctx;
@@ -117,11 +123,13 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   const texts = textsFrom(corpus, o.memories, CorpusOffsets.ingestion);
   const singleTexts = texts.slice(0, o.singleMemories);
   // The raw yardstick runs as the worker's defaults do: calls of one micro-batch, model batches of
-  // EMBEDDING_BATCH_SIZE.
-  const embedder = await TransformersEmbedder.load({
+  // EMBEDDING_BATCH_SIZE, shared out among EMBEDDING_THREADS model threads.
+  const embedder = await openEmbedder({
     model: benchModel,
     dtype: 'q8',
     batchSize: DEFAULT_EMBEDDING_BATCH,
+    threads: DEFAULT_THREADS,
+    threadSpinning: false,
   });
   await embedder.embed(texts.slice(0, 16));
   const rawRate = async (items: string[], model = embedder) => {
@@ -146,7 +154,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   const runs: IngestRun[] = [];
   let tag = 0;
   /** While the SPLIT_CORES variant runs: its raw pipeline, loaded on core 0 as the worker's model is. */
-  let coreZero: TransformersEmbedder | undefined;
+  let coreZero: Embedder | undefined;
 
   const ingest = async (
     stack: BenchStack,
@@ -332,7 +340,12 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: 'MICRO_BATCH_SIZE=256', env: { MICRO_BATCH_SIZE: '256' }, requests: 'batch' },
       { name: 'WORKER_CONCURRENCY=1', env: { WORKER_CONCURRENCY: '1' }, requests: 'batch' },
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'batch' },
-      { name: SPINNING, env: { EMBEDDING_THREAD_SPINNING: 'true' }, requests: 'batch' },
+      {
+        name: SPINNING,
+        env: { EMBEDDING_THREAD_SPINNING: 'true', EMBEDDING_THREADS: '0' },
+        requests: 'batch',
+      },
+      { name: ONE_MODEL, env: { EMBEDDING_THREADS: '0' }, requests: 'batch' },
       { name: DEFAULTS, env: {}, requests: 'single' },
       { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
@@ -359,10 +372,12 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
           pinToCpus([pgStack.services.worker.pid!], '0');
           pinToCpus(others(), '1');
           pinToCpus([process.pid], '0');
-          coreZero = await TransformersEmbedder.load({
+          // One core: one model thread, as the worker pinned there defaults to.
+          coreZero = await openEmbedder({
             model: benchModel,
             dtype: 'q8',
             batchSize: DEFAULT_EMBEDDING_BATCH,
+            threads: 1,
             threadSpinning: false,
           });
         }

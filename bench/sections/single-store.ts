@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { contentHash, PgvectorMemoryStore, TransformersEmbedder } from 'memory-core';
+import { contentHash, embeddingEnvShape, openEmbedder, PgvectorMemoryStore } from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import { benchModel, servers } from '../lib/paths';
@@ -42,7 +42,14 @@ export async function runSingleStore(ctx: BenchContext): Promise<SingleStoreResu
   const pool = new Pool({ connectionString: servers.databaseUrl, max: 1 });
   await pool.query(`CREATE SCHEMA ${schema}`);
   const stack = createBenchStack({ backend: 'postgres', schema });
-  const embedder = await TransformersEmbedder.load({ model: benchModel, dtype: 'q8', batchSize: 64 });
+  // The embedder as the worker opens it with its defaults (model threads, spinning off).
+  const embedder = await openEmbedder({
+    model: benchModel,
+    dtype: 'q8',
+    batchSize: embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined),
+    threads: embeddingEnvShape.EMBEDDING_THREADS.parse(undefined),
+    threadSpinning: false,
+  });
   const store = new PgvectorMemoryStore(
     { connectionString: servers.databaseUrl, schema, poolSize: 2 },
     logger,

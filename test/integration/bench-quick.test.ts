@@ -6,7 +6,7 @@ import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
-import { PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
+import { ONE_MODEL, PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -24,6 +24,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       batchSizes: [1, 8],
       callSize: 16,
       subBatchSizes: [4, 16],
+      threads: [0, 2],
     };
     options.ingestion = {
       ...options.ingestion,
@@ -69,6 +70,26 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     const rows = results.embedding!.rows;
     expect(rows.map((r) => `${r.dtype}/${r.batchSize}`).sort()).toEqual(['fp32/1', 'fp32/8', 'q8/1', 'q8/8']);
     for (const r of [...rows, ...results.embedding!.subBatched]) expect(r.rate).toBeGreaterThan(0);
+  });
+
+  it('measures the embedder as the services open it by EMBEDDING_THREADS, and reports it', () => {
+    const threaded = results.embedding!.threaded!;
+    expect(threaded.map((r) => `${r.dtype}/${r.threads}`).sort()).toEqual([
+      'fp32/0',
+      'fp32/2',
+      'q8/0',
+      'q8/2',
+    ]);
+    for (const r of threaded) {
+      expect(r.rate).toBeGreaterThan(0);
+      expect(r.cpuMsPerText).toBeGreaterThan(0);
+    }
+    expect(report).toMatch(/\| EMBEDDING_THREADS +\| q8 texts\/s +\| q8 CPU ms per text +\|/);
+    // The worker ran with one model on ONNX runtime's threads too, beside the defaults.
+    const oneModel = results.ingestion!.runs.filter((r) => r.variant === ONE_MODEL);
+    expect(oneModel.length).toBeGreaterThan(0);
+    for (const run of oneModel) expect(run.stored).toBe(run.memories);
+    expect(report).toContain('model threads (EMBEDDING_THREADS), batch ingestion');
   });
 
   it('ingests every memory exactly once, through both backends', () => {

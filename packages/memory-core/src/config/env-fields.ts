@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -81,6 +82,13 @@ export const embeddingEnvShape = {
    * model is as fast either way (BENCHMARKS.md, sections 2 and tuning).
    */
   EMBEDDING_THREAD_SPINNING: boolVar(false),
+  /**
+   * Model threads, each running its own copy of the model on one core (default: the cores this
+   * process may use). On 2 cores they embed about 1.5× the texts per second of one model spread over
+   * both by ONNX runtime (BENCHMARKS.md, section 1). 0: the model in the service's own thread, on
+   * ONNX runtime's threads.
+   */
+  EMBEDDING_THREADS: intVar(availableParallelism(), 0, 64),
   /** Where downloaded hub models are cached. */
   EMBEDDING_CACHE_DIR: z.string().optional(),
 };

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ConfigError, loadConfig } from './load-config';
 import { coreEnvShape, embeddingEnvShape } from './env-fields';
@@ -35,6 +36,13 @@ describe('loadConfig', () => {
     expect(problems.join('\n')).toMatch(/REDIS_URL: must be a URL starting with redis:\/\//);
     expect(problems.join('\n')).toMatch(/EMBEDDING_DTYPE/);
     expect(problems.join('\n')).toMatch(/HNSW_EF_SEARCH/);
+  });
+
+  it('runs one model thread per core the process may use unless EMBEDDING_THREADS says otherwise', () => {
+    expect(loadConfig(schema, {}).EMBEDDING_THREADS).toBe(availableParallelism());
+    expect(loadConfig(schema, { EMBEDDING_THREADS: '0' }).EMBEDDING_THREADS).toBe(0);
+    expect(() => loadConfig(schema, { EMBEDDING_THREADS: '-1' })).toThrow(/EMBEDDING_THREADS/);
+    expect(() => loadConfig(schema, { EMBEDDING_THREADS: 'two' })).toThrow(/EMBEDDING_THREADS/);
   });
 
   it('treats empty strings as unset', () => {

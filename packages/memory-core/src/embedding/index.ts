@@ -1,2 +1,3 @@
 export * from './embedder';
 export * from './transformers.embedder';
+export * from './threaded.embedder';

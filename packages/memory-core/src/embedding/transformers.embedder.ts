@@ -27,6 +27,11 @@ export interface TransformersEmbedderOptions {
    * Redis and Node need when it shares them (`EMBEDDING_THREAD_SPINNING`). @defaultValue true
    */
   threadSpinning?: boolean;
+  /**
+   * ONNX runtime's threads inside this one model call (`intraOpNumThreads`). Unset: ONNX runtime's
+   * default, one per core. `ThreadedEmbedder` sets 1 and runs one such model per core instead.
+   */
+  intraOpThreads?: number;
   /** Word pieces per text; MiniLM was trained on 256. @defaultValue 256 */
   maxTokens?: number;
   cacheDir?: string;
@@ -79,8 +84,9 @@ export class TransformersEmbedder implements Embedder {
       const spin = options.threadSpinning === false ? '0' : '1';
       const model = await AutoModel.from_pretrained(modelId, {
         dtype: options.dtype,
-        // Flattened by onnxruntime-node into the session config keys `session.intra_op.allow_spinning`…
         session_options: {
+          ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
+          // Flattened by onnxruntime-node into the session config keys `session.intra_op.allow_spinning`…
           extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
         },
       });
@@ -101,18 +107,15 @@ export class TransformersEmbedder implements Embedder {
    */
   async embed(texts: string[]): Promise<Float32Array[]> {
     const out = new Array<Float32Array>(texts.length);
-    const order = texts
-      .map((text, index) => ({ index, length: text.length }))
-      .sort((a, b) => a.length - b.length);
-    for (let start = 0; start < order.length; start += this.options.batchSize) {
-      const chunk = order.slice(start, start + this.options.batchSize);
-      const vectors = await this.embedBatch(chunk.map((c) => texts[c.index]!));
-      chunk.forEach((c, i) => (out[c.index] = vectors[i]!));
+    for (const batch of lengthSortedBatches(texts, this.options.batchSize)) {
+      const vectors = await this.embedBatch(batch.map((i) => texts[i]!));
+      batch.forEach((index, i) => (out[index] = vectors[i]!));
     }
     return out;
   }
 
-  private async embedBatch(texts: string[]): Promise<Float32Array[]> {
+  /** One model call: the texts padded to the longest of them. */
+  async embedBatch(texts: string[]): Promise<Float32Array[]> {
     const inputs = this.tokenizer(texts, {
       padding: true,
       truncation: true,
@@ -129,4 +132,17 @@ export class TransformersEmbedder implements Embedder {
   async close(): Promise<void> {
     await this.model.dispose();
   }
+}
+
+/**
+ * The positions of `texts` sorted by length and cut into model batches of `batchSize`: each batch
+ * pads its texts to a similar length.
+ */
+export function lengthSortedBatches(texts: string[], batchSize: number): number[][] {
+  const order = texts.map((_, index) => index).sort((a, b) => texts[a]!.length - texts[b]!.length);
+  const batches: number[][] = [];
+  for (let start = 0; start < order.length; start += batchSize) {
+    batches.push(order.slice(start, start + batchSize));
+  }
+  return batches;
 }

@@ -8,7 +8,8 @@ import type { BackendChoice } from '../deployment';
 import type { MemoryBackendSetting } from '../config/env-fields';
 import { createMemoryStore, type StoreSettings } from '../storage/create-memory-store';
 import type { MemoryStore } from '../storage/memory-store';
-import { TransformersEmbedder } from '../embedding/transformers.embedder';
+import type { Embedder } from '../embedding/embedder';
+import { openEmbedder } from '../embedding/threaded.embedder';
 
 /**
  * A Redis connection. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands wait for
@@ -96,6 +97,7 @@ export interface EmbedderSettings {
   EMBEDDING_DTYPE: 'q8' | 'fp32';
   EMBEDDING_BATCH_SIZE: number;
   EMBEDDING_THREAD_SPINNING: boolean;
+  EMBEDDING_THREADS: number;
   EMBEDDING_CACHE_DIR?: string | undefined;
 }
 
@@ -106,12 +108,13 @@ export interface EmbedderSettings {
 export async function loadEmbedder(
   config: EmbedderSettings,
   registry: DeploymentRegistry,
-): Promise<TransformersEmbedder> {
-  const embedder = await TransformersEmbedder.load({
+): Promise<Embedder> {
+  const embedder = await openEmbedder({
     model: config.EMBEDDING_MODEL,
     dtype: config.EMBEDDING_DTYPE,
     batchSize: config.EMBEDDING_BATCH_SIZE,
     threadSpinning: config.EMBEDDING_THREAD_SPINNING,
+    threads: config.EMBEDDING_THREADS,
     cacheDir: config.EMBEDDING_CACHE_DIR,
   });
   try {
