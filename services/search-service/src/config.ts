@@ -6,6 +6,12 @@ export const SearchServiceEnv = z.object({
   ...embeddingEnvShape,
   SEARCH_SERVICE_PORT: portVar(8010),
   SEARCH_SERVICE_HOST: z.string().default('127.0.0.1'),
+  /**
+   * The search service embeds one query per request, where latency counts: by default the model runs
+   * in the service's own thread, as a hop to a model thread costs about 0.5 ms per query on 2 cores
+   * (BENCHMARKS.md, tuning). Set it to run queries from concurrent requests in parallel.
+   */
+  EMBEDDING_THREADS: intVar(0, 0, 64),
   /** Query embeddings kept in the LRU cache. */
   QUERY_CACHE_SIZE: intVar(1_000, 0, 1_000_000),
 });

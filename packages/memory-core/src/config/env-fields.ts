@@ -84,9 +84,9 @@ export const embeddingEnvShape = {
   EMBEDDING_THREAD_SPINNING: boolVar(false),
   /**
    * Model threads, each running its own copy of the model on one core (default: the cores this
-   * process may use). On 2 cores they embed about 1.5× the texts per second of one model spread over
+   * process may use). On 2 cores they embed about 1.4× the texts per second of one model spread over
    * both by ONNX runtime (BENCHMARKS.md, section 1). 0: the model in the service's own thread, on
-   * ONNX runtime's threads.
+   * ONNX runtime's threads (the search service's default: one query at a time, latency first).
    */
   EMBEDDING_THREADS: intVar(availableParallelism(), 0, 64),
   /** Where downloaded hub models are cached. */
