@@ -28,6 +28,8 @@ async function main(): Promise<void> {
       void embedder.close().finally(() => port.close());
       return;
     }
+    // A request this thread does not know is a bug in its parent: stop (the parent replaces it).
+    if (request.type !== 'embed') throw new Error(`unknown request ${(request as { type: string }).type}`);
     embedder.embedBatch(request.texts).then(
       (vectors) => {
         const reply: ThreadReply = { type: 'vectors', id: request.id, vectors };

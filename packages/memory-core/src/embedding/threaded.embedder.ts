@@ -63,13 +63,16 @@ interface ModelThread {
  * section 1). The service's own thread stays free for HTTP, Redis and PostgreSQL meanwhile.
  *
  * A model thread that dies fails its batch (the caller sees an `UnavailableError`; a worker's job is
- * retried) and is replaced.
+ * retried) and is replaced. A thread is only ever terminated from outside while idle: onnxruntime-node
+ * aborts the whole process when a thread is stopped inside a model run.
  */
 export class ThreadedEmbedder implements Embedder {
   private readonly threads = new Set<ModelThread>();
   private readonly queue: Task[] = [];
   private nextId = 1;
   private closing = false;
+  /** Replacements of dead threads still loading: calls wait for them rather than fail. */
+  private replacing = 0;
 
   private constructor(
     readonly info: EmbedderInfo,
@@ -131,7 +134,7 @@ export class ThreadedEmbedder implements Embedder {
 
   private run(texts: string[]): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(closedError());
-    if (this.threads.size === 0) {
+    if (this.threads.size === 0 && this.replacing === 0) {
       return Promise.reject(
         new UnavailableError('no embedding model thread is running', { code: 'embedding_model_unavailable' }),
       );
@@ -179,14 +182,17 @@ export class ThreadedEmbedder implements Embedder {
 
   /** Starts a thread in place of one that died; if none can start, what is queued fails. */
   private replace(): void {
+    this.replacing += 1;
     startThread(this.options).then(
       ({ worker }) => {
+        this.replacing -= 1;
         if (this.closing) return void worker.terminate();
         this.adopt(worker);
         this.dispatch();
       },
       (error: Error) => {
-        if (this.threads.size > 0) return;
+        this.replacing -= 1;
+        if (this.threads.size > 0 || this.replacing > 0) return;
         for (const task of this.queue.splice(0)) task.reject(error);
       },
     );
