@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import {
+  parseWhere,
   createLogger,
   findMigrationsDir,
   PgvectorMemoryStore,
@@ -344,6 +345,37 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
         const found = (await store.search(query, 10, filter)).map((h) => h.id);
         expect(found).toEqual((await exact.search(query, 10, filter)).map((h) => h.id));
       }
+    } finally {
+      await exact.close();
+    }
+  });
+
+  it("does not count the scope of a search by the user alone when the user's graph holds more than the threshold", async () => {
+    const query = unit();
+    // Threshold 0: the graph's 60 entries are above it; the count is skipped and the graph searched.
+    const byUser = await store.explainSearch(query, 10, { user_id: 'big' });
+    expect(byUser.scope).toEqual({ scopeRows: 60, ownGraph: true, counted: false });
+    expect(byUser.mode).toBe('hnsw');
+    // Any other condition narrows the scope below the graph: counted.
+    const narrowed = await store.explainSearch(query, 10, {
+      user_id: 'big',
+      where: parseWhere({ content_type: 'note' }),
+    });
+    expect(narrowed.scope.counted).toBe(true);
+    // No graph of their own: counted.
+    expect((await store.explainSearch(query, 10, { user_id: 'whale' })).scope).toMatchObject({
+      ownGraph: false,
+      counted: true,
+    });
+    // A threshold above the graph's size: counted, and scanned exactly as that threshold says.
+    const exact = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema: schema.schema, exactScanThreshold: 1_000 },
+      logger,
+    );
+    try {
+      const small = await exact.explainSearch(query, 10, { user_id: 'big' });
+      expect(small.scope).toEqual({ scopeRows: 60, ownGraph: true, counted: true });
+      expect(small.mode).toBe('exact');
     } finally {
       await exact.close();
     }
