@@ -558,8 +558,10 @@ export class PgvectorMemoryStore implements MemoryStore {
    * user has a graph of their own (which the planner then picks: its predicate matches the filter).
    *
    * Scoped by the user alone, a user whose own graph holds more rows than the threshold (PostgreSQL's
-   * count of its entries, `reltuples`) is not counted: the graph is the right tool, and counting up to
-   * the threshold cost about 0.5 ms of every such search (5,001 index entries).
+   * count of its entries, `reltuples`) is not counted: the graph is the right tool anyway. Counting up
+   * to the threshold reads 5,001 index entries, and the table's page for each one written since the
+   * last VACUUM: at 200k memories it was 9.5 ms of a 14.6 ms search (p50) on a table just loaded, and
+   * 3 ms of its p99 after VACUUM (BENCHMARKS.md, tuning).
    */
   private async countScope(
     client: PoolClient,
