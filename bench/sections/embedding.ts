@@ -1,8 +1,9 @@
-import { embeddingEnvShape, openEmbedder, TransformersEmbedder, type Embedder } from 'memory-core';
+import { TransformersEmbedder, type Embedder } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import { benchModel } from '../lib/paths';
 import { median, nowMs } from '../lib/stats';
+import { openWorkerEmbedder, WORKER_EMBEDDING } from '../lib/worker-embedder';
 
 export interface EmbeddingRow {
   dtype: 'q8' | 'fp32';
@@ -30,9 +31,6 @@ export interface EmbeddingResults {
    */
   threaded?: (EmbeddingRow & { callSize: number; threads: number; cpuMsPerText: number })[];
 }
-
-/** The model batch size the services use unless EMBEDDING_BATCH_SIZE says otherwise. */
-const DEFAULT_BATCH = embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined);
 
 /**
  * The raw transformers.js pipeline (tokenise, ONNX model, mean pooling, normalise) in this process, on
@@ -126,13 +124,7 @@ async function byThreads(
   const embedders = new Map<number, Embedder>();
   try {
     for (const threads of options.embedding.threads) {
-      const embedder = await openEmbedder({
-        model: benchModel,
-        dtype,
-        batchSize: DEFAULT_BATCH,
-        threads,
-        threadSpinning: false,
-      });
+      const embedder = await openWorkerEmbedder({ dtype, threads });
       embedders.set(threads, embedder);
       await embedder.embed(texts.slice(0, callSize)); // warm-up
     }
@@ -154,7 +146,7 @@ async function byThreads(
       return {
         dtype,
         callSize,
-        batchSize: DEFAULT_BATCH,
+        batchSize: WORKER_EMBEDDING.batchSize,
         threads,
         texts: texts.length,
         rate: median(rates),

@@ -2,14 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
-import {
-  contentHash,
-  embeddingEnvShape,
-  openEmbedder,
-  PgvectorMemoryStore,
-  type Embedder,
-  type MemoryRecord,
-} from 'memory-core';
+import { contentHash, PgvectorMemoryStore, type Embedder, type MemoryRecord } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import {
@@ -23,9 +16,10 @@ import {
 } from '../lib/cpu';
 import { BenchSchema, chromaCount } from '../lib/dataset';
 import { searchDataset } from '../lib/embedded-dataset';
-import { benchModel, servers } from '../lib/paths';
+import { servers } from '../lib/paths';
 import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
 import { median, nowMs, runConcurrent, sleep } from '../lib/stats';
+import { openWorkerEmbedder, WORKER_EMBEDDING } from '../lib/worker-embedder';
 
 export interface IngestRun {
   backend: 'postgres' | 'chroma';
@@ -87,13 +81,9 @@ interface Variant {
 
 export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults; not a service setting)';
 
-/** The model batch size the services use unless EMBEDDING_BATCH_SIZE says otherwise. */
-const DEFAULT_EMBEDDING_BATCH = embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined);
 /** The worker's MICRO_BATCH_SIZE default (services/embedding-worker/src/config.ts). */
 const DEFAULT_MICRO_BATCH = 64;
-/** The worker's EMBEDDING_THREADS default on this machine: one model thread per core. */
-const DEFAULT_THREADS = embeddingEnvShape.EMBEDDING_THREADS.parse(undefined);
-export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${DEFAULT_EMBEDDING_BATCH}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=${DEFAULT_THREADS})`;
+export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${WORKER_EMBEDDING.batchSize}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=${WORKER_EMBEDDING.threadSpinning}, EMBEDDING_THREADS=${WORKER_EMBEDDING.threads})`;
 /** The model in the worker's own thread on ONNX runtime's threads, as before EMBEDDING_THREADS. */
 export const ONE_MODEL =
   "EMBEDDING_THREADS=0 (one model on ONNX runtime's threads in the worker's own thread; the services' until this change)";
@@ -124,13 +114,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   const singleTexts = texts.slice(0, o.singleMemories);
   // The raw yardstick runs as the worker's defaults do: calls of one micro-batch, model batches of
   // EMBEDDING_BATCH_SIZE, shared out among EMBEDDING_THREADS model threads.
-  const embedder = await openEmbedder({
-    model: benchModel,
-    dtype: 'q8',
-    batchSize: DEFAULT_EMBEDDING_BATCH,
-    threads: DEFAULT_THREADS,
-    threadSpinning: false,
-  });
+  const embedder = await openWorkerEmbedder();
   await embedder.embed(texts.slice(0, 16));
   const rawRate = async (items: string[], model = embedder) => {
     const t0 = nowMs();
@@ -373,13 +357,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
           pinToCpus(others(), '1');
           pinToCpus([process.pid], '0');
           // One core: one model thread, as the worker pinned there defaults to.
-          coreZero = await openEmbedder({
-            model: benchModel,
-            dtype: 'q8',
-            batchSize: DEFAULT_EMBEDDING_BATCH,
-            threads: 1,
-            threadSpinning: false,
-          });
+          coreZero = await openWorkerEmbedder({ threads: 1 });
         }
         try {
           await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));

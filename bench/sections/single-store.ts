@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { contentHash, embeddingEnvShape, openEmbedder, PgvectorMemoryStore } from 'memory-core';
+import { contentHash, PgvectorMemoryStore } from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
-import { benchModel, servers } from '../lib/paths';
+import { servers } from '../lib/paths';
 import { createBenchStack, uniqueName, type Rss } from '../lib/stack';
 import { nowMs, summarize, type LatencySummary } from '../lib/stats';
+import { openWorkerEmbedder } from '../lib/worker-embedder';
 
 export interface SingleStorePass {
   /** Worker settings of this pass. */
@@ -43,13 +44,7 @@ export async function runSingleStore(ctx: BenchContext): Promise<SingleStoreResu
   await pool.query(`CREATE SCHEMA ${schema}`);
   const stack = createBenchStack({ backend: 'postgres', schema });
   // The embedder as the worker opens it with its defaults (model threads, spinning off).
-  const embedder = await openEmbedder({
-    model: benchModel,
-    dtype: 'q8',
-    batchSize: embeddingEnvShape.EMBEDDING_BATCH_SIZE.parse(undefined),
-    threads: embeddingEnvShape.EMBEDDING_THREADS.parse(undefined),
-    threadSpinning: false,
-  });
+  const embedder = await openWorkerEmbedder();
   const store = new PgvectorMemoryStore(
     { connectionString: servers.databaseUrl, schema, poolSize: 2 },
     logger,

@@ -11,7 +11,7 @@ import {
   runMigrations,
   type MemoryRecord,
 } from 'memory-core';
-import { createTestSchema, repoRoot, servers } from '../setup/servers';
+import { createTestSchema, repoRoot, seededRandom, servers } from '../setup/servers';
 
 /** What only the PostgreSQL store has: migrations, the schema they make, migration rollback, the probe. */
 
@@ -277,8 +277,7 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
   let pool: Pool;
   const policy = { minMemories: 50 };
   // Seeded unit vectors, so that each user's neighbours differ from one another.
-  let seed = 7;
-  const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+  const random = seededRandom(7);
   const unit = () => {
     const v = Float32Array.from({ length: 384 }, () => random() - 0.5);
     const norm = Math.hypot(...v);
