@@ -335,6 +335,11 @@ function label(row: { batchSize: number; callSize?: number }): string {
     : `one model call of ${row.batchSize}`;
 }
 
+/** Texts per second: the median run, then the slowest and fastest. */
+function rateCell(row: { rate: number; min: number; max: number }): string {
+  return `${n0(row.rate)} (${n0(row.min)}-${n0(row.max)})`;
+}
+
 /** Section 1's EMBEDDING_THREADS table, and what it shows. */
 function threadsTable(rows: NonNullable<EmbeddingResults['threaded']>, cores: number): string[] {
   const first = rows[0]!;
@@ -345,7 +350,7 @@ function threadsTable(rows: NonNullable<EmbeddingResults['threaded']>, cores: nu
   const threads = [...new Set(rows.map((x) => x.threads))].sort((a, b) => a - b);
   const cell = (dtype: string, t: number) => {
     const row = rows.find((x) => x.dtype === dtype && x.threads === t);
-    return row ? [`${n0(row.rate)} (${n0(row.min)}-${n0(row.max)})`, n2(row.cpuMsPerText)] : ['n/a', 'n/a'];
+    return row ? [rateCell(row), n2(row.cpuMsPerText)] : ['n/a', 'n/a'];
   };
   out.push(
     table(
@@ -388,7 +393,7 @@ function embeddingSection(r: BenchResults, context: Context): string[] {
   const batchSizes = [...new Set(e.rows.map((x) => x.batchSize))].sort((a, b) => a - b);
   const cell = (dtype: string, bs: number) => {
     const row = e.rows.find((x) => x.dtype === dtype && x.batchSize === bs);
-    return row ? `${n0(row.rate)} (${n0(row.min)}-${n0(row.max)})` : 'n/a';
+    return row ? rateCell(row) : 'n/a';
   };
   out.push(
     table(
@@ -406,7 +411,7 @@ function embeddingSection(r: BenchResults, context: Context): string[] {
     const sizes = [...new Set(e.subBatched.map((x) => x.batchSize))].sort((a, b) => a - b);
     const sub = (dtype: string, bs: number) => {
       const row = e.subBatched.find((x) => x.dtype === dtype && x.batchSize === bs);
-      return row ? `${n0(row.rate)} (${n0(row.min)}-${n0(row.max)})` : 'n/a';
+      return row ? rateCell(row) : 'n/a';
     };
     out.push(
       table(
