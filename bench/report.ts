@@ -571,7 +571,7 @@ function cpuTable(r: BenchResults, rawRate: number): string[] {
   const rest = (side: typeof cpu.raw) => side.busyMs - groups.reduce((sum, g) => sum + side.ms[g], 0);
   const everyCore = (side: typeof cpu.raw) => (cores * 1000) / side.busyMs;
   return [
-    `**CPU per memory** (default settings; core-milliseconds of CPU per memory from /proc, median of ${cpu.n} runs${chroma ? ` (Chroma: ${chroma.n})` : ''}; the raw pipeline runs in the bench process right before each end-to-end run, with ONNX runtime's default threads, which spin while they wait and so count busy):`,
+    `**CPU per memory** (default settings; core-milliseconds of CPU per memory from /proc, median of ${cpu.n} runs${chroma ? ` (Chroma: ${chroma.n})` : ''}; the raw pipeline runs in the bench process right before each end-to-end run, on the embedder as the worker opens it, so the bench process's CPU includes its model threads):`,
     '',
     table(
       ['process', 'raw pipeline', 'end to end', ...(chroma ? ['end to end, Chroma'] : [])],
