@@ -145,9 +145,9 @@ export function renderReport(r: BenchResults): string {
   out.push('## How to run');
   out.push('');
   out.push(
-    '`npm run bench` (full mode, about 100 minutes on 2 cores, writes this file; loading Chroma to 1M and querying it there take about 40 of them, which `--chroma-max 100000` skips) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
+    '`npm run bench` (full mode, about two and a half hours on 2 cores, writes this file; loading Chroma to 1M and querying it there take about 40 minutes of it, which `--chroma-max 100000` skips; the first run on a machine also embeds the 1M search set, about 25 minutes, cached under `.data/bench/embeddings`) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
       'Options: `--sections embedding,ingestion,single,search,graph,migration`, `--sizes 10000,100000`, `--runs N`, `--chroma-max N` (largest size Chroma is loaded to), `--base-texts N` (corpus texts the search set is spliced from; a size they cannot make is refused), `--out FILE.md`, `--reuse bench/results/full.json` (re-run only the selected sections and keep the others), `--render bench/results/full.json` (rewrite the report from saved results). ' +
-      'Raw results go to `bench/results/<mode>.json`. The servers must be up (`npm run infra:up`). CI runs the quick mode at tiny sizes for correctness only (`test/integration/bench-quick.test.ts`), never for timing.',
+      'Raw results go to `bench/results/<mode>.json`; the full mode’s is committed with this file, so that a fresh clone can re-run one section with `--reuse`. The servers must be up (`npm run infra:up`). CI runs the quick mode at tiny sizes for correctness only (`test/integration/bench-quick.test.ts`), never for timing.',
   );
   out.push('');
   return out.join('\n');
@@ -667,7 +667,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
   const l = s.dataset.layout;
   out.push(
     (s.dataset.kind === 'embedded'
-      ? `Vectors: every record's vector is the model's own embedding (q8) of its text: the first ${n0(s.dataset.baseTexts)} records are corpus texts, the rest variations that join the first half (in words) of one of them to the second half of another (mean ${n0(s.dataset.meanChars ?? 0)} characters); embedded once and cached under \`.data/bench/embeddings\`${s.dataset.embedSeconds ? ` (this run embedded for ${n0(s.dataset.embedSeconds)} s)` : ''}; written straight to the table (and to Chroma) in chunks, the HNSW index built once each size is loaded. `
+      ? `Vectors: every record's vector is the model's own embedding (q8) of its text: the first ${n0(s.dataset.baseTexts)} records are corpus texts, the rest variations that join the first half (in words) of one of them to the second half of another (mean ${n0(s.dataset.meanChars ?? 0)} characters); embedded once and cached under \`.data/bench/embeddings\`${s.dataset.embedSeconds ? ` (this run embedded for ${n0(s.dataset.embedSeconds)} s)` : ''}; written straight to the table (and to Chroma) in chunks, the HNSW index built once each size is loaded${s.sizes.some((z) => z.load.vacuumMs !== undefined) ? ', after a `VACUUM (ANALYZE)` of the table (the visibility map and statistics set then, rather than by autovacuum during a measurement)' : ''}. `
       : `Vectors: ${n0(s.dataset.baseTexts)} corpus texts embedded (q8), mixed two at a time with Gaussian noise (an earlier data set). `) +
       `Record i belongs to user \`bench-u{i mod ${l.users}}\` (10% of the memories each) and to a session of ${l.sessionSize} memories of that user. Queries: ${s.dataset.queries} other corpus texts, embedded. Top-10.`,
   );
@@ -717,7 +717,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
       ],
       s.sizes.map((z: SizeResult) => [
         size(z.size),
-        `${n0(z.load.pgRowsPerS)}${z.load.pgWithIndex ? ' (into the HNSW index of the previous size)' : ''}`,
+        `${n0(z.load.pgRowsPerS)}${z.load.pgWithIndex ? ' (into the HNSW index of the previous size)' : ''}${z.load.vacuumMs !== undefined ? `, then VACUUM (ANALYZE) ${n1(z.load.vacuumMs / 1000)} s` : ''}`,
         n1(z.hnsw.ms / 1000),
         n0(z.hnsw.indexMiB),
         n0(z.hnsw.tableMiB),
@@ -757,6 +757,46 @@ function searchSection(r: BenchResults, context: Context): string[] {
         ),
       );
       out.push('');
+      const staged = z.service.filter((e) => e.stages);
+      if (staged.length) {
+        out.push(
+          "Where the service's time went, from the `Server-Timing` header each answer carried (SERVER_TIMING=true): **embed** is the query's embedding (or its cache lookup), **store** the store's search, **rest** the remainder of the client's wait (HTTP, Express, JSON, and waiting for a core). Percentiles of each stage on its own, over all runs' sequential queries; the last columns are each stage's mean over the slowest 1% of those queries (at or above their p99):",
+        );
+        out.push('');
+        out.push(
+          table(
+            [
+              'filter',
+              'service',
+              'embed p50 / p99 ms',
+              'store p50 / p99 ms',
+              'rest p50 / p99 ms',
+              'slowest 1%: n',
+              'total ms',
+              'embed ms',
+              'store ms',
+              'rest ms',
+            ],
+            staged.map((e) => {
+              const st = e.stages!;
+              const pair = (l: LatencySummary) => `${ms(l.p50)} / ${ms(l.p99)}`;
+              return [
+                e.case,
+                e.engine,
+                pair(st.embed),
+                pair(st.store),
+                pair(st.rest),
+                n0(st.slowest.n),
+                ms(st.slowest.total),
+                ms(st.slowest.embed),
+                ms(st.slowest.store),
+                ms(st.slowest.rest),
+              ];
+            }),
+          ),
+        );
+        out.push('');
+      }
     }
     if (z.efSweep.length) {
       out.push('ef_search (forced HNSW, one run):');
@@ -1347,7 +1387,10 @@ function findings(r: BenchResults): string[] {
               : "Above the goal: the filter keeps one candidate in ten. What would close it: a graph of the user's own (TENANT_INDEX_MIN_MEMORIES), or a core that the query embedding does not share. ") +
           (own ? '' : recallNote(r, largest)) +
           (svc && cached && svc.latency.p99 > 20
-            ? `Through the service, p99 is over the goal by ${ms(svc.latency.p99 - 20)} ms with the query embedded: the HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share. Hiding the round trips of the search transaction (count, settings) behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores.`
+            ? `Through the service, p99 is over the goal by ${ms(svc.latency.p99 - 20)} ms with the query embedded: the HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share. Hiding the round trips of the search transaction (count, settings) behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores.` +
+              (svc.stages
+                ? ` Its slowest 1% (${svc.stages.slowest.n} searches, ${ms(svc.stages.slowest.total)} ms on average) spent ${ms(svc.stages.slowest.embed)} ms embedding the query, ${ms(svc.stages.slowest.store)} ms in the store and ${ms(svc.stages.slowest.rest)} ms in the rest, against ${ms(svc.stages.embed.p50)}, ${ms(svc.stages.store.p50)} and ${ms(svc.stages.rest.p50)} at each stage's p50 (Server-Timing).`
+                : '')
             : ''),
       );
     }

@@ -108,6 +108,16 @@ export async function postJson<T>(
   headers: Record<string, string> = {},
   expect: number[] = [200, 201, 202],
 ): Promise<T> {
+  return (await postJsonWithHeaders<T>(url, body, headers, expect)).body;
+}
+
+/** `postJson`, with the answer's headers. */
+export async function postJsonWithHeaders<T>(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  expect: number[] = [200, 201, 202],
+): Promise<{ body: T; headers: Headers }> {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -116,5 +126,5 @@ export async function postJson<T>(
   const text = await response.text();
   if (!expect.includes(response.status))
     throw new Error(`POST ${url} answered ${response.status}: ${text.slice(0, 500)}`);
-  return JSON.parse(text) as T;
+  return { body: JSON.parse(text) as T, headers: response.headers };
 }

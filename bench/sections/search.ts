@@ -10,8 +10,16 @@ import type { BenchContext, BenchOptions } from '../lib/context';
 import { asMemoryRecord, BenchCollection, BenchSchema, sessionOf } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
-import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
-import { median, medianOf, nowMs, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
+import { createBenchStack, postJsonWithHeaders, uniqueName, type BenchStack, type Rss } from '../lib/stack';
+import {
+  median,
+  medianOf,
+  nowMs,
+  percentile,
+  runConcurrent,
+  summarize,
+  type LatencySummary,
+} from '../lib/stats';
 
 export type SearchCase = 'none' | 'user' | 'user+session';
 export type Engine = 'pgvector adapter (auto)' | 'pgvector HNSW' | 'pgvector exact' | 'Chroma';
@@ -27,6 +35,60 @@ export interface EngineResult {
   runs: number;
   /** Through a search service: the share of its searches answered from its query cache (metrics). */
   cachedShare?: number;
+  /** Through a search service: where each search's time went (its Server-Timing header). */
+  stages?: ServiceStages;
+}
+
+/**
+ * The search service's stages of the sequential queries, all runs pooled: embedding the query, the
+ * store's search, and the rest of the client's wait (HTTP, Express, JSON, scheduling).
+ */
+export interface ServiceStages {
+  embed: LatencySummary;
+  store: LatencySummary;
+  rest: LatencySummary;
+  /** The mean of each stage over the slowest 1% of the searches (those at or above p99). */
+  slowest: { n: number; total: number; embed: number; store: number; rest: number };
+}
+
+interface StageSample {
+  total: number;
+  embed: number;
+  store: number;
+}
+
+/** `embed;dur=1.2, store;dur=3.4` → { embed: 1.2, store: 3.4 } (ms). */
+export function parseServerTiming(header: string | null): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const entry of (header ?? '').split(',')) {
+    const [name, ...params] = entry.trim().split(';');
+    const dur = params.find((p) => p.trim().startsWith('dur='));
+    if (name && dur) out[name] = Number(dur.trim().slice('dur='.length));
+  }
+  return out;
+}
+
+export function serviceStages(samples: StageSample[]): ServiceStages {
+  const rest = samples.map((x) => x.total - x.embed - x.store);
+  const cut = percentile(
+    samples.map((x) => x.total),
+    99,
+  );
+  const slow = samples.map((x, i) => ({ ...x, rest: rest[i]! })).filter((x) => x.total >= cut);
+  const mean = (k: 'total' | 'embed' | 'store' | 'rest') =>
+    slow.reduce((a, x) => a + x[k], 0) / (slow.length || 1);
+  return {
+    embed: summarize(samples.map((x) => x.embed)),
+    store: summarize(samples.map((x) => x.store)),
+    rest: summarize(rest),
+    slowest: {
+      n: slow.length,
+      total: mean('total'),
+      embed: mean('embed'),
+      store: mean('store'),
+      rest: mean('rest'),
+    },
+  };
 }
 
 export interface SizeResult {
@@ -38,6 +100,8 @@ export interface SizeResult {
     pgRowsPerS: number;
     /** Whether the PostgreSQL load went into a table with the HNSW index in place. */
     pgWithIndex?: boolean;
+    /** VACUUM (ANALYZE) after the load, before the index is built. */
+    vacuumMs?: number;
     chromaMs?: number;
     chromaRowsPerS?: number;
     chromaCount?: number;
@@ -171,6 +235,8 @@ interface Measured {
   latency: LatencySummary;
   qps: number;
   ids: string[][];
+  /** Each sequential query's latency, in query order. */
+  latencies: number[];
 }
 
 export async function measure(
@@ -187,7 +253,7 @@ export async function measure(
     latencies.push(nowMs() - t0);
   }
   const qps = (await runConcurrent(queries.length, concurrency, (i) => searcher(queries[i]!, c))).qps;
-  return { latency: summarize(latencies), qps, ids };
+  return { latency: summarize(latencies), qps, ids, latencies };
 }
 
 /**
@@ -281,6 +347,8 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
       }
       const added = size - loaded;
       loaded = size;
+      progress(`search ${size}: VACUUM (ANALYZE)`);
+      const vacuumMs = await db.vacuum();
       progress(`search ${size}: building HNSW`);
       const hnsw = await db.buildHnsw(o.hnsw, o.hnswBuildTimeoutMs);
       if (!hnsw.completed) {
@@ -309,6 +377,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
           pgMs,
           pgRowsPerS: (added / pgMs) * 1000,
           pgWithIndex: false,
+          vacuumMs,
           ...(withChroma && chromaMs > 0 ? { chromaMs, chromaRowsPerS: (added / chromaMs) * 1000 } : {}),
           ...(withChroma ? { chromaCount: await chroma.count() } : {}),
         },
@@ -541,23 +610,44 @@ async function measureServiceLevel(
     const { qs, runs: bRuns } = queriesFor(options.search, out.size, b.scans, queries, runs);
     // Two search services on the same store: one embeds every query (its cache off), the other
     // answers the same texts from its LRU. Both search the store level's query texts.
+    // SERVER_TIMING: each answer says how long the service embedded and searched.
     const stacks = [{}, { QUERY_CACHE_SIZE: '0' }].map((env) =>
-      createBenchStack({ backend: b.backend, schema: db.schema, collection: chroma?.name, env }),
+      createBenchStack({
+        backend: b.backend,
+        schema: db.schema,
+        collection: chroma?.name,
+        env: { SERVER_TIMING: 'true', ...env },
+      }),
     );
     const [cachedStack, freshStack] = stacks as [BenchStack, BenchStack];
     try {
       await Promise.all(stacks.map((s) => s.start(['search'])));
       for (const c of ['user', 'user+session'] as SearchCase[]) {
+        // The stages of each call, in call order: `measure` makes its sequential calls first.
+        let timings: Record<string, number>[] = [];
         const searcher =
           (stack: BenchStack): Searcher =>
-          async (q) =>
-            (
-              await postJson<{ results: { id: string }[] }>(
-                `${stack.searchUrl}/api/memory/search`,
-                { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
-                { 'x-user-id': USER },
-              )
-            ).results.map((h) => h.id);
+          async (q) => {
+            const response = await postJsonWithHeaders<{ results: { id: string }[] }>(
+              `${stack.searchUrl}/api/memory/search`,
+              { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
+              { 'x-user-id': USER },
+            );
+            timings.push(parseServerTiming(response.headers.get('server-timing')));
+            return response.body.results.map((h) => h.id);
+          };
+        const measureStages = async (stack: BenchStack, into: Measured[], stages: StageSample[]) => {
+          timings = [];
+          const m = await measure(searcher(stack), qs, c, options.search.concurrency);
+          m.latencies.forEach((total, i) => {
+            const t = timings[i]!;
+            if (t.embed === undefined || t.store === undefined) {
+              throw new Error(`the search service sent no Server-Timing stages (${JSON.stringify(t)})`);
+            }
+            stages.push({ total, embed: t.embed, store: t.store });
+          });
+          into.push(m);
+        };
         for (const q of qs) await searcher(cachedStack)(q, c);
         // Searches each service answered from its cache and by embedding, from its metrics.
         const cacheCounts = () =>
@@ -571,19 +661,21 @@ async function measureServiceLevel(
         const before = await cacheCounts();
         const cold: Measured[] = [];
         const cached: Measured[] = [];
+        const coldStages: StageSample[] = [];
+        const cachedStages: StageSample[] = [];
         for (let r = 0; r < bRuns; r += 1) {
           progress(`search ${out.size}: ${b.name}, filter ${c}, run ${r + 1}/${bRuns}`);
-          cold.push(await measure(searcher(freshStack), qs, c, options.search.concurrency));
-          cached.push(await measure(searcher(cachedStack), qs, c, options.search.concurrency));
+          await measureStages(freshStack, cold, coldStages);
+          await measureStages(cachedStack, cached, cachedStages);
         }
         const after = await cacheCounts();
         const cachedShare = (i: number) => {
           const hits = after[i]!.hits - before[i]!.hits;
           return hits / (hits + after[i]!.misses - before[i]!.misses || 1);
         };
-        for (const [label, m, share] of [
-          ['query embedded', cold, cachedShare(1)],
-          ['query cached', cached, cachedShare(0)],
+        for (const [label, m, share, stages] of [
+          ['query embedded', cold, cachedShare(1), coldStages],
+          ['query cached', cached, cachedShare(0), cachedStages],
         ] as const) {
           out.service.push({
             cachedShare: share,
@@ -594,6 +686,7 @@ async function measureServiceLevel(
             recall: null,
             queries: qs.length,
             runs: bRuns,
+            stages: serviceStages(stages),
           });
         }
       }

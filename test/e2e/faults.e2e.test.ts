@@ -88,6 +88,8 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
     });
     expect(found.status).toBe(200);
     expect(found.body.backend).toBe('postgres');
+    // SERVER_TIMING is off by default.
+    expect(found.headers.get('server-timing')).toBeNull();
     expect(
       found.body.results.filter((r: { content: string }) => r.content === 'accepted during the outage'),
     ).toHaveLength(1);

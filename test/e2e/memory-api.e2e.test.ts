@@ -12,7 +12,11 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
   beforeAll(async () => {
     const schema = backend === 'postgres' ? await createTestSchema('e2e') : undefined;
     dropSchema = schema?.drop;
-    stack = createStack({ backend, schema: schema?.schema, env: { STORE_WAIT_TIMEOUT_MS: '30000' } });
+    stack = createStack({
+      backend,
+      schema: schema?.schema,
+      env: { STORE_WAIT_TIMEOUT_MS: '30000', SERVER_TIMING: 'true' },
+    });
     await stack.start();
   });
 
@@ -100,6 +104,43 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
         metadata: { session_type: 'philosophy' },
       });
       expect(body.results[0].similarity).toBeGreaterThan(body.results[1].similarity);
+    });
+
+    it('says where a search spent its time (SERVER_TIMING), on the search service and through the gateway', async () => {
+      const stages = (header: string | null) =>
+        Object.fromEntries(
+          (header ?? '').split(',').map((entry) => {
+            const [name, dur] = entry.trim().split(';dur=');
+            return [name, Number(dur)];
+          }),
+        );
+      const query = { query: 'What is wisdom?', n_results: 3 };
+      const direct = await fetch(`http://127.0.0.1:${stack.ports.search}/api/memory/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(query),
+      });
+      expect(direct.status).toBe(200);
+      const own = stages(direct.headers.get('server-timing'));
+      expect(Object.keys(own)).toEqual(['embed', 'store']);
+      for (const ms of Object.values(own)) expect(ms).toBeGreaterThanOrEqual(0);
+
+      const before = Date.now();
+      const viaGateway = await search(query);
+      const elapsed = Date.now() - before;
+      expect(viaGateway.status).toBe(200);
+      const forwarded = stages(viaGateway.headers.get('server-timing'));
+      expect(Object.keys(forwarded)).toEqual(['embed', 'store', 'search-service']);
+      // The hop holds the search service's stages, and the caller waited at least the hop.
+      expect(forwarded['search-service']).toBeGreaterThanOrEqual(forwarded.embed! + forwarded.store!);
+      expect(forwarded['search-service']).toBeLessThanOrEqual(elapsed + 1);
+
+      const metrics = await (await fetch(`http://127.0.0.1:${stack.ports.search}/metrics`)).text();
+      for (const stage of ['embed', 'store']) {
+        expect(metrics).toMatch(
+          new RegExp(`search_stage_duration_seconds_count\\{[^}]*stage="${stage}"[^}]*\\} [1-9]`),
+        );
+      }
     });
 
     it('lists it in its session, newest first', async () => {

@@ -7,6 +7,7 @@ import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import { ONE_MODEL, PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
+import { parseServerTiming } from '../../bench/sections/search';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -224,6 +225,35 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(sizes[2]!.tenantEfSweep!.map((e) => e.efSearch)).toEqual([40, 100]);
     // Every record's vector is the model's embedding of its own text.
     expect(results.search!.dataset.kind).toBe('embedded');
+    // Each load is vacuumed before the index is built.
+    for (const s of sizes) expect(s.load.vacuumMs).toBeGreaterThan(0);
+  });
+
+  it("splits each service search into its stages from the service's Server-Timing header", () => {
+    for (const s of results.search!.sizes) {
+      for (const e of s.service) {
+        const st = e.stages!;
+        // Every sequential query of every run has its stages.
+        for (const stage of [st.embed, st.store, st.rest]) expect(stage.n).toBe(e.queries * e.runs);
+        expect(st.store.p50).toBeGreaterThan(0);
+        expect(st.embed.p50).toBeGreaterThanOrEqual(0);
+        // The client waited at least as long as the service worked: nothing is counted twice.
+        expect(st.rest.p50).toBeGreaterThan(0);
+        expect(st.slowest.n).toBeGreaterThanOrEqual(1);
+        expect(st.slowest.total).toBeCloseTo(st.slowest.embed + st.slowest.store + st.slowest.rest, 6);
+      }
+      // A cache hit skips the model: the cached service's embed stage is below the embedding one's.
+      const own = s.service.filter((e) => e.case === 'user' && !e.engine.includes('own graph'));
+      const embedded = own.find((e) => e.engine === 'pgvector (service), query embedded')!;
+      const cached = own.find((e) => e.engine === 'pgvector (service), query cached')!;
+      expect(cached.stages!.embed.p50).toBeLessThan(embedded.stages!.embed.p50);
+    }
+    expect(report).toContain("Where the service's time went");
+    expect(parseServerTiming('embed;dur=1.5, store;desc="x";dur=2, search-service;dur=4.25')).toEqual({
+      embed: 1.5,
+      store: 2,
+      'search-service': 4.25,
+    });
   });
 
   it('builds each HNSW setting asked for, checks its recall and charges its writes to PostgreSQL', () => {

@@ -143,6 +143,13 @@ export function openApiDocument() {
           responses: {
             '200': {
               description: 'Results, best first',
+              headers: {
+                'Server-Timing': {
+                  description:
+                    "With SERVER_TIMING=true on the search service: `embed;dur=…, store;dur=…, search-service;dur=…` (ms): embedding the query, the store's search, and the gateway's whole hop to the search service",
+                  schema: { type: 'string' },
+                },
+              },
               content: json(z.object({ results: z.array(SearchResultResponse), backend: z.string() })),
             },
             ...errors,

@@ -3,6 +3,11 @@ import { UnavailableError } from 'memory-core';
 export interface ForwardedResponse {
   status: number;
   body: unknown;
+  /**
+   * The search service's `Server-Timing` header (when its SERVER_TIMING is on), with the hop to it
+   * appended as `search-service;dur=…` (ms, request sent to answer read).
+   */
+  serverTiming?: string;
 }
 
 /** Calls the search service. It answers reads and searches; the gateway passes its answers through. */
@@ -20,6 +25,8 @@ export class SearchClient {
   ): Promise<ForwardedResponse> {
     let status: number;
     let text: string;
+    let serverTiming: string | null;
+    const started = performance.now();
     try {
       const response = await fetch(new URL(path, this.baseUrl), {
         method,
@@ -32,6 +39,7 @@ export class SearchClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
       status = response.status;
+      serverTiming = response.headers.get('server-timing');
       // Inside the try: the timeout can also abort while the body is being read.
       text = await response.text();
     } catch (cause) {
@@ -41,7 +49,12 @@ export class SearchClient {
       });
     }
     try {
-      return { status, body: JSON.parse(text) as unknown };
+      const hop = `search-service;dur=${(performance.now() - started).toFixed(3)}`;
+      return {
+        status,
+        body: JSON.parse(text) as unknown,
+        ...(serverTiming ? { serverTiming: `${serverTiming}, ${hop}` } : {}),
+      };
     } catch (cause) {
       throw new UnavailableError('the search service gave an unreadable answer', {
         cause,

@@ -21,6 +21,8 @@ export interface SearchAppDeps {
   logger: Logger;
   defaultUserId: string;
   queryCacheSize: number;
+  /** Search answers carry a `Server-Timing` header. */
+  serverTiming?: boolean;
 }
 
 /** The search service's HTTP app. No I/O happens here: `main.ts` passes connected components in. */
@@ -42,7 +44,7 @@ export function createApp(deps: SearchAppDeps): express.Express {
     (_req, res) => void res.json({ embedding: deps.embedder.info, backend: deps.store.backend }),
   );
   app.get('/metrics', metricsRoute(deps.metrics));
-  app.use('/api/memory', memoryRoutes({ ...deps, queries }));
+  app.use('/api/memory', memoryRoutes({ ...deps, queries, serverTiming: deps.serverTiming ?? false }));
 
   app.use(notFoundRoute());
   app.use(errorHandler(deps.logger.child({ module: 'http' })));

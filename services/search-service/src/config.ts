@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { coreEnvShape, embeddingEnvShape, intVar, loadConfig, portVar } from 'memory-core';
+import { boolVar, coreEnvShape, embeddingEnvShape, intVar, loadConfig, portVar } from 'memory-core';
 
 export const SearchServiceEnv = z.object({
   ...coreEnvShape,
@@ -14,6 +14,12 @@ export const SearchServiceEnv = z.object({
   EMBEDDING_THREADS: intVar(0, 0, 64),
   /** Query embeddings kept in the LRU cache. */
   QUERY_CACHE_SIZE: intVar(1_000, 0, 1_000_000),
+  /**
+   * Adds `Server-Timing: embed;dur=…, store;dur=…` (ms) to search answers, for seeing where a slow
+   * search spent its time. Off by default: the query cache is shared by all users, so an embed stage
+   * of ~0 ms would tell a caller that someone asked the same text recently.
+   */
+  SERVER_TIMING: boolVar(false),
 });
 export type SearchServiceConfig = ReturnType<typeof loadSearchServiceConfig>;
 

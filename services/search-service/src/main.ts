@@ -16,6 +16,7 @@ void startService(
       logger,
       defaultUserId: config.DEFAULT_USER_ID,
       queryCacheSize: config.QUERY_CACHE_SIZE,
+      serverTiming: config.SERVER_TIMING,
     });
     const server = await listen(app, config.SEARCH_SERVICE_PORT, config.SEARCH_SERVICE_HOST);
     logger.info(

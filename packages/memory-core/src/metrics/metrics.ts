@@ -56,6 +56,13 @@ export function createMetrics(service: string) {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     }),
+    searchStageDuration: new Histogram({
+      name: 'search_stage_duration_seconds',
+      help: 'One stage of a similarity search: embed (the query, or its cache hit) or store (the query to the backend)',
+      labelNames: ['backend', 'stage'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -46,6 +46,7 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
     body?: unknown,
   ) => {
     const answer = await deps.search.forward(method, path, caller(req, res), body);
+    if (answer.serverTiming) res.set('Server-Timing', answer.serverTiming);
     res.status(answer.status).json(answer.body);
   };
   const query = (req: Request) => new URLSearchParams(req.query as Record<string, string>).toString();

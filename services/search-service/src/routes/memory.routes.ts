@@ -21,10 +21,20 @@ export interface MemoryRoutesDeps {
   queries: QueryEmbeddingCache;
   metrics: Metrics;
   defaultUserId: string;
+  /** Whether search answers carry a `Server-Timing` header (SERVER_TIMING). */
+  serverTiming: boolean;
 }
 
+const msSince = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
+
 /** The read side: search, get, list and stats, always scoped to the caller's user id. */
-export function memoryRoutes({ store, queries, metrics, defaultUserId }: MemoryRoutesDeps): Router {
+export function memoryRoutes({
+  store,
+  queries,
+  metrics,
+  defaultUserId,
+  serverTiming,
+}: MemoryRoutesDeps): Router {
   const router = Router();
   const userOf = (req: Request) => req.get('x-user-id') ?? defaultUserId;
 
@@ -33,12 +43,18 @@ export function memoryRoutes({ store, queries, metrics, defaultUserId }: MemoryR
     const filter = searchRequestFilter(userOf(req), request);
     const started = process.hrtime.bigint();
     const { vector, cached } = await queries.embed(request.query);
+    const embedMs = msSince(started);
+    const searched = process.hrtime.bigint();
     const hits = await store.search(vector, request.n_results, filter);
-    metrics.searchDuration.observe(
-      { backend: store.backend, cached: String(cached) },
-      Number(process.hrtime.bigint() - started) / 1e9,
-    );
-    res.json({ results: hits.map(toSearchResultView), backend: store.backend });
+    const storeMs = msSince(searched);
+    const { backend } = store;
+    metrics.searchDuration.observe({ backend, cached: String(cached) }, msSince(started) / 1000);
+    metrics.searchStageDuration.observe({ backend, stage: 'embed' }, embedMs / 1000);
+    metrics.searchStageDuration.observe({ backend, stage: 'store' }, storeMs / 1000);
+    if (serverTiming) {
+      res.set('Server-Timing', `embed;dur=${embedMs.toFixed(3)}, store;dur=${storeMs.toFixed(3)}`);
+    }
+    res.json({ results: hits.map(toSearchResultView), backend });
   });
 
   router.get('/stats', async (req, res) => {
