@@ -17,7 +17,7 @@ import {
 } from './sections/ingestion';
 import { median } from './lib/stats';
 import type { MigrationResults } from './sections/migration';
-import type { EngineResult, SearchCase, SearchResults, SizeResult } from './sections/search';
+import type { EngineResult, SearchCase, SearchResults, ServiceStages, SizeResult } from './sections/search';
 import type { SingleStoreResults } from './sections/single-store';
 
 export interface BenchResults {
@@ -145,7 +145,7 @@ export function renderReport(r: BenchResults): string {
   out.push('## How to run');
   out.push('');
   out.push(
-    '`npm run bench` (full mode, about two and a half hours on 2 cores, writes this file; loading Chroma to 1M and querying it there take about 40 minutes of it, which `--chroma-max 100000` skips; the first run on a machine also embeds the 1M search set, about 25 minutes, cached under `.data/bench/embeddings`) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
+    '`npm run bench` (full mode, about 105 minutes on 2 cores, writes this file; loading Chroma to 1M and querying it there take about 35 of them, which `--chroma-max 100000` skips; the first run on a machine also embeds the 1M search set, about 15 minutes more, cached under `.data/bench/embeddings`) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
       'Options: `--sections embedding,ingestion,single,search,graph,migration`, `--sizes 10000,100000`, `--runs N`, `--chroma-max N` (largest size Chroma is loaded to), `--base-texts N` (corpus texts the search set is spliced from; a size they cannot make is refused), `--out FILE.md`, `--reuse bench/results/full.json` (re-run only the selected sections and keep the others), `--render bench/results/full.json` (rewrite the report from saved results). ' +
       'Raw results go to `bench/results/<mode>.json`; the full mode’s is committed with this file, so that a fresh clone can re-run one section with `--reuse`. The servers must be up (`npm run infra:up`). CI runs the quick mode at tiny sizes for correctness only (`test/integration/bench-quick.test.ts`), never for timing.',
   );
@@ -601,6 +601,27 @@ function defaultsCpu(r: BenchResults) {
 /** CPU per memory of the Chroma batch runs (default settings), where they measured it. */
 function chromaCpu(r: BenchResults) {
   return cpuPerMemory(chromaRuns(r));
+}
+
+/** Why the service's p99 is over the goal, from its stages (Server-Timing), and what would close it. */
+function overGoalStages(
+  st: ServiceStages,
+  store: EngineResult,
+  efSweep: SizeResult['tenantEfSweep'],
+  efDefault: number | undefined,
+): string {
+  const slow = st.slowest;
+  const at = (ef: number | undefined) => efSweep?.find((e) => e.efSearch === ef);
+  const cheaper = at(100);
+  const current = at(efDefault);
+  return (
+    `The service's Server-Timing says where it goes: at p50 a search spends ${ms(st.embed.p50)} ms embedding the query, ${ms(st.store.p50)} ms in the store and ${ms(st.rest.p50)} ms in the rest (HTTP, Express, JSON, waiting for a core); its slowest 1% (${slow.n} searches, ${ms(slow.total)} ms on average) spent ${ms(slow.embed)}, ${ms(slow.store)} and ${ms(slow.rest)} ms. ` +
+    `So the tail is mostly the store's search, and inside the service that search runs slower than the same search at the store level (p50 ${ms(st.store.p50)} vs ${ms(store.latency.p50)} ms, p99 ${ms(st.store.p99)} vs ${ms(store.latency.p99)} ms), most likely because PostgreSQL then shares the 2 cores with the service's own work. ` +
+    'What would close it: a core for PostgreSQL that the search service does not share' +
+    (cheaper && current && cheaper !== current
+      ? `, or a cheaper search in the user's graph (HNSW_TENANT_EF_SEARCH 100 instead of ${efDefault}: p50 ${ms(cheaper.latency.p50)} vs ${ms(current.latency.p50)} ms at the store level, at recall ${n3(cheaper.recall)} vs ${n3(current.recall)}). `
+      : '. ')
+  );
 }
 
 function lat(l: LatencySummary): string[] {
@@ -1387,10 +1408,11 @@ function findings(r: BenchResults): string[] {
               : "Above the goal: the filter keeps one candidate in ten. What would close it: a graph of the user's own (TENANT_INDEX_MIN_MEMORIES), or a core that the query embedding does not share. ") +
           (own ? '' : recallNote(r, largest)) +
           (svc && cached && svc.latency.p99 > 20
-            ? `Through the service, p99 is over the goal by ${ms(svc.latency.p99 - 20)} ms with the query embedded: the HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share. Hiding the round trips of the search transaction (count, settings) behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores.` +
+            ? `Through the service, p99 is over the goal by ${ms(svc.latency.p99 - 20)} ms with the query embedded. ` +
               (svc.stages
-                ? ` Its slowest 1% (${svc.stages.slowest.n} searches, ${ms(svc.stages.slowest.total)} ms on average) spent ${ms(svc.stages.slowest.embed)} ms embedding the query, ${ms(svc.stages.slowest.store)} ms in the store and ${ms(svc.stages.slowest.rest)} ms in the rest, against ${ms(svc.stages.embed.p50)}, ${ms(svc.stages.store.p50)} and ${ms(svc.stages.rest.p50)} at each stage's p50 (Server-Timing).`
-                : '')
+                ? overGoalStages(svc.stages, user, largest.tenantEfSweep, search.tenantEfSearch)
+                : `The HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share. `) +
+              "Hiding the round trips of the search transaction (count, settings) behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores."
             : ''),
       );
     }
