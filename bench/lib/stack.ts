@@ -128,3 +128,14 @@ export async function postJsonWithHeaders<T>(
     throw new Error(`POST ${url} answered ${response.status}: ${text.slice(0, 500)}`);
   return { body: JSON.parse(text) as T, headers: response.headers };
 }
+
+/** `embed;dur=1.2, store;dur=3.4` → { embed: 1.2, store: 3.4 } (ms). */
+export function parseServerTiming(header: string | null): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const entry of (header ?? '').split(',')) {
+    const [name, ...params] = entry.trim().split(';');
+    const dur = params.find((p) => p.trim().startsWith('dur='));
+    if (name && dur) out[name] = Number(dur.trim().slice('dur='.length));
+  }
+  return out;
+}

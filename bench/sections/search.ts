@@ -10,7 +10,14 @@ import type { BenchContext, BenchOptions } from '../lib/context';
 import { asMemoryRecord, BenchCollection, BenchSchema, sessionOf } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
-import { createBenchStack, postJsonWithHeaders, uniqueName, type BenchStack, type Rss } from '../lib/stack';
+import {
+  createBenchStack,
+  parseServerTiming,
+  postJsonWithHeaders,
+  uniqueName,
+  type BenchStack,
+  type Rss,
+} from '../lib/stack';
 import {
   median,
   medianOf,
@@ -55,17 +62,6 @@ interface StageSample {
   total: number;
   embed: number;
   store: number;
-}
-
-/** `embed;dur=1.2, store;dur=3.4` → { embed: 1.2, store: 3.4 } (ms). */
-export function parseServerTiming(header: string | null): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const entry of (header ?? '').split(',')) {
-    const [name, ...params] = entry.trim().split(';');
-    const dur = params.find((p) => p.trim().startsWith('dur='));
-    if (name && dur) out[name] = Number(dur.trim().slice('dur='.length));
-  }
-  return out;
 }
 
 export function serviceStages(samples: StageSample[]): ServiceStages {

@@ -1,5 +1,6 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { createTestSchema } from '../setup/servers';
+import { parseServerTiming } from '../../bench/lib/stack';
 import { createStack, waitForJob, type Stack } from '../setup/service-processes';
 
 /**
@@ -107,13 +108,6 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     });
 
     it('says where a search spent its time (SERVER_TIMING), on the search service and through the gateway', async () => {
-      const stages = (header: string | null) =>
-        Object.fromEntries(
-          (header ?? '').split(',').map((entry) => {
-            const [name, dur] = entry.trim().split(';dur=');
-            return [name, Number(dur)];
-          }),
-        );
       const query = { query: 'What is wisdom?', n_results: 3 };
       const direct = await fetch(`http://127.0.0.1:${stack.ports.search}/api/memory/search`, {
         method: 'POST',
@@ -121,7 +115,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
         body: JSON.stringify(query),
       });
       expect(direct.status).toBe(200);
-      const own = stages(direct.headers.get('server-timing'));
+      const own = parseServerTiming(direct.headers.get('server-timing'));
       expect(Object.keys(own)).toEqual(['embed', 'store']);
       for (const ms of Object.values(own)) expect(ms).toBeGreaterThanOrEqual(0);
 
@@ -129,7 +123,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       const viaGateway = await search(query);
       const elapsed = Date.now() - before;
       expect(viaGateway.status).toBe(200);
-      const forwarded = stages(viaGateway.headers.get('server-timing'));
+      const forwarded = parseServerTiming(viaGateway.headers.get('server-timing'));
       expect(Object.keys(forwarded)).toEqual(['embed', 'store', 'search-service']);
       // The hop holds the search service's stages, and the caller waited at least the hop.
       expect(forwarded['search-service']).toBeGreaterThanOrEqual(forwarded.embed! + forwarded.store!);

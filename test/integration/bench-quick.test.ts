@@ -7,7 +7,7 @@ import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import { ONE_MODEL, PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
-import { parseServerTiming } from '../../bench/sections/search';
+import { parseServerTiming } from '../../bench/lib/stack';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
