@@ -1,6 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import http from 'node:http';
 import { benchModel, servers } from './paths';
 import { ServiceProcess, type ServiceName } from './service-process';
+import { summarize, type LatencySummary } from './stats';
 
 export type { Rss } from './service-process';
 
@@ -111,26 +114,66 @@ export async function postJson<T>(
   return (await postJsonWithHeaders<T>(url, body, headers, expect)).body;
 }
 
+/**
+ * Keeps connections open between requests, as a client of a service would. The bench's requests go
+ * through node:http rather than fetch, whose own time per request is larger and more variable
+ * (`clientOverhead` measures both; BENCHMARKS.md, search): that would be the client's time, not the
+ * service's.
+ */
+const agent = new http.Agent({ keepAlive: true });
+
 /** `postJson`, with the answer's headers. */
 export async function postJsonWithHeaders<T>(
   url: string,
   body: unknown,
   headers: Record<string, string> = {},
   expect: number[] = [200, 201, 202],
-): Promise<{ body: T; headers: Headers }> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
+): Promise<{ body: T; headers: http.IncomingHttpHeaders }> {
+  const answer = await post(url, body, headers);
+  if (!expect.includes(answer.status))
+    throw new Error(`POST ${url} answered ${answer.status}: ${answer.text.slice(0, 500)}`);
+  return { body: JSON.parse(answer.text) as T, headers: answer.headers };
+}
+
+/** POST a JSON body through `agent`; whatever the status, the answer's status, text and headers. */
+export function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          ...headers,
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            headers: response.headers,
+          }),
+        );
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
   });
-  const text = await response.text();
-  if (!expect.includes(response.status))
-    throw new Error(`POST ${url} answered ${response.status}: ${text.slice(0, 500)}`);
-  return { body: JSON.parse(text) as T, headers: response.headers };
 }
 
 /** `embed;dur=1.2, store;dur=3.4` → { embed: 1.2, store: 3.4 } (ms). */
-export function parseServerTiming(header: string | null): Record<string, number> {
+export function parseServerTiming(header: string | null | undefined): Record<string, number> {
   const out: Record<string, number> = {};
   for (const entry of (header ?? '').split(',')) {
     const [name, ...params] = entry.trim().split(';');
@@ -138,4 +181,72 @@ export function parseServerTiming(header: string | null): Record<string, number>
     if (name && dur) out[name] = Number(dur.trim().slice('dur='.length));
   }
   return out;
+}
+
+/** Latency of each client against the same static server: what the client itself adds. */
+export interface ClientOverhead {
+  http: LatencySummary;
+  fetch: LatencySummary;
+  /** Bytes of the server's answer (a search answer's size). */
+  answerBytes: number;
+}
+
+/**
+ * `postJsonWithHeaders` (node:http) and fetch, alternating, against a server in another process that
+ * answers every POST with the same JSON of about a top-10 search answer's size: the time each client
+ * takes around a request that costs the server next to nothing.
+ */
+export async function clientOverhead(requests = 2_000): Promise<ClientOverhead> {
+  const hit = { id: randomUUID(), content: 'x'.repeat(180), metadata: { source: 'bench' }, similarity: 0.5 };
+  const answer = JSON.stringify({ results: Array.from({ length: 10 }, () => hit), backend: 'postgres' });
+  const server = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const answer = ${JSON.stringify(answer)};
+       require('node:http').createServer((req, res) => {
+         req.resume();
+         req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(answer));
+       }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      server.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+      server.once('exit', (code) => reject(new Error(`client-overhead server exited (${code})`)));
+    });
+    const url = `http://127.0.0.1:${port}/`;
+    const body = { query: 'what do I know that is like this?', n_results: 10 };
+    const viaFetch = async () => {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      JSON.parse(await response.text());
+    };
+    const viaHttp = () => postJsonWithHeaders(url, body);
+    const samples = { http: [] as number[], fetch: [] as number[] };
+    for (let i = 0; i < requests / 10; i += 1) await Promise.all([viaHttp(), viaFetch()]);
+    for (let round = 0; round < 4; round += 1) {
+      for (const [name, call] of [
+        ['http', viaHttp],
+        ['fetch', viaFetch],
+      ] as const) {
+        for (let i = 0; i < requests / 4; i += 1) {
+          const start = performance.now();
+          await call();
+          samples[name].push(performance.now() - start);
+        }
+      }
+    }
+    return {
+      http: summarize(samples.http),
+      fetch: summarize(samples.fetch),
+      answerBytes: Buffer.byteLength(answer),
+    };
+  } finally {
+    server.kill();
+  }
 }

@@ -11,11 +11,13 @@ import { asMemoryRecord, BenchCollection, BenchSchema, sessionOf } from '../lib/
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { benchModel } from '../lib/paths';
 import {
+  clientOverhead,
   createBenchStack,
   parseServerTiming,
   postJsonWithHeaders,
   uniqueName,
   type BenchStack,
+  type ClientOverhead,
   type Rss,
 } from '../lib/stack';
 import {
@@ -151,6 +153,8 @@ export interface SearchResults {
   writePaths: WritePathResult[];
   sizes: SizeResult[];
   skipped: string[];
+  /** What the bench's HTTP client, and fetch, add to each request (the service rows use the former). */
+  client?: ClientOverhead;
 }
 
 const K = 10;
@@ -316,6 +320,8 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
     sizes: [],
     skipped: [],
   };
+  progress('search: the HTTP client on its own');
+  results.client = await clientOverhead();
 
   const db = await BenchSchema.create(uniqueName('bench_search').toLowerCase(), logger);
   const chroma = await BenchCollection.create(uniqueName('bench-search'), logger);
@@ -629,7 +635,8 @@ async function measureServiceLevel(
               { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
               { 'x-user-id': USER },
             );
-            timings.push(parseServerTiming(response.headers.get('server-timing')));
+            const timing = response.headers['server-timing'];
+            timings.push(parseServerTiming(Array.isArray(timing) ? timing.join(',') : timing));
             return response.body.results.map((h) => h.id);
           };
         const measureStages = async (stack: BenchStack, into: Measured[], stages: StageSample[]) => {

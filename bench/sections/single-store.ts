@@ -4,7 +4,7 @@ import { contentHash, PgvectorMemoryStore } from 'memory-core';
 import { textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import { servers } from '../lib/paths';
-import { createBenchStack, uniqueName, type Rss } from '../lib/stack';
+import { createBenchStack, post, uniqueName, type Rss } from '../lib/stack';
 import { nowMs, summarize, type LatencySummary } from '../lib/stats';
 import { openWorkerEmbedder } from '../lib/worker-embedder';
 
@@ -68,12 +68,10 @@ export async function runSingleStore(ctx: BenchContext): Promise<SingleStoreResu
         const k = p * 2 * n + Math.max(0, i);
         const suffix = warmUp ? ` (warm-up ${p}.${i})` : '';
         const t0 = nowMs();
-        const response = await fetch(`${stack.gatewayUrl}/api/memory/store?wait=true`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ content: `${texts[k]!}${suffix}`, session_id: 'single' }),
+        const response = await post(`${stack.gatewayUrl}/api/memory/store?wait=true`, {
+          content: `${texts[k]!}${suffix}`,
+          session_id: 'single',
         });
-        await response.text();
         const t1 = nowMs();
         const text = `${texts[n + k]!}${suffix}`;
         const [vector] = await embedder.embed([text]);

@@ -249,6 +249,12 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(cached.stages!.embed.p50).toBeLessThan(embedded.stages!.embed.p50);
     }
     expect(report).toContain("Where the service's time went");
+    // The service rows' client, and fetch beside it, against the same server that answers at once.
+    const client = results.search!.client!;
+    expect(client.http.n).toBeGreaterThan(0);
+    expect(client.fetch.n).toBe(client.http.n);
+    expect(client.answerBytes).toBeGreaterThan(1_000);
+    expect(report).toContain('requests go from node:http with keep-alive connections');
     expect(parseServerTiming('embed;dur=1.5, store;desc="x";dur=2, search-service;dur=4.25')).toEqual({
       embed: 1.5,
       store: 2,

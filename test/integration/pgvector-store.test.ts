@@ -330,10 +330,18 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
     const query = unit();
     const own = await store.explainSearch(query, 10, { user_id: 'big' });
     expect(own.plan).toContain(`Index Scan using ${tenantIndexName('big')}`);
-    expect(own.efSearch).toBe(200);
+    // Nothing but the user filters the graph's candidates: no iterative scan.
+    expect(own).toMatchObject({ efSearch: 200, iterative: false });
     const shared = await store.explainSearch(query, 10, { user_id: 'whale' });
     expect(shared.plan).toContain('Index Scan using memories_embedding_hnsw_idx');
-    expect(shared.efSearch).toBe(400);
+    expect(shared).toMatchObject({ efSearch: 400, iterative: true });
+    // Another condition in the user's graph filters candidates out: iterative again.
+    const narrowed = await store.explainSearch(query, 10, {
+      user_id: 'big',
+      where: parseWhere({ content_type: 'note' }),
+    });
+    expect(narrowed.plan).toContain(`Index Scan using ${tenantIndexName('big')}`);
+    expect(narrowed).toMatchObject({ efSearch: 200, iterative: true });
 
     const exact = new PgvectorMemoryStore(
       { connectionString: servers.databaseUrl, schema: schema.schema, exactScanThreshold: 1_000_000 },
@@ -377,6 +385,94 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
       expect(small.mode).toBe('exact');
     } finally {
       await exact.close();
+    }
+  });
+
+  it("a user's search in their large graph is one statement once the store has seen the graph, and goes the long way when it is gone", async () => {
+    // The statements each search sends, from a one-connection pool of the test's own.
+    const sent: string[] = [];
+    const recorded = new Pool({ connectionString: servers.databaseUrl, max: 1 });
+    recorded.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: typeof query }).query = (...args) => {
+        if (typeof args[0] === 'string') sent.push(args[0].trim().split(/\s+/).slice(0, 4).join(' '));
+        return query(...args);
+      };
+    });
+    const hinted = new PgvectorMemoryStore(
+      { pool: recorded, schema: schema.schema, exactScanThreshold: 0 },
+      logger,
+    );
+    const exact = new PgvectorMemoryStore(
+      { connectionString: servers.databaseUrl, schema: schema.schema, exactScanThreshold: 1_000_000 },
+      logger,
+    );
+    const searchOf = async (query: Float32Array) => {
+      sent.length = 0;
+      const hits = (await hinted.search(query, 10, { user_id: 'big' })).map((h) => h.id);
+      expect(hits).toEqual((await exact.search(query, 10, { user_id: 'big' })).map((h) => h.id));
+      return [...sent];
+    };
+    const count = 'SELECT CASE WHEN g.skip';
+    const settings = "SELECT set_config('hnsw.ef_search', $1, false),";
+    const graphSearch = 'WITH nearest AS MATERIALIZED';
+    try {
+      // First search: the scope's size is asked (and the graph found large), settings, then the graph.
+      expect(await searchOf(unit())).toEqual([count, settings, graphSearch]);
+      // From then on: the graph straight away, on a connection that holds the settings.
+      expect(await searchOf(unit())).toEqual([graphSearch]);
+      expect(await searchOf(unit())).toEqual([graphSearch]);
+
+      // The graph is gone: the statement says so, and the search goes the long way, in the shared graph.
+      await pool.query(`DROP INDEX "${schema.schema}".${tenantIndexName('big')}`);
+      expect(await searchOf(unit())).toEqual([graphSearch, count, settings, graphSearch]);
+      // Forgotten: no more tries at the graph first.
+      expect(await searchOf(unit())).toEqual([count, graphSearch]);
+    } finally {
+      await Promise.all([hinted.close(), exact.close()]);
+      await recorded.end();
+      await store.maintainTenantIndexes(policy);
+    }
+    expect(await indexNames()).toEqual([{ name: tenantIndexName('big'), valid: true }]);
+  });
+
+  it("a search leaves its settings on the connection for the next search; the store's other operations put enable_sort and jit back", async () => {
+    const one = new Pool({ connectionString: servers.databaseUrl, max: 1 });
+    const show = async () =>
+      (
+        await one.query<{ ef: string; iterative: string; sort: string; jit: string }>(
+          `SELECT current_setting('hnsw.ef_search', true) AS ef, current_setting('hnsw.iterative_scan', true) AS iterative,
+                  current_setting('enable_sort') AS sort, current_setting('jit') AS jit`,
+        )
+      ).rows[0]!;
+    const defaults = await show();
+    expect(defaults.sort).toBe('on');
+    const a = new PgvectorMemoryStore({ pool: one, schema: schema.schema, exactScanThreshold: 0 }, logger);
+    // Another store on the same pool, with another ef_search in users' graphs.
+    const b = new PgvectorMemoryStore(
+      { pool: one, schema: schema.schema, exactScanThreshold: 0, tenantEfSearch: 120 },
+      logger,
+    );
+    try {
+      await a.search(unit(), 10, { user_id: 'big' });
+      expect(await show()).toEqual({ ef: '200', iterative: 'off', sort: 'off', jit: 'off' });
+      await a.search(unit(), 10, { user_id: 'whale' });
+      expect(await show()).toMatchObject({ ef: '400', iterative: 'relaxed_order', sort: 'off' });
+      // Each store sets what its search needs, whatever the other left.
+      await b.search(unit(), 10, { user_id: 'big' });
+      expect(await show()).toMatchObject({ ef: '120', iterative: 'off' });
+      expect((await a.explainSearch(unit(), 10, { user_id: 'big' })).efSearch).toBe(200);
+      expect(await show()).toMatchObject({ ef: '200' });
+
+      // Any other operation first gives the connection its own enable_sort and jit back.
+      await a.list({ user_id: 'big' }, { limit: 5, offset: 0 });
+      expect(await show()).toMatchObject({ sort: defaults.sort, jit: defaults.jit });
+      await a.search(unit(), 10, { user_id: 'big' });
+      await b.stats({ user_id: 'big' });
+      expect(await show()).toMatchObject({ sort: defaults.sort, jit: defaults.jit });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await one.end();
     }
   });
 

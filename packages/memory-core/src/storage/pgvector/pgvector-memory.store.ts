@@ -15,10 +15,15 @@ import type { ListResult, MemoryStats, MemoryStore, Page, StoreStatus, UpsertRes
 import { filterToSql, SqlParams } from './filter-sql';
 import { runMigrations } from './migration-runner';
 import { errorMessage, isConnectionError, quoteIdent, toStoreError } from './pg-errors';
-import { checkVector, encodeVectorArray, toVectorSql } from './vector-sql';
+import { checkVector, encodeVector, encodeVectorArray } from './vector-sql';
 
 export interface PgvectorStoreOptions {
-  /** A pool owned by the caller (not closed by `close()`). One of `pool` or `connectionString` is required. */
+  /**
+   * A pool owned by the caller (not closed by `close()`). One of `pool` or `connectionString` is
+   * required. A search leaves its settings (`hnsw.*`, `enable_sort` and `jit` off) on the connection
+   * it used, for the next search; the store's other operations reset `enable_sort` and `jit` first,
+   * but the caller's own queries on the pool do not.
+   */
   pool?: Pool;
   /** Used to create a pool the store owns. */
   connectionString?: string;
@@ -124,6 +129,24 @@ export interface TenantIndexReport {
   busy?: true;
 }
 const UPSERT_ATTEMPTS = 3;
+/** Past this many `largeGraphs` hints, the store forgets them all and learns them again. */
+const LARGE_GRAPH_HINTS = 10_000;
+
+/** The `hnsw.*` settings of one graph search (`hnswScan`). */
+interface HnswScan {
+  efSearch: number;
+  /** `hnsw.iterative_scan` relaxed_order, or off. */
+  iterative: boolean;
+}
+
+const scanKey = (scan: HnswScan) => `${scan.efSearch}/${scan.iterative}`;
+
+/**
+ * Pooled connections that carry a search's session settings (`applySearchSettings`), with the
+ * `scanKey` of the `hnsw.*` values they hold (undefined: being set, or unknown after a failure).
+ * Module-wide, so that stores sharing a pool agree on each connection's state.
+ */
+const searchSessions = new WeakMap<PoolClient, string | undefined>();
 
 interface MemoryRow {
   id: string;
@@ -201,6 +224,8 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly overfetch: number;
   private readonly indexBuildMemory: string;
   private vectorOid: Promise<number> | undefined;
+  /** Graphs of users' own that held more than `exactScanThreshold` rows when last looked at (`countScope`). */
+  private readonly largeGraphs = new Set<string>();
   private readonly exactCountLimit: number;
   private readonly t: { memories: string; projects: string; sessions: string; users: string };
 
@@ -495,21 +520,60 @@ export class PgvectorMemoryStore implements MemoryStore {
 
   async search(vector: Float32Array | number[], k: number, filter: MemoryFilter): Promise<SearchHit[]> {
     const plan = this.searchPlan(vector, k, filter);
-    return this.transaction(
+    // No transaction: each statement reads its own snapshot anyway (READ COMMITTED), and a search's
+    // settings live on the connection (`applySearchSettings`).
+    return this.withClient(
       'search',
       async (client) => {
-        const { scopeRows, ownGraph } = await this.countScope(client, plan);
+        const hinted = plan.userOnly && this.largeGraphs.has(plan.tenantIndex);
+        if (hinted) {
+          const hits = await this.searchLargeGraph(client, plan);
+          if (hits) return hits;
+          this.largeGraphs.delete(plan.tenantIndex);
+        }
+        const { scopeRows, ownGraph, counted } = await this.countScope(client, plan);
         if (scopeRows <= this.exactScanThreshold) return this.runSearch(client, plan, 'exact');
+        if (plan.userOnly && ownGraph && !counted) this.rememberLargeGraph(plan.tenantIndex);
         const hits = await this.runSearch(client, plan, 'hnsw', ownGraph);
-        // An iterative scan stops at maxScanTuples; a very selective filter may leave it short of k.
+        // An iterative scan stops at maxScanTuples, a very selective filter may leave it short of k;
+        // a scan that is not iterative stops at ef_search, which rows deleted since VACUUM may thin.
         if (hits.length < Math.min(plan.k, scopeRows)) {
           this.log.debug({ found: hits.length, k: plan.k }, 'hnsw scan came back short, scanning exactly');
           return this.runSearch(client, plan, 'exact');
         }
         return hits;
       },
-      true,
+      { search: true },
     );
+  }
+
+  /**
+   * A search by the user alone, of a user whose own graph held more rows than the exact-scan
+   * threshold at their last search (`largeGraphs`): the graph is searched straight away, by one
+   * statement that also says whether it still is such a graph, instead of asking first
+   * (`countScope`), which saved 1.6 ms of a 10 ms search at p50 at 1M (BENCHMARKS.md, tuning).
+   * Undefined when it no longer is, or when the scan came back short: `search` then goes the long way.
+   */
+  private async searchLargeGraph(
+    client: PoolClient,
+    plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
+  ): Promise<SearchHit[] | undefined> {
+    await this.applySearchSettings(client, this.hnswScan(plan.k, true, true));
+    const { text, values } = this.searchSql(plan, 'hnsw', {
+      index: plan.tenantIndex,
+      minEntries: this.exactScanThreshold + 1,
+    });
+    const result = await client.query<MemoryRow & { distance: number; large_graph: boolean | null }>(
+      text,
+      values,
+    );
+    if (result.rows.length < plan.k || !result.rows[0]!.large_graph) return undefined;
+    return result.rows.map((row) => ({ ...toMemory(row), similarity: 1 - row.distance }));
+  }
+
+  private rememberLargeGraph(index: string): void {
+    if (this.largeGraphs.size >= LARGE_GRAPH_HINTS) this.largeGraphs.clear();
+    this.largeGraphs.add(index);
   }
 
   /**
@@ -519,20 +583,26 @@ export class PgvectorMemoryStore implements MemoryStore {
     vector: Float32Array | number[],
     k: number,
     filter: MemoryFilter,
-  ): Promise<{ mode: SearchMode; plan: string; efSearch?: number; scope: ScopeSize }> {
+  ): Promise<{ mode: SearchMode; plan: string; efSearch?: number; iterative?: boolean; scope: ScopeSize }> {
     const plan = this.searchPlan(vector, k, filter);
-    return this.transaction(
+    return this.withClient(
       'explain search',
       async (client) => {
         const scope = await this.countScope(client, plan);
         const mode: SearchMode = scope.scopeRows <= this.exactScanThreshold ? 'exact' : 'hnsw';
-        const efSearch =
-          mode === 'hnsw' ? await this.applyHnswSettings(client, plan.k, scope.ownGraph) : undefined;
+        const scan = mode === 'hnsw' ? this.hnswScan(plan.k, scope.ownGraph, plan.userOnly) : undefined;
+        await this.applySearchSettings(client, scan);
         const { text, values } = this.searchSql(plan, mode);
         const result = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, values);
-        return { mode, plan: result.rows.map((r) => r['QUERY PLAN']).join('\n'), efSearch, scope };
+        return {
+          mode,
+          plan: result.rows.map((r) => r['QUERY PLAN']).join('\n'),
+          efSearch: scan?.efSearch,
+          iterative: scan?.iterative,
+          scope,
+        };
       },
-      true,
+      { search: true },
     );
   }
 
@@ -540,11 +610,12 @@ export class PgvectorMemoryStore implements MemoryStore {
     if (!Number.isInteger(k) || k < 1 || k > MemoryLimits.searchMaxResults) {
       throw new ValidationError(`k is an integer from 1 to ${MemoryLimits.searchMaxResults}`, { k });
     }
+    checkVector(vector);
     const params = new SqlParams();
     const filterSql = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
     return {
       k,
-      vector: toVectorSql(vector),
+      vector: encodeVector(vector),
       filterSql,
       filterValues: params.values,
       tenantIndex: this.qualified(tenantIndexName(filter.user_id)),
@@ -587,27 +658,55 @@ export class PgvectorMemoryStore implements MemoryStore {
   }
 
   /**
-   * Settings of an HNSW search, local to its transaction. The scope was counted and is large, so the
-   * index is the right tool: plans that sort the whole scope are ruled out rather than left to cost
-   * estimates (stale right after bulk loads), so that ef_search always means what it says. That
-   * penalty inflates the plan's cost past JIT's threshold, and compiling costs more than the query.
+   * Settings of a search. The scope was counted and is large, so the index is the right tool: plans
+   * that sort the whole scope are ruled out rather than left to cost estimates (stale right after
+   * bulk loads), so that ef_search always means what it says. That penalty inflates the plan's cost
+   * past JIT's threshold, and compiling costs more than the query. An exact scan (no `scan`) sorts
+   * in every plan it has, so the penalty does not change its choice.
+   *
+   * They are set on the connection's session and left there for its next search, which skips this
+   * round trip unless it needs other `hnsw.*` values. Set locally, they needed a transaction: BEGIN,
+   * settings and COMMIT were 3 of a search's 5 round trips (BENCHMARKS.md, tuning). Every other
+   * operation resets `enable_sort` and `jit` before it runs (`withClient`); `hnsw.*` only concern
+   * searches. Behind a pooler in transaction mode (PgBouncer), session settings would not stick:
+   * the store keeps its own pool, so connect it to PostgreSQL or to a pooler in session mode.
    */
-  private async applyHnswSettings(client: PoolClient, k: number, ownGraph: boolean): Promise<number> {
-    const ef = Math.min(1000, Math.max(ownGraph ? this.tenantEfSearch : this.efSearch, k * this.overfetch));
+  private async applySearchSettings(client: PoolClient, scan?: HnswScan): Promise<void> {
+    const held = searchSessions.get(client);
+    if (held !== undefined && (scan === undefined || held === scanKey(scan))) return;
+    scan ??= { efSearch: this.efSearch, iterative: true };
+    searchSessions.set(client, undefined);
     await client.query(
-      `SELECT set_config('hnsw.ef_search', $1, true),
-              set_config('hnsw.iterative_scan', 'relaxed_order', true),
-              set_config('hnsw.max_scan_tuples', $2, true),
-              set_config('enable_sort', 'off', true),
-              set_config('jit', 'off', true)`,
-      [String(ef), String(this.maxScanTuples)],
+      `SELECT set_config('hnsw.ef_search', $1, false),
+              set_config('hnsw.iterative_scan', $2, false),
+              set_config('hnsw.max_scan_tuples', $3, false),
+              set_config('enable_sort', 'off', false),
+              set_config('jit', 'off', false)`,
+      [String(scan.efSearch), scan.iterative ? 'relaxed_order' : 'off', String(this.maxScanTuples)],
     );
-    return ef;
+    searchSessions.set(client, scanKey(scan));
   }
 
+  /**
+   * The graph search for a top-`k` search in the shared graph or in the user's own. In the user's
+   * own graph with no filter but the user, no candidate is filtered out, so the scan never needs to
+   * go past ef_search: an iterative scan only adds its bookkeeping, 1.4 ms of an 8.6 ms search at
+   * 1M (p50; BENCHMARKS.md, tuning). A scan that still comes back short (rows deleted since the last
+   * VACUUM) is done again exactly (`search`).
+   */
+  private hnswScan(k: number, ownGraph: boolean, userOnly: boolean): HnswScan {
+    const ef = ownGraph ? this.tenantEfSearch : this.efSearch;
+    return { efSearch: Math.min(1000, Math.max(ef, k * this.overfetch)), iterative: !(ownGraph && userOnly) };
+  }
+
+  /**
+   * The statement of a search. With `graphCheck`, each row also says (`large_graph`) whether that
+   * index is a valid graph of at least `minEntries` rows.
+   */
   private searchSql(
     plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
     mode: SearchMode,
+    graphCheck?: { index: string; minEntries: number },
   ): { text: string; values: unknown[] } {
     const n = plan.filterValues.length;
     const vec = `$${n + 1}::vector`;
@@ -630,6 +729,13 @@ export class PgvectorMemoryStore implements MemoryStore {
     // keeps the planner from trusting the CTE's order).
     values.push(plan.k * this.overfetch);
     const half = `$${n + 1}::halfvec(384)`;
+    let check = '';
+    if (graphCheck) {
+      values.push(graphCheck.index, graphCheck.minEntries);
+      check = `, (SELECT i.indisvalid AND c.reltuples >= $${n + 5}::int
+                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                  WHERE i.indexrelid = to_regclass($${n + 4})) AS large_graph`;
+    }
     return {
       text: `WITH nearest AS MATERIALIZED (
                SELECT m.id, m.embedding <=> ${vec} AS distance
@@ -638,7 +744,7 @@ export class PgvectorMemoryStore implements MemoryStore {
                ORDER BY m.embedding::halfvec(384) <=> ${half}
                LIMIT $${n + 3}::int
              )
-             SELECT ${columns}, nearest.distance
+             SELECT ${columns}, nearest.distance${check}
              FROM nearest JOIN ${this.t.memories} m ON m.id = nearest.id
              LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
              ORDER BY nearest.distance + 0, m.id
@@ -653,7 +759,8 @@ export class PgvectorMemoryStore implements MemoryStore {
     mode: SearchMode,
     ownGraph = false,
   ): Promise<SearchHit[]> {
-    if (mode === 'hnsw') await this.applyHnswSettings(client, plan.k, ownGraph);
+    const scan = mode === 'hnsw' ? this.hnswScan(plan.k, ownGraph, plan.userOnly) : undefined;
+    await this.applySearchSettings(client, scan);
     const { text, values } = this.searchSql(plan, mode);
     const result = await client.query<MemoryRow & { distance: number }>(text, values);
     this.log.debug({ mode, k: plan.k, found: result.rowCount }, 'search');
@@ -803,6 +910,7 @@ export class PgvectorMemoryStore implements MemoryStore {
         await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext($1)) AS ok`, [lockKey])
       ).rows[0]!.ok;
       if (!locked) return { ...report, busy: true };
+      await this.resetSearchSettings(client);
       // One pass over the table: each user's count, and (summed over all users) the total.
       const users = await client.query<{ user_id: string; n: string; total: string }>(
         `SELECT user_id, n, total FROM (
@@ -971,13 +1079,14 @@ export class PgvectorMemoryStore implements MemoryStore {
 
   async status(): Promise<StoreStatus> {
     try {
-      const info = await this.pool.query<{
+      const info = await this.query<{
         server: string;
         pgvector: string | null;
         indexdef: string | null;
         has_table: boolean;
         tenant_indexes: number;
       }>(
+        'status',
         `SELECT current_setting('server_version') AS server,
                 (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector,
                 (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'memories' AND indexname = $2) AS indexdef,
@@ -998,7 +1107,8 @@ export class PgvectorMemoryStore implements MemoryStore {
         };
       }
       // /readyz and /status call this often: count exactly up to a limit, estimate past it.
-      const counted = await this.pool.query<{ n: number; estimate: number | null }>(
+      const counted = await this.query<{ n: number; estimate: number | null }>(
+        'status',
         `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM ${this.t.memories} LIMIT $1) s) AS n,
                 (SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($2)) AS estimate`,
         [this.exactCountLimit + 1, this.t.memories],
@@ -1053,19 +1163,30 @@ export class PgvectorMemoryStore implements MemoryStore {
     ].join(', ');
   }
 
-  private async query<R extends QueryResultRow>(operation: string, text: string, values: unknown[]) {
-    try {
-      return await this.pool.query<R>(text, values);
-    } catch (error) {
-      throw toStoreError(error, operation);
-    }
+  private query<R extends QueryResultRow>(operation: string, text: string, values: unknown[]) {
+    return this.withClient(operation, (client) => client.query<R>(text, values));
   }
 
-  private async transaction<T>(
+  private transaction<T>(
     operation: string,
     work: (client: PoolClient) => Promise<T>,
     readOnly = false,
     isolation: 'READ COMMITTED' | 'REPEATABLE READ' = 'READ COMMITTED',
+  ): Promise<T> {
+    return this.withClient(operation, work, {
+      begin: `BEGIN ISOLATION LEVEL ${isolation}${readOnly ? ' READ ONLY' : ''}`,
+    });
+  }
+
+  /**
+   * Runs `work` on a pooled connection, in a transaction when `begin` is given. A connection a search
+   * left its settings on (`applySearchSettings`) gets `enable_sort` and `jit` back first, unless this
+   * is a search too.
+   */
+  private async withClient<T>(
+    operation: string,
+    work: (client: PoolClient) => Promise<T>,
+    { begin, search = false }: { begin?: string; search?: boolean } = {},
   ): Promise<T> {
     let client: PoolClient;
     try {
@@ -1077,21 +1198,33 @@ export class PgvectorMemoryStore implements MemoryStore {
     // A checked-out client has no pool listener: a connection lost now would be an unhandled 'error'.
     const onError = (error: Error) => (broken = error);
     client.on('error', onError);
+    let open = false;
     try {
-      await client.query(`BEGIN ISOLATION LEVEL ${isolation}${readOnly ? ' READ ONLY' : ''}`);
+      if (!search) await this.resetSearchSettings(client);
+      if (begin) {
+        await client.query(begin);
+        open = true;
+      }
       const result = await work(client);
-      await client.query('COMMIT');
+      if (open) await client.query('COMMIT');
       return result;
     } catch (error) {
       if (isConnectionError(error)) broken = error as Error;
       // A connection whose ROLLBACK fails is in an unknown state: discard it.
-      else await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
+      else if (open) await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
       throw toStoreError(error, operation);
     } finally {
       // A connection that failed is discarded rather than returned to the pool.
       client.off('error', onError);
       client.release(broken);
     }
+  }
+
+  /** Gives a connection that carries a search's settings its own `enable_sort` and `jit` back. */
+  private async resetSearchSettings(client: PoolClient): Promise<void> {
+    if (!searchSessions.has(client)) return;
+    await client.query('RESET enable_sort; RESET jit');
+    searchSessions.delete(client);
   }
 }
 

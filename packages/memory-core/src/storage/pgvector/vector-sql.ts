@@ -47,9 +47,25 @@ export function encodeVectorArray(vectors: ArrayLike<number>[], elementOid: numb
     if (vector.length !== dimension)
       throw new ValidationError('embeddings of one batch have one dimension', undefined, 'invalid_embedding');
     at = buffer.writeInt32BE(elementBytes, at);
-    at = buffer.writeInt16BE(dimension, at);
-    at = buffer.writeInt16BE(0, at);
-    for (let i = 0; i < dimension; i += 1) at = buffer.writeFloatBE(vector[i]!, at);
+    at = writeVector(buffer, vector, at);
   }
   return buffer;
+}
+
+/**
+ * A `vector` parameter in pgvector's binary form, sent as binary for the reason `encodeVectorArray`
+ * gives: formatting a query's 384 numbers as text took 0.3 ms of each search in the search service.
+ */
+export function encodeVector(vector: ArrayLike<number>): Buffer {
+  const buffer = Buffer.allocUnsafe(4 + 4 * vector.length);
+  writeVector(buffer, vector, 0);
+  return buffer;
+}
+
+/** pgvector's binary form of one vector (int16 dimensions, int16 unused, big-endian float4s). */
+function writeVector(buffer: Buffer, vector: ArrayLike<number>, at: number): number {
+  at = buffer.writeInt16BE(vector.length, at);
+  at = buffer.writeInt16BE(0, at);
+  for (let i = 0; i < vector.length; i += 1) at = buffer.writeFloatBE(vector[i]!, at);
+  return at;
 }
