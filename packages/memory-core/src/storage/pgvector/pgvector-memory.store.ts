@@ -224,7 +224,7 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly overfetch: number;
   private readonly indexBuildMemory: string;
   private vectorOid: Promise<number> | undefined;
-  /** Graphs of users' own that held more than `exactScanThreshold` rows when last looked at (`countScope`). */
+  /** Graphs of users' own that held more than `exactScanThreshold` rows at their user's last search (`search`). */
   private readonly largeGraphs = new Set<string>();
   private readonly exactCountLimit: number;
   private readonly t: { memories: string; projects: string; sessions: string; users: string };
@@ -551,7 +551,7 @@ export class PgvectorMemoryStore implements MemoryStore {
    * A search by the user alone, of a user whose own graph held more rows than the exact-scan
    * threshold at their last search (`largeGraphs`): the graph is searched straight away, by one
    * statement that also says whether it still is such a graph, instead of asking first
-   * (`countScope`), which saved 1.6 ms of a 10 ms search at p50 at 1M (BENCHMARKS.md, tuning).
+   * (`countScope`): that statement took 1.6 ms of an 11 ms search at p50 at 1M (BENCHMARKS.md, tuning).
    * Undefined when it no longer is, or when the scan came back short: `search` then goes the long way.
    */
   private async searchLargeGraph(
