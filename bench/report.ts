@@ -1427,7 +1427,7 @@ function findings(r: BenchResults): string[] {
               (svc.stages
                 ? overGoalStages(svc.stages, user, largest.tenantEfSweep, search.tenantEfSearch)
                 : `The HTTP hop, Express and JSON, and a second process on the same 2 cores cost ${ms(cached.latency.p99 - user.latency.p99)} ms at p99 over the store level with the embedding cached, and embedding the query ${ms(svc.latency.p99 - cached.latency.p99)} ms more. What would close it: a core for the search service that PostgreSQL does not share. `) +
-              "Hiding the round trips of the search transaction (count, settings) behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores."
+              "Hiding the scope count and the settings of a search behind the query's embedding was tried and gained nothing measurable: both need the same 2 cores."
             : ''),
       );
     }

@@ -172,10 +172,10 @@ export function post(
   });
 }
 
-/** `embed;dur=1.2, store;dur=3.4` → { embed: 1.2, store: 3.4 } (ms). */
-export function parseServerTiming(header: string | null | undefined): Record<string, number> {
+/** `embed;dur=1.2, store;dur=3.4` → { embed: 1.2, store: 3.4 } (ms); a header sent twice counts as one list. */
+export function parseServerTiming(header: string | string[] | null | undefined): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const entry of (header ?? '').split(',')) {
+  for (const entry of [header ?? ''].flat().join(',').split(',')) {
     const [name, ...params] = entry.trim().split(';');
     const dur = params.find((p) => p.trim().startsWith('dur='));
     if (name && dur) out[name] = Number(dur.trim().slice('dur='.length));

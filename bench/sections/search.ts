@@ -635,8 +635,7 @@ async function measureServiceLevel(
               { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
               { 'x-user-id': USER },
             );
-            const timing = response.headers['server-timing'];
-            timings.push(parseServerTiming(Array.isArray(timing) ? timing.join(',') : timing));
+            timings.push(parseServerTiming(response.headers['server-timing']));
             return response.body.results.map((h) => h.id);
           };
         const measureStages = async (stack: BenchStack, into: Measured[], stages: StageSample[]) => {

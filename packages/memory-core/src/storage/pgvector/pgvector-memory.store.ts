@@ -195,6 +195,10 @@ function toMemory(row: MemoryRow): Memory {
   };
 }
 
+function toHit(row: MemoryRow & { distance: number }): SearchHit {
+  return { ...toMemory(row), similarity: 1 - row.distance };
+}
+
 function dedupKey(userId: string, sessionId: string | null, projectId: string | null, hash: string): string {
   return [userId, sessionId ?? '', projectId ?? '0', hash].join('\u0000');
 }
@@ -533,7 +537,8 @@ export class PgvectorMemoryStore implements MemoryStore {
         }
         const { scopeRows, ownGraph, counted } = await this.countScope(client, plan);
         if (scopeRows <= this.exactScanThreshold) return this.runSearch(client, plan, 'exact');
-        if (plan.userOnly && ownGraph && !counted) this.rememberLargeGraph(plan.tenantIndex);
+        // Not counted: scoped by the user alone, whose own graph is past the threshold.
+        if (!counted) this.rememberLargeGraph(plan.tenantIndex);
         const hits = await this.runSearch(client, plan, 'hnsw', ownGraph);
         // An iterative scan stops at maxScanTuples, a very selective filter may leave it short of k;
         // a scan that is not iterative stops at ef_search, which rows deleted since VACUUM may thin.
@@ -568,7 +573,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       values,
     );
     if (result.rows.length < plan.k || !result.rows[0]!.large_graph) return undefined;
-    return result.rows.map((row) => ({ ...toMemory(row), similarity: 1 - row.distance }));
+    return result.rows.map(toHit);
   }
 
   private rememberLargeGraph(index: string): void {
@@ -764,7 +769,7 @@ export class PgvectorMemoryStore implements MemoryStore {
     const { text, values } = this.searchSql(plan, mode);
     const result = await client.query<MemoryRow & { distance: number }>(text, values);
     this.log.debug({ mode, k: plan.k, found: result.rowCount }, 'search');
-    return result.rows.map((row) => ({ ...toMemory(row), similarity: 1 - row.distance }));
+    return result.rows.map(toHit);
   }
 
   async get(userId: string, id: string): Promise<Memory | null> {
