@@ -8,6 +8,7 @@ import { shippedGraph, type GraphSetting } from './lib/dataset';
 import { CPU_GROUPS, type CpuGroup } from './lib/cpu';
 import {
   cpuPerMemory,
+  POOL_BEFORE,
   PRELOADED,
   SPINNING,
   ONE_MODEL,
@@ -111,7 +112,7 @@ export function renderReport(r: BenchResults): string {
   }
   const summaryContext = context(
     'as in the section each row comes from',
-    "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=one per core, HNSW_EF_SEARCH=400, HNSW_TENANT_EF_SEARCH=200, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32) unless a row says otherwise",
+    "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=one per core, HNSW_EF_SEARCH=400, HNSW_TENANT_EF_SEARCH=200, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32, DATABASE_POOL_SIZE=2 per core) unless a row says otherwise",
   );
   out.push(...goals(r, summaryContext));
   out.push(...tuning(r, summaryContext));
@@ -946,10 +947,34 @@ function graphSection(r: BenchResults, context: Context): string[] {
   out.push('');
   if (shipped && none) {
     out.push(
-      `Maintaining the store's graph is ${n0(graphShare(shipped, none) * 100)}% of PostgreSQL's CPU per memory written (${n3(shipped.write.pgCpuMsPerRow)} ms with it, ${n3(none.write.pgCpuMsPerRow)} ms without); the adapter's own CPU (Node: records to parameters, one round trip per statement) is ${n3(shipped.write.adapterCpuMsPerRow)} ms per memory.`,
+      `Maintaining the store's graph is ${n0(graphShare(shipped, none) * 100)}% of PostgreSQL's CPU per memory written (${n3(shipped.write.pgCpuMsPerRow)} ms with it, ${n3(none.write.pgCpuMsPerRow)} ms without); the adapter's own CPU (Node: records to parameters, one round trip per statement) is ${n3(shipped.write.adapterCpuMsPerRow)} ms per memory. So the statement is not where a write's time goes: COPY instead of the adapter's \`INSERT ... SELECT FROM unnest(...)\` statements (one array per column, the vectors binary) could save only part of the ${n3(none.write.pgCpuMsPerRow + shipped.write.adapterCpuMsPerRow)} ms per memory left beside the graph, and the rows would lose the upsert (\`ON CONFLICT\`) that makes a retried job write nothing twice, or pay a staging table to keep it; it was not pursued.`,
     );
     out.push('');
   }
+  out.push(...poolSection(g));
+  return out;
+}
+
+/** Search services with each DATABASE_POOL_SIZE on the store's graph, under the same load. */
+function poolSection(g: GraphResults): string[] {
+  const p = g.pools;
+  if (!p) return [];
+  const out = [
+    `**Connections per service** (DATABASE_POOL_SIZE): on the store's graph above, one search service per pool size, each sent the ${n0(g.queries)} queries with ${p.inFlight} requests in flight (user filter, each query embedded: QUERY_CACHE_SIZE=0), ${p.rounds} round(s) alternating which service goes first. Latency is each request's time under that load.`,
+    '',
+    table(
+      ['DATABASE_POOL_SIZE', 'QPS (median)', 'QPS per round', 'p50 ms', 'p95 ms', 'p99 ms'],
+      p.rows.map((row) => [
+        `${row.poolSize}${row.poolSize === p.defaultSize ? ' (the default here: 2 per core)' : ''}`,
+        n0(median(row.qps)),
+        row.qps.map(n0).join(', '),
+        ms(row.latency.p50),
+        ms(row.latency.p95),
+        ms(row.latency.p99),
+      ]),
+    ),
+    '',
+  ];
   return out;
 }
 
@@ -1240,6 +1265,30 @@ function tuning(r: BenchResults, context: string): string[] {
       `${wp[0]!.path}: ${n0(wp[0]!.rowsPerS)} rows/s`,
       `${wp[2]!.path}: ${n0(wp[2]!.rowsPerS)} rows/s`,
       `${n2(wp[2]!.rowsPerS / wp[0]!.rowsPerS)}×`,
+    ]);
+  }
+  const pools = r.graph?.pools;
+  const pool = (size: number) => pools?.rows.find((x) => x.poolSize === size);
+  const pool10 = pool(10);
+  const poolDefault = pools ? pool(pools.defaultSize) : undefined;
+  if (pools && pool10 && poolDefault && pool10 !== poolDefault) {
+    const at = (x: typeof pool10) => `${n0(median(x.qps))} QPS, p99 ${ms(x.latency.p99)} ms`;
+    rows.push([
+      `connections per service (DATABASE_POOL_SIZE), ${pools.inFlight} searches in flight at ${size(r.graph!.size)}`,
+      `10 (pg's default): ${at(pool10)}`,
+      `${pools.defaultSize} (2 per core): ${at(poolDefault)}`,
+      `p99 ${n2(poolDefault.latency.p99 / pool10.latency.p99)}×, QPS ${n2(median(poolDefault.qps) / median(pool10.qps))}×`,
+    ]);
+  }
+  const workerPool10 = variantRuns(r, POOL_BEFORE);
+  const workerPool = defaults ? variantRuns(r, defaults) : undefined;
+  const poolNamed = /DATABASE_POOL_SIZE=(\d+)/.exec(defaults ?? '')?.[1];
+  if (workerPool10 && workerPool && poolNamed) {
+    rows.push([
+      'connections per service (DATABASE_POOL_SIZE), the worker, batch ingestion',
+      `10: ${n0(workerPool10.e2eRate)} memories/s (${n2(workerPool10.ratio)}× raw)`,
+      `${poolNamed}: ${n0(workerPool.e2eRate)} memories/s (${n2(workerPool.ratio)}× raw)`,
+      `${n2(workerPool.e2eRate / workerPool10.e2eRate)}×`,
     ]);
   }
   const mig = r.migration?.runs ?? [];

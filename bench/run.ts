@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
-import { createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
+import { coreEnvShape, createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
 import {
   CorpusOffsets,
@@ -21,6 +21,9 @@ import { runIngestion } from './sections/ingestion';
 import { runMigration } from './sections/migration';
 import { runSearch } from './sections/search';
 import { runSingleStore } from './sections/single-store';
+
+/** The services' DATABASE_POOL_SIZE when unset, on this machine. */
+const DEFAULT_POOL_SIZE = coreEnvShape.DATABASE_POOL_SIZE.parse(undefined);
 
 export function defaultOptions(mode: Mode): BenchOptions {
   const full = mode === 'full';
@@ -73,6 +76,13 @@ export function defaultOptions(mode: Mode): BenchOptions {
             { m: 8, efConstruction: 64 },
           ]
         : [{ m: 8, efConstruction: 64 }],
+      // 1, 2, 10 (pg's own default, the services' until DATABASE_POOL_SIZE) and the services' default.
+      pools: {
+        sizes: full
+          ? [...new Set([1, 2, DEFAULT_POOL_SIZE, 10])].sort((a, b) => a - b)
+          : [1, DEFAULT_POOL_SIZE],
+        inFlight: full ? 8 : 4,
+      },
     },
     migration: { records: full ? 100_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
     output: {

@@ -57,9 +57,15 @@ export interface BenchOptions {
   };
   /**
    * HNSW settings against each other at one size: build, recall@10 and the write cost of each graph
-   * (`settings` besides the store's own), and the write cost without a graph.
+   * (`settings` besides the store's own), and the write cost without a graph. `pools`: in the
+   * store's graph, search services with each DATABASE_POOL_SIZE, `inFlight` requests at once.
    */
-  graph: { size: number; writeRows: number; settings: GraphSetting[] };
+  graph: {
+    size: number;
+    writeRows: number;
+    settings: GraphSetting[];
+    pools: { sizes: number[]; inFlight: number };
+  };
   /** The first batch size is the engine's default (the goal's figure); the others are for tuning. */
   migration: { records: number; batchSizes: number[] };
   /** Where BENCHMARKS.md and the JSON results go. */

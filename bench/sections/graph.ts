@@ -1,9 +1,10 @@
+import { coreEnvShape } from 'memory-core';
 import type { BenchContext } from '../lib/context';
 import { cpuSince, cpuSnapshot } from '../lib/cpu';
 import { asMemoryRecord, BenchSchema, shippedGraph, type GraphSetting } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
-import { uniqueName } from '../lib/stack';
-import { median, type LatencySummary } from '../lib/stats';
+import { createBenchStack, postJson, uniqueName, type BenchStack } from '../lib/stack';
+import { median, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
 import {
   DEFAULT_EF_SEARCH,
   DEFAULT_OVERFETCH,
@@ -12,6 +13,7 @@ import {
   measure,
   rawPgSearcher,
   storeSearcher,
+  USER,
   type Query,
   type SearchCase,
 } from './search';
@@ -44,6 +46,21 @@ export interface GraphRow {
   };
 }
 
+/** Search services on the store's graph, one per DATABASE_POOL_SIZE, the same load on each. */
+export interface PoolResults {
+  inFlight: number;
+  /** Rounds of every query per service, alternating which service goes first. */
+  rounds: number;
+  defaultSize: number;
+  rows: {
+    poolSize: number;
+    /** Requests answered per second, each round. */
+    qps: number[];
+    /** Each request's time under the load, every round pooled. */
+    latency: LatencySummary;
+  }[];
+}
+
 export interface GraphResults {
   size: number;
   queries: number;
@@ -51,6 +68,7 @@ export interface GraphResults {
   overfetch: number;
   batch: number;
   rows: GraphRow[];
+  pools?: PoolResults;
 }
 
 /**
@@ -102,6 +120,7 @@ export async function runGraph(ctx: BenchContext): Promise<GraphResults> {
         } finally {
           await hnsw.close();
         }
+        if (results.rows.length === 0) results.pools = await measurePools(ctx, db, queries);
       }
       progress(`graph: ${name}, writes`);
       row.write = await measureWrites(db, dataset, o.size, o.writeRows, runs, ctx);
@@ -120,6 +139,54 @@ export async function runGraph(ctx: BenchContext): Promise<GraphResults> {
     await db.drop();
   }
   return results;
+}
+
+/**
+ * Search services on the table as it is, one per pool size, each sent the queries with `inFlight`
+ * requests at once (the user filter, each query embedded): rounds alternate which service goes first.
+ */
+async function measurePools(ctx: BenchContext, db: BenchSchema, queries: Query[]): Promise<PoolResults> {
+  const { options, progress } = ctx;
+  const { sizes, inFlight } = options.graph.pools;
+  const rounds = options.runs;
+  const stacks = sizes.map((size) =>
+    createBenchStack({
+      backend: 'postgres',
+      schema: db.schema,
+      env: { QUERY_CACHE_SIZE: '0', DATABASE_POOL_SIZE: String(size) },
+    }),
+  );
+  const search = (stack: BenchStack, q: Query) =>
+    postJson(
+      `${stack.searchUrl}/api/memory/search`,
+      { query: q.text, n_results: 10 },
+      { 'x-user-id': USER },
+      [200],
+    );
+  try {
+    await Promise.all(stacks.map((s) => s.start(['search'])));
+    for (const stack of stacks) for (const q of queries.slice(0, 20)) await search(stack, q);
+    const qps = sizes.map((): number[] => []);
+    const latencies = sizes.map((): number[] => []);
+    for (let r = 0; r < rounds; r += 1) {
+      const order = sizes.map((_, i) => i);
+      if (r % 2 === 1) order.reverse();
+      for (const i of order) {
+        progress(`graph: DATABASE_POOL_SIZE ${sizes[i]}, ${inFlight} in flight, round ${r + 1}/${rounds}`);
+        const run = await runConcurrent(queries.length, inFlight, (k) => search(stacks[i]!, queries[k]!));
+        qps[i]!.push(run.qps);
+        latencies[i]!.push(...run.latencies);
+      }
+    }
+    return {
+      inFlight,
+      rounds,
+      defaultSize: coreEnvShape.DATABASE_POOL_SIZE.parse(undefined),
+      rows: sizes.map((poolSize, i) => ({ poolSize, qps: qps[i]!, latency: summarize(latencies[i]!) })),
+    };
+  } finally {
+    await Promise.all(stacks.map((s) => s.stop()));
+  }
 }
 
 /** `runs` times: `writeRows` new records through the adapter, `WRITE_BATCH` per upsert. */

@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
-import { contentHash, PgvectorMemoryStore, type Embedder, type MemoryRecord } from 'memory-core';
+import {
+  contentHash,
+  coreEnvShape,
+  PgvectorMemoryStore,
+  type Embedder,
+  type MemoryRecord,
+} from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import {
@@ -83,7 +89,9 @@ export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults
 
 /** The worker's MICRO_BATCH_SIZE default (services/embedding-worker/src/config.ts). */
 const DEFAULT_MICRO_BATCH = 64;
-export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${WORKER_EMBEDDING.batchSize}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=${WORKER_EMBEDDING.threadSpinning}, EMBEDDING_THREADS=${WORKER_EMBEDDING.threads})`;
+export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${WORKER_EMBEDDING.batchSize}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=${WORKER_EMBEDDING.threadSpinning}, EMBEDDING_THREADS=${WORKER_EMBEDDING.threads}, DATABASE_POOL_SIZE=${coreEnvShape.DATABASE_POOL_SIZE.parse(undefined)})`;
+/** node-postgres's own pool size, the services' until DATABASE_POOL_SIZE. */
+export const POOL_BEFORE = "DATABASE_POOL_SIZE=10 (pg's default, the services' until this change)";
 /** The model in the worker's own thread on ONNX runtime's threads, as before EMBEDDING_THREADS. */
 export const ONE_MODEL =
   "EMBEDDING_THREADS=0 (one model on ONNX runtime's threads in the worker's own thread; the services' until this change)";
@@ -324,6 +332,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: 'MICRO_BATCH_SIZE=256', env: { MICRO_BATCH_SIZE: '256' }, requests: 'batch' },
       { name: 'WORKER_CONCURRENCY=1', env: { WORKER_CONCURRENCY: '1' }, requests: 'batch' },
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'batch' },
+      { name: POOL_BEFORE, env: { DATABASE_POOL_SIZE: '10' }, requests: 'batch' },
       {
         name: SPINNING,
         env: { EMBEDDING_THREAD_SPINNING: 'true', EMBEDDING_THREADS: '0' },

@@ -4,6 +4,7 @@ import {
   ChromaMemoryStore,
   ConflictError,
   DeploymentRegistry,
+  openStore,
   PgvectorMemoryStore,
   probePgvector,
   selectBackend,
@@ -111,6 +112,59 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
       code: 'embedding_model_mismatch',
     });
   });
+});
+
+describe('DATABASE_POOL_SIZE (PostgreSQL behind a counting proxy)', () => {
+  const proxy = new TcpProxy(15_434, { host: '127.0.0.1', port: 5432 });
+  let redis: Redis;
+
+  beforeAll(async () => {
+    redis = new Redis(servers.redisUrl);
+    await proxy.up();
+  });
+  afterAll(async () => {
+    await proxy.down();
+    await redis.quit();
+  });
+
+  it.each([1, 3])(
+    'a service store opens at most %i connection(s), however many calls are in flight',
+    async (size) => {
+      const { schema, drop } = await createTestSchema('poolsize');
+      const prefix = `{${uniqueName('pool')}}`;
+      const { store, choice } = await openStore(
+        {
+          MEMORY_BACKEND: 'postgres',
+          DATABASE_URL: `postgres://memory:memory@127.0.0.1:${proxy.port}/memory`,
+          DATABASE_SCHEMA: schema,
+          DATABASE_POOL_SIZE: size,
+          HNSW_EF_SEARCH: 40,
+          HNSW_OVERFETCH: 2,
+          HNSW_TENANT_EF_SEARCH: 40,
+          CHROMA_URL: servers.chromaUrl,
+          CHROMA_COLLECTION: 'unused',
+          QUEUE_PREFIX: prefix,
+        },
+        new DeploymentRegistry(redis, prefix),
+        logger,
+        { attempts: 1 },
+      );
+      try {
+        expect(choice.backend).toBe('postgres');
+        const vector = Array.from({ length: 384 }, (_, i) => (i === 7 ? 1 : 0));
+        proxy.resetPeak();
+        // 12 calls at once: each waits for one of the pool's connections rather than opening its own.
+        const results = await Promise.all(
+          Array.from({ length: 12 }, () => store.search(vector, 3, { user_id: 'pool' })),
+        );
+        expect(results.every((hits) => hits.length === 0)).toBe(true);
+        expect(proxy.peak).toBe(size);
+      } finally {
+        await store.close();
+        await drop();
+      }
+    },
+  );
 });
 
 describe.each(['postgres', 'chroma'] as const)(

@@ -46,7 +46,12 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       chromaMaxSize: 600,
       efSweep: [40],
     };
-    options.graph = { size: 600, writeRows: 192, settings: [{ m: 8, efConstruction: 32 }] };
+    options.graph = {
+      size: 600,
+      writeRows: 192,
+      settings: [{ m: 8, efConstruction: 32 }],
+      pools: { sizes: [1, 3], inFlight: 4 },
+    };
     options.migration = { records: 150, batchSizes: [50, 100] };
     options.output = { markdown: path.join(dir, 'BENCHMARKS.md'), json: path.join(dir, 'results.json') };
     results = await runBench(options, true);
@@ -283,6 +288,19 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     // The graph's upkeep is PostgreSQL's work: writes into it cost more than writes into the bare table.
     expect(g.rows[0]!.write.pgCpuMsPerRow).toBeGreaterThan(g.rows[2]!.write.pgCpuMsPerRow);
     expect(report).toContain('### HNSW settings');
+  });
+
+  it('serves the same load through search services with each DATABASE_POOL_SIZE', () => {
+    const p = results.graph!.pools!;
+    expect(p.rows.map((r) => r.poolSize)).toEqual([1, 3]);
+    for (const row of p.rows) {
+      // Every query of every round answered (a failed request would throw), under the load asked for.
+      expect(row.latency.n).toBe(8 * p.rounds);
+      expect(row.qps).toHaveLength(p.rounds);
+      expect(Math.min(...row.qps)).toBeGreaterThan(0);
+    }
+    expect(p.inFlight).toBe(4);
+    expect(report).toContain('**Connections per service** (DATABASE_POOL_SIZE)');
   });
 
   it('migrates every record without re-embedding and verifies it', () => {

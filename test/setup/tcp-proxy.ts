@@ -8,6 +8,9 @@ import net from 'node:net';
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  private clients = 0;
+  /** The most client connections open at once since the last `resetPeak`. */
+  peak = 0;
 
   constructor(
     readonly port: number,
@@ -17,6 +20,9 @@ export class TcpProxy {
   async up(): Promise<void> {
     if (this.server) return;
     const server = net.createServer((client) => {
+      this.clients += 1;
+      this.peak = Math.max(this.peak, this.clients);
+      client.on('close', () => (this.clients -= 1));
       const upstream = net.connect(this.target.port, this.target.host);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
@@ -32,6 +38,10 @@ export class TcpProxy {
       server.listen(this.port, '127.0.0.1', () => resolve());
     });
     this.server = server;
+  }
+
+  resetPeak(): void {
+    this.peak = this.clients;
   }
 
   async down(): Promise<void> {

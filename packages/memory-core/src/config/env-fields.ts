@@ -36,6 +36,13 @@ export const coreEnvShape = {
   REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
   /** Unset means "no PostgreSQL": `auto` then selects Chroma. */
   DATABASE_URL: urlVar(['postgres:', 'postgresql:']).optional(),
+  /**
+   * Connections each process's PostgreSQL pool may open (the worker opens up to 4 more, at most this
+   * many, while it migrates). Default: 2 per core. On 2 cores shared with PostgreSQL, 4 served as many
+   * searches per second as 10 with shorter tails when more were in flight, and 1 served fewer
+   * (BENCHMARKS.md, HNSW settings). With PostgreSQL on a larger machine, raise it.
+   */
+  DATABASE_POOL_SIZE: intVar(2 * availableParallelism(), 1, 1000),
   CHROMA_URL: urlVar(['http:', 'https:']).default('http://127.0.0.1:8100'),
   CHROMA_COLLECTION: z
     .string()

@@ -45,6 +45,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig(schema, { EMBEDDING_THREADS: 'two' })).toThrow(/EMBEDDING_THREADS/);
   });
 
+  it('sizes the PostgreSQL pool from DATABASE_POOL_SIZE (2 per core unless set), 1 to 1000', () => {
+    expect(loadConfig(schema, {}).DATABASE_POOL_SIZE).toBe(2 * availableParallelism());
+    expect(loadConfig(schema, { DATABASE_POOL_SIZE: '2' }).DATABASE_POOL_SIZE).toBe(2);
+    for (const bad of ['0', '1001', '2.5', 'ten']) {
+      expect(() => loadConfig(schema, { DATABASE_POOL_SIZE: bad })).toThrow(/DATABASE_POOL_SIZE/);
+    }
+  });
+
   it('treats empty strings as unset', () => {
     expect(loadConfig(schema, { DATABASE_URL: '' }).DATABASE_URL).toBeUndefined();
   });

@@ -7,6 +7,7 @@ import { PgvectorMemoryStore } from './pgvector';
 export interface StoreSettings {
   DATABASE_URL?: string | undefined;
   DATABASE_SCHEMA: string;
+  DATABASE_POOL_SIZE: number;
   HNSW_EF_SEARCH: number;
   HNSW_OVERFETCH: number;
   HNSW_TENANT_EF_SEARCH: number;
@@ -29,6 +30,7 @@ export function createMemoryStore(
         efSearch: settings.HNSW_EF_SEARCH,
         overfetch: settings.HNSW_OVERFETCH,
         tenantEfSearch: settings.HNSW_TENANT_EF_SEARCH,
+        poolSize: settings.DATABASE_POOL_SIZE,
       },
       logger,
     );

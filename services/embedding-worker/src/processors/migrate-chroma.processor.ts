@@ -25,6 +25,7 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 export interface MigrationSettings {
   DATABASE_URL?: string | undefined;
   DATABASE_SCHEMA: string;
+  DATABASE_POOL_SIZE: number;
   HNSW_EF_SEARCH: number;
   HNSW_OVERFETCH: number;
   HNSW_TENANT_EF_SEARCH: number;
@@ -53,7 +54,8 @@ export function createMigration(
           efSearch: settings.HNSW_EF_SEARCH,
           overfetch: settings.HNSW_OVERFETCH,
           tenantEfSearch: settings.HNSW_TENANT_EF_SEARCH,
-          poolSize: 4,
+          // Its own pool: a migration writes one page while it reads the next.
+          poolSize: Math.min(4, settings.DATABASE_POOL_SIZE),
         },
         logger.child({ module: 'migration-target' }),
       )
