@@ -147,7 +147,7 @@ export function renderReport(r: BenchResults): string {
   out.push('## How to run');
   out.push('');
   out.push(
-    '`npm run bench` (full mode, about 105 minutes on 2 cores, writes this file; loading Chroma to 1M and querying it there take about 35 of them, which `--chroma-max 100000` skips; the first run on a machine also embeds the 1M search set, about 15 minutes more, cached under `.data/bench/embeddings`) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
+    '`npm run bench` (full mode, about two hours on 2 cores, writes this file; loading Chroma to 1M and querying it there take about 35 of them, which `--chroma-max 100000` skips; the first run on a machine also embeds the 1M search set, about 15 minutes more, cached under `.data/bench/embeddings`) or `npm run bench -- --quick` (a CI-sized run of every section, a minute or two, writes `bench/results/BENCHMARKS.quick.md`). ' +
       'Options: `--sections embedding,ingestion,single,search,graph,migration`, `--sizes 10000,100000`, `--runs N`, `--chroma-max N` (largest size Chroma is loaded to), `--base-texts N` (corpus texts the search set is spliced from; a size they cannot make is refused), `--out FILE.md`, `--reuse bench/results/full.json` (re-run only the selected sections and keep the others), `--render bench/results/full.json` (rewrite the report from saved results). ' +
       'Raw results go to `bench/results/<mode>.json`; the full mode’s is committed with this file, so that a fresh clone can re-run one section with `--reuse`. The servers must be up (`npm run infra:up`). CI runs the quick mode at tiny sizes for correctness only (`test/integration/bench-quick.test.ts`), never for timing.',
   );

@@ -120,7 +120,10 @@ export async function postJson<T>(
  * (`clientOverhead` measures both; BENCHMARKS.md, search): that would be the client's time, not the
  * service's.
  */
-const agent = new http.Agent({ keepAlive: true });
+// `timeout`, as Node's global agent has it: an idle connection is closed before the server's own
+// keep-alive timeout (a second before the one it announces), so a request is not sent on a
+// connection the server is closing.
+const agent = new http.Agent({ keepAlive: true, timeout: 5_000 });
 
 /** `postJson`, with the answer's headers. */
 export async function postJsonWithHeaders<T>(
@@ -135,13 +138,30 @@ export async function postJsonWithHeaders<T>(
   return { body: JSON.parse(answer.text) as T, headers: answer.headers };
 }
 
-/** POST a JSON body through `agent`; whatever the status, the answer's status, text and headers. */
-export function post(
+type Answer = { status: number; text: string; headers: http.IncomingHttpHeaders };
+
+/**
+ * POST a JSON body through `agent`; whatever the status, the answer's status, text and headers. A
+ * kept-alive connection the server closed as the request went out (ECONNRESET before any answer) is
+ * retried once on a new one, as Node's documentation advises.
+ */
+export async function post(
   url: string,
   body: unknown,
   headers: Record<string, string> = {},
-): Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }> {
+): Promise<Answer> {
   const payload = JSON.stringify(body);
+  try {
+    return await postOnce(url, payload, headers);
+  } catch (error) {
+    if (!(error instanceof StaleConnectionError)) throw error;
+    return postOnce(url, payload, headers);
+  }
+}
+
+class StaleConnectionError extends Error {}
+
+function postOnce(url: string, payload: string, headers: Record<string, string>): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const request = http.request(
       url,
@@ -167,7 +187,13 @@ export function post(
         );
       },
     );
-    request.on('error', reject);
+    request.on('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        request.reusedSocket && error.code === 'ECONNRESET'
+          ? new StaleConnectionError(error.message, { cause: error })
+          : error,
+      ),
+    );
     request.end(payload);
   });
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultOptions, runBench } from '../../bench/run';
@@ -7,7 +8,7 @@ import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import { ONE_MODEL, PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
-import { parseServerTiming } from '../../bench/lib/stack';
+import { parseServerTiming, post } from '../../bench/lib/stack';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -336,5 +337,61 @@ describe('the search data set texts', () => {
     expect(() => variationTexts(pool, 17)).toThrow('4 corpus texts make at most 16 distinct texts, 17 asked');
     // ...but the pool's own texts are among those splices: 12 in all, and the draws stop.
     expect(() => variationTexts(pool, 13)).toThrow('4 corpus texts made only 12 distinct texts, 13 asked');
+  });
+});
+
+describe("the bench's HTTP client", () => {
+  // A server that answers each connection's first request and resets the connection when a second
+  // one arrives on it: what a client sees when it reuses a kept-alive connection the server is closing.
+  let server: net.Server;
+  let port = 0;
+  let connections = 0;
+  let resets = 0;
+
+  beforeAll(async () => {
+    server = net.createServer((socket) => {
+      connections += 1;
+      let answered = false;
+      socket.on('error', () => undefined);
+      socket.on('data', () => {
+        if (answered) {
+          resets += 1;
+          socket.resetAndDestroy();
+          return;
+        }
+        answered = true;
+        socket.write(
+          'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok',
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('sends a request again on a new connection when the kept-alive one was reset', async () => {
+    const url = `http://127.0.0.1:${port}/`;
+    expect((await post(url, { n: 1 })).text).toBe('ok');
+    // The second request goes out on the first connection, which the server resets.
+    expect((await post(url, { n: 2 })).text).toBe('ok');
+    expect(resets).toBe(1);
+    expect(connections).toBe(2);
+  });
+
+  it('does not send it again when a fresh connection fails', async () => {
+    const closed = net.createServer((socket) => socket.resetAndDestroy());
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const address = closed.address() as net.AddressInfo;
+    let accepted = 0;
+    closed.on('connection', () => (accepted += 1));
+    try {
+      await expect(post(`http://127.0.0.1:${address.port}/`, {})).rejects.toMatchObject({
+        code: 'ECONNRESET',
+      });
+      expect(accepted).toBe(1);
+    } finally {
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+    }
   });
 });
