@@ -82,6 +82,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
           ? [...new Set([1, 2, DEFAULT_POOL_SIZE, 10])].sort((a, b) => a - b)
           : [1, DEFAULT_POOL_SIZE],
         inFlight: full ? 8 : 4,
+        rounds: full ? 5 : 1,
       },
     },
     migration: { records: full ? 100_000 : 500, batchSizes: full ? [500, 2_000] : [500] },

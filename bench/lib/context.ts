@@ -58,13 +58,14 @@ export interface BenchOptions {
   /**
    * HNSW settings against each other at one size: build, recall@10 and the write cost of each graph
    * (`settings` besides the store's own), and the write cost without a graph. `pools`: in the
-   * store's graph, search services with each DATABASE_POOL_SIZE, `inFlight` requests at once.
+   * store's graph, search services with each DATABASE_POOL_SIZE, `inFlight` requests at once,
+   * `rounds` passes of the queries each.
    */
   graph: {
     size: number;
     writeRows: number;
     settings: GraphSetting[];
-    pools: { sizes: number[]; inFlight: number };
+    pools: { sizes: number[]; inFlight: number; rounds: number };
   };
   /** The first batch size is the engine's default (the goal's figure); the others are for tuning. */
   migration: { records: number; batchSizes: number[] };
