@@ -116,7 +116,7 @@ export async function versions(): Promise<Versions> {
   };
 }
 
-/** The commit the bench runs on; undefined outside a git checkout. */
+/** The commit the bench runs on, and whether its code was changed; undefined outside a git checkout. */
 export function code(): Environment['code'] {
   const git = (...args: string[]) =>
     execFileSync('git', args, {
@@ -127,7 +127,17 @@ export function code(): Environment['code'] {
   try {
     return {
       commit: git('rev-parse', '--short', 'HEAD'),
-      changed: git('status', '--porcelain', '--untracked-files=no') !== '',
+      // The bench's own output (the report, the results it keeps for --reuse) is not code.
+      changed:
+        git(
+          'status',
+          '--porcelain',
+          '--untracked-files=no',
+          '--',
+          '.',
+          ':!BENCHMARKS.md',
+          ':!bench/results',
+        ) !== '',
     };
   } catch {
     return undefined;

@@ -38,9 +38,9 @@ export const coreEnvShape = {
   DATABASE_URL: urlVar(['postgres:', 'postgresql:']).optional(),
   /**
    * Connections each process's PostgreSQL pool may open (the worker opens up to 4 more, at most this
-   * many, while it migrates). Default: 2 per core. On 2 cores shared with PostgreSQL, 4 served as many
-   * searches per second as 10 with shorter tails when more were in flight, and 1 served fewer
-   * (BENCHMARKS.md, HNSW settings). With PostgreSQL on a larger machine, raise it.
+   * many, while it migrates). Default: 2 per core. On 2 cores shared with PostgreSQL, 8 searches in
+   * flight: 4 connections served 100 per second at p99 138 ms, 10 served 103 at p99 165, 1 only 67
+   * (BENCHMARKS.md, HNSW settings). With PostgreSQL on a larger machine of its own, raise it.
    */
   DATABASE_POOL_SIZE: intVar(2 * availableParallelism(), 1, 1000),
   CHROMA_URL: urlVar(['http:', 'https:']).default('http://127.0.0.1:8100'),
