@@ -526,6 +526,85 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
     });
   });
 
+  describe('a collection written to while it is migrated', () => {
+    const moving = uniqueName('migrate_moving');
+    let target: Awaited<ReturnType<typeof createTestSchema>>;
+    let store: PgvectorMemoryStore;
+    /** 30 of the own collection's memories under new ids, stored one by one: Chroma's order is theirs. */
+    let rows: MemoryRecord[];
+
+    beforeAll(async () => {
+      target = await createTestSchema('migmoving');
+      store = new PgvectorMemoryStore(
+        { connectionString: servers.databaseUrl, schema: target.schema },
+        logger,
+      );
+      await store.initialize();
+      const source = new ChromaMemoryStore(
+        { url: servers.chromaUrl, collection: moving, embeddingModel: embedder.info.model },
+        logger,
+      );
+      await source.initialize();
+      rows = records.slice(0, 30).map((r) => ({ ...r, id: randomUUID() }));
+      for (const r of rows) await source.upsert([r]);
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target?.drop();
+      await dropTestCollections(moving);
+    });
+
+    it('verification reports the record a delete in Chroma shifted past the pages, and the copy it left', async () => {
+      const handle = await rawChroma().getCollection({ name: moving });
+      let deleted = false;
+      const result = await engine({ target: store, defaults: { collection: moving, userId: '1' } }).run(
+        { migration_id: 'moving-1', batch_size: 5 },
+        {
+          onProgress: async (p) => {
+            // The first record goes once the first batch is written: Chroma's later pages start one on.
+            if (p.phase === 'migrating' && p.done > 0 && !deleted) {
+              deleted = true;
+              await handle.delete({ ids: [rows[0]!.id] });
+            }
+          },
+        },
+      );
+      expect(deleted).toBe(true);
+      const stored = new Set((await store.findByIds(rows.map((r) => r.id))).map((r) => r.id));
+      // Offset paging over the shifted collection never read one record (which one depends on the
+      // pages read ahead); the deleted record was copied before it went.
+      const neverRead = rows.filter((r) => !stored.has(r.id));
+      expect(neverRead).toHaveLength(1);
+      const lost = neverRead[0]!;
+      const inChroma = rows.slice(1).filter((r) => r.user_id === lost.user_id).length;
+      expect(stored.has(rows[0]!.id)).toBe(true);
+      expect(result.stats.written).toBe(29);
+      expect(result.verification!.verified).toBe(false);
+      expect(result.verification!.differences).toEqual(
+        expect.arrayContaining([
+          {
+            kind: 'count',
+            user_id: lost.user_id,
+            scope: 'total',
+            chroma: inChroma,
+            postgres: inChroma - 1,
+          },
+          { kind: 'missing', id: lost.id },
+          { kind: 'count', scope: 'migrated', chroma: 28, postgres: 29 },
+        ]),
+      );
+
+      // Run again: what was missed is copied, the rest skipped, and this run verifies. The copy Chroma
+      // no longer holds belongs to the first run: rolling that back removes it.
+      const again = await engine({ target: store, defaults: { collection: moving, userId: '1' } }).run({
+        migration_id: 'moving-2',
+        batch_size: 5,
+      });
+      expect(again.stats).toMatchObject({ written: 1, skipped_by_reason: { already_in_postgres: 28 } });
+      expect(again.verification!.verified).toBe(true);
+    });
+  });
+
   describe('bad input: clear errors, nothing written', () => {
     let rowsBefore: number;
     beforeEach(async () => {

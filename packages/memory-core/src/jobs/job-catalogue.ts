@@ -163,7 +163,11 @@ export interface MigrationIssue {
 export interface VerificationDifference {
   kind: 'count' | 'missing' | 'field' | 'vector';
   user_id?: string;
-  /** For counts: `total`, `session`, `project` or `content_type`; for fields, the field. */
+  /**
+   * For counts: `total`, `session`, `project` or `content_type` (of `user_id`), or `migrated`: rows
+   * this migration wrote (`postgres`) against those whose record Chroma still holds (`chroma`). For
+   * fields, the field.
+   */
   scope?: string;
   key?: string;
   id?: string;

@@ -54,7 +54,8 @@ function toWhere(where: Record<string, string> | undefined): Where | undefined {
 /**
  * Reads a Chroma collection through the chromadb 3.x client without creating or changing anything.
  * `get` with `limit`/`offset` returns records in insertion order, so pages stay stable while the
- * collection only grows; a record deleted mid-migration shifts later pages, which verification reports.
+ * collection only grows; a record deleted mid-migration shifts later pages, which verification reports
+ * (the migration README: writes while it runs).
  */
 export class ChromaCollectionSource implements MigrationSource {
   private readonly client: ChromaClient;

@@ -113,6 +113,68 @@ describe('ChromaMigration (fakes)', () => {
     );
   });
 
+  describe('writes to the collection while it runs', () => {
+    /** A source whose `page` call number `call` deletes `id` from the collection as it returns. */
+    const deletingSource = (rows: SourceRow[], call: number, id: string): MigrationSource => {
+      const source = fakeSource(rows);
+      let calls = 0;
+      return {
+        ...source,
+        page: async (...args) => {
+          const page = await source.page(...args);
+          calls += 1;
+          if (calls === call)
+            rows.splice(
+              rows.findIndex((r) => r.id === id),
+              1,
+            );
+          return page;
+        },
+      };
+    };
+    const migrate = async (source: MigrationSource) => {
+      const { target, rows: stored } = fakeTarget();
+      const result = await new ChromaMigration({
+        source,
+        target,
+        checkpoints: new InMemoryMigrationCheckpoints(),
+        embedder,
+        logger,
+        defaults: { collection: 'c', userId: '1' },
+      }).run({ migration_id: 'moving', batch_size: 2 });
+      return { result, stored };
+    };
+
+    it('reports the record a delete shifted past the pages, by count and by id', async () => {
+      const rows = [0, 1, 2, 3, 4, 5].map((i) => row(i));
+      // Record 0 goes once the first page is read: every later offset starts one record further on,
+      // so one record is never read (which one depends on how far the engine reads ahead).
+      const { result, stored } = await migrate(deletingSource(rows, 1, row(0).id));
+      const skipped = rows.filter((r) => !stored.has(r.id));
+      expect(skipped).toHaveLength(1);
+      expect(result.stats.written).toBe(5);
+      expect(result.verification!.verified).toBe(false);
+      expect(result.verification!.differences).toEqual(
+        expect.arrayContaining([
+          { kind: 'count', user_id: '1', scope: 'total', chroma: 5, postgres: 4 },
+          { kind: 'missing', id: skipped[0]!.id },
+          { kind: 'count', scope: 'migrated', chroma: 4, postgres: 5 },
+        ]),
+      );
+    });
+
+    it('reports copies whose record was deleted in Chroma after they were written', async () => {
+      const rows = [0, 1, 2, 3].map((i) => row(i));
+      // The last record goes as its page is read: every count of what Chroma still holds agrees.
+      const { result } = await migrate(deletingSource(rows, 2, row(3).id));
+      expect(result.stats.written).toBe(4);
+      expect(result.verification).toMatchObject({
+        verified: false,
+        differences: [{ kind: 'count', scope: 'migrated', chroma: 3, postgres: 4 }],
+      });
+    });
+  });
+
   it('fails clearly when vectors must be made but no embedder was given', async () => {
     const migration = new ChromaMigration({
       source: fakeSource([row(1, { embedding: null })]),
