@@ -1444,13 +1444,13 @@ function findings(r: BenchResults): string[] {
     const zero = single.others?.find((p) => p.worker.includes('WAIT_MS=0'));
     const zeroIngest = variantRuns(r, 'MICRO_BATCH_WAIT_MS=0');
     bullets.push(
-      `**Single store** with \`wait=true\` answers in ${ms(single.e2e.p50)} ms at p50, ${n2(single.ratioP50)}× one embed plus one insert (${ms(single.baseline.p50)} ms): the difference is two HTTP hops, the job's trip through Redis and its completion event back to the gateway, and the micro-batcher's 5 ms wait for companions (MICRO_BATCH_WAIT_MS), which a lone request always pays. ` +
+      `**Single store** with \`wait=true\` answers in ${ms(single.e2e.p50)} ms at p50, ${n2(single.ratioP50)}× one embed plus one insert (${ms(single.baseline.p50)} ms): the difference is two HTTP hops, and the job's trip through Redis and its completion event back to the gateway. The micro-batcher's wait for companions (MICRO_BATCH_WAIT_MS, 5 ms) applies only while the worker is busy: an idle worker sends a lone memory at once. ` +
         (zero
           ? `With MICRO_BATCH_WAIT_MS=0 it answers in ${ms(zero.e2e.p50)} ms (${n2(zero.ratioP50)}×)` +
             (zeroIngest && def
               ? `, and batch ingestion runs at ${n0(zeroIngest.e2eRate)} vs ${n0(def.e2eRate)} memories/s with the default`
               : '') +
-            ': batches still form under load, because texts that arrive while one batch is embedded wait for the next. '
+            ': batches still form under load, because texts that arrive while one batch is embedded wait for the next, and the wait adds companions to them. '
           : '') +
         'The rest is the price of the queue (durability, retries, back-pressure), which a synchronous write path would not pay.',
     );

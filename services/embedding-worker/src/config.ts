@@ -15,7 +15,10 @@ export const WorkerEnv = z.object({
   WORKER_CONCURRENCY: intVar(32, 1, 1_000),
   /** Most texts in one model call and one write. */
   MICRO_BATCH_SIZE: intVar(64, 1, 1_024),
-  /** How long the first text of a micro-batch waits for others to join it. */
+  /**
+   * How long the first text of a micro-batch waits for others to join it while the worker is busy.
+   * An idle worker sends a lone text at once (a `wait=true` store does not pay the wait).
+   */
   MICRO_BATCH_WAIT_MS: intVar(5, 0, 1_000),
   /** How long a job's lock lasts without renewal; a worker that died is detected after about this long. */
   WORKER_LOCK_DURATION_MS: intVar(30_000, 1_000, 600_000),

@@ -105,6 +105,31 @@ describe('MicroBatcher', () => {
     ]);
   });
 
+  it('sends a lone memory at once when the worker is idle, without waiting waitMs', async () => {
+    const { embedder, batcher } = setup({ waitMs: 60_000 });
+    const waited = new Promise((resolve) => setTimeout(() => resolve('waited'), 1_000));
+    const outcome = await Promise.race([batcher.submit('1', [memory('alone')]), waited]);
+    expect(outcome).toEqual([expect.objectContaining({ status: 'created' })]);
+    expect(embedder.calls).toEqual([['alone']]);
+  });
+
+  it('waits waitMs for companions while the worker is busy', async () => {
+    const { embedder, batcher } = setup({ waitMs: 300 });
+    await batcher.submit('1', [memory('first')]);
+    // Right after a batch: the next memory waits, and one submitted 50 ms later joins its call.
+    const second = batcher.submit('1', [memory('second')]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const third = batcher.submit('2', [memory('third')]);
+    await Promise.all([second, third]);
+    expect(embedder.calls).toEqual([['first'], ['second', 'third']]);
+    // Once the worker has been idle for waitMs, a memory goes at once again.
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    const started = performance.now();
+    await batcher.submit('1', [memory('later')]);
+    expect(performance.now() - started).toBeLessThan(250);
+    expect(embedder.calls.at(-1)).toEqual(['later']);
+  });
+
   it('never puts more than maxBatch texts in one call', async () => {
     const { embedder, batcher } = setup({ maxBatch: 4 });
     await batcher.submit(

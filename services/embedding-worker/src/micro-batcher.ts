@@ -24,7 +24,11 @@ interface Pending {
 export interface MicroBatcherOptions {
   /** Most texts per model call and per write. */
   maxBatch: number;
-  /** How long the first waiting text waits for others. */
+  /**
+   * How long the first waiting text waits for others while the worker is busy (a batch embedded or
+   * written within the last `waitMs`). An idle worker has no one to wait for: its first text goes at
+   * once, with whatever was submitted in the same turn of the event loop.
+   */
   waitMs: number;
   /** Writes that may run while the next batch is being embedded. @defaultValue 2 */
   maxWritesInFlight?: number;
@@ -39,6 +43,8 @@ export class MicroBatcher {
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | undefined;
   private draining = false;
+  /** When the last drain ended (performance.now()): within `waitMs` of it, the worker is under load. */
+  private drainedAt = -Infinity;
   private readonly writes = new Set<Promise<void>>();
 
   constructor(
@@ -69,10 +75,14 @@ export class MicroBatcher {
       this.timer = undefined;
       void this.drain();
     } else if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        void this.drain();
-      }, this.options.waitMs);
+      const idle = this.writes.size === 0 && performance.now() - this.drainedAt >= this.options.waitMs;
+      this.timer = setTimeout(
+        () => {
+          this.timer = undefined;
+          void this.drain();
+        },
+        idle ? 0 : this.options.waitMs,
+      );
     }
   }
 
@@ -85,6 +95,7 @@ export class MicroBatcher {
       }
     } finally {
       this.draining = false;
+      this.drainedAt = performance.now();
     }
   }
 
