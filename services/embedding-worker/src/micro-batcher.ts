@@ -41,7 +41,8 @@ export interface MicroBatcherOptions {
  */
 export class MicroBatcher {
   private pending: Pending[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  /** Cancels the scheduled drain, if any. */
+  private cancelWait: (() => void) | undefined;
   private draining = false;
   /** When the last drain ended (performance.now()): within `waitMs` of it, the worker is under load. */
   private drainedAt = -Infinity;
@@ -71,18 +72,23 @@ export class MicroBatcher {
   private schedule(): void {
     if (this.draining) return;
     if (this.pending.length >= this.options.maxBatch || this.options.waitMs === 0) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
+      this.cancelWait?.();
+      this.cancelWait = undefined;
       void this.drain();
-    } else if (!this.timer) {
+    } else if (!this.cancelWait) {
+      const go = () => {
+        this.cancelWait = undefined;
+        void this.drain();
+      };
       const idle = this.writes.size === 0 && performance.now() - this.drainedAt >= this.options.waitMs;
-      this.timer = setTimeout(
-        () => {
-          this.timer = undefined;
-          void this.drain();
-        },
-        idle ? 0 : this.options.waitMs,
-      );
+      if (idle) {
+        // After what was submitted in this turn of the event loop (the jobs taken together).
+        const handle = setImmediate(go);
+        this.cancelWait = () => clearImmediate(handle);
+      } else {
+        const handle = setTimeout(go, this.options.waitMs);
+        this.cancelWait = () => clearTimeout(handle);
+      }
     }
   }
 
