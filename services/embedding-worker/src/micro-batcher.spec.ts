@@ -107,7 +107,7 @@ describe('MicroBatcher', () => {
 
   it('sends a lone memory at once when the worker is idle, without waiting waitMs', async () => {
     const { embedder, batcher } = setup({ waitMs: 60_000 });
-    const waited = new Promise((resolve) => setTimeout(() => resolve('waited'), 1_000));
+    const waited = new Promise((resolve) => setTimeout(() => resolve('waited'), 1_000).unref());
     const outcome = await Promise.race([batcher.submit('1', [memory('alone')]), waited]);
     expect(outcome).toEqual([expect.objectContaining({ status: 'created' })]);
     expect(embedder.calls).toEqual([['alone']]);
