@@ -106,7 +106,7 @@ export function renderReport(r: BenchResults): string {
   for (const m of r.merged ?? []) {
     const f = m.from;
     out.push(
-      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${n0((m.durationS ?? 0) / 60)} minutes, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the load of the run its figures come from; the machine is the same.`,
+      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the load of the run its figures come from; the machine is the same.`,
     );
     out.push('');
   }
