@@ -1177,13 +1177,14 @@ function tuning(r: BenchResults, context: string): string[] {
       `${n2(notSpinning.e2eRate / spinning.e2eRate)}×`,
     ]);
   }
-  const threadsDefault = defaults ? variantRuns(r, defaults) : undefined;
-  if (oneModel && threadsDefault) {
+  /** The defaults' batch runs, the 'after' of the rows that compare a worker setting with them. */
+  const defaultRuns = defaults ? variantRuns(r, defaults) : undefined;
+  if (oneModel && defaultRuns) {
     rows.push([
       'model threads (EMBEDDING_THREADS), batch ingestion',
       `0, one model on ONNX runtime's threads: ${n0(oneModel.e2eRate)} memories/s`,
-      `${defaultThreads(r)}, one model thread per core: ${n0(threadsDefault.e2eRate)} memories/s`,
-      `${n2(threadsDefault.e2eRate / oneModel.e2eRate)}×`,
+      `${defaultThreads(r)}, one model thread per core: ${n0(defaultRuns.e2eRate)} memories/s`,
+      `${n2(defaultRuns.e2eRate / oneModel.e2eRate)}×`,
     ]);
   }
   const q8Threads = r.embedding?.threaded?.filter((x) => x.dtype === 'q8') ?? [];
@@ -1289,14 +1290,13 @@ function tuning(r: BenchResults, context: string): string[] {
     ]);
   }
   const workerPool10 = variantRuns(r, POOL_BEFORE);
-  const workerPool = defaults ? variantRuns(r, defaults) : undefined;
   const poolNamed = /DATABASE_POOL_SIZE=(\d+)/.exec(defaults ?? '')?.[1];
-  if (workerPool10 && workerPool && poolNamed) {
+  if (workerPool10 && defaultRuns && poolNamed) {
     rows.push([
       'connections per service (DATABASE_POOL_SIZE), the worker, batch ingestion',
       `10: ${n0(workerPool10.e2eRate)} memories/s (${n2(workerPool10.ratio)}× raw)`,
-      `${poolNamed}: ${n0(workerPool.e2eRate)} memories/s (${n2(workerPool.ratio)}× raw)`,
-      `${n2(workerPool.e2eRate / workerPool10.e2eRate)}×`,
+      `${poolNamed}: ${n0(defaultRuns.e2eRate)} memories/s (${n2(defaultRuns.ratio)}× raw)`,
+      `${n2(defaultRuns.e2eRate / workerPool10.e2eRate)}×`,
     ]);
   }
   const mig = r.migration?.runs ?? [];

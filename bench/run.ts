@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
-import { coreEnvShape, createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
+import { createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
 import {
   CorpusOffsets,
@@ -14,6 +14,7 @@ import {
 } from './lib/context';
 import { environment, loadAverage } from './lib/environment';
 import { repoRoot } from './lib/paths';
+import { DEFAULT_POOL_SIZE } from './lib/stack';
 import { renderReport, type BenchResults } from './report';
 import { runEmbedding } from './sections/embedding';
 import { runGraph } from './sections/graph';
@@ -21,9 +22,6 @@ import { runIngestion } from './sections/ingestion';
 import { runMigration } from './sections/migration';
 import { runSearch } from './sections/search';
 import { runSingleStore } from './sections/single-store';
-
-/** The services' DATABASE_POOL_SIZE when unset, on this machine. */
-const DEFAULT_POOL_SIZE = coreEnvShape.DATABASE_POOL_SIZE.parse(undefined);
 
 export function defaultOptions(mode: Mode): BenchOptions {
   const full = mode === 'full';

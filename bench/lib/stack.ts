@@ -1,11 +1,15 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
+import { coreEnvShape } from 'memory-core';
 import { benchModel, servers } from './paths';
 import { ServiceProcess, type ServiceName } from './service-process';
 import { summarize, type LatencySummary } from './stats';
 
 export type { Rss } from './service-process';
+
+/** The services' DATABASE_POOL_SIZE when unset, on this machine (2 per core). */
+export const DEFAULT_POOL_SIZE = coreEnvShape.DATABASE_POOL_SIZE.parse(undefined);
 
 export interface BenchStackOptions {
   backend: 'postgres' | 'chroma';

@@ -1,9 +1,8 @@
-import { coreEnvShape } from 'memory-core';
 import type { BenchContext } from '../lib/context';
 import { cpuSince, cpuSnapshot } from '../lib/cpu';
 import { asMemoryRecord, BenchSchema, shippedGraph, type GraphSetting } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
-import { createBenchStack, postJson, uniqueName, type BenchStack } from '../lib/stack';
+import { createBenchStack, DEFAULT_POOL_SIZE, postJson, uniqueName, type BenchStack } from '../lib/stack';
 import { median, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
 import {
   DEFAULT_EF_SEARCH,
@@ -162,11 +161,12 @@ async function measurePools(ctx: BenchContext, db: BenchSchema, queries: Query[]
       { 'x-user-id': USER },
       [200],
     );
+  const load = (stack: BenchStack) =>
+    runConcurrent(queries.length, inFlight, (k) => search(stack, queries[k]!));
   try {
     await Promise.all(stacks.map((s) => s.start(['search'])));
     // One pass of the load on each before any is measured: connections, caches, the graph's pages.
-    for (const stack of stacks)
-      await runConcurrent(queries.length, inFlight, (k) => search(stack, queries[k]!));
+    for (const stack of stacks) await load(stack);
     const qps = sizes.map((): number[] => []);
     const latencies = sizes.map((): number[] => []);
     for (let r = 0; r < rounds; r += 1) {
@@ -174,7 +174,7 @@ async function measurePools(ctx: BenchContext, db: BenchSchema, queries: Query[]
       if (r % 2 === 1) order.reverse();
       for (const i of order) {
         progress(`graph: DATABASE_POOL_SIZE ${sizes[i]}, ${inFlight} in flight, round ${r + 1}/${rounds}`);
-        const run = await runConcurrent(queries.length, inFlight, (k) => search(stacks[i]!, queries[k]!));
+        const run = await load(stacks[i]!);
         qps[i]!.push(run.qps);
         latencies[i]!.push(...run.latencies);
       }
@@ -182,7 +182,7 @@ async function measurePools(ctx: BenchContext, db: BenchSchema, queries: Query[]
     return {
       inFlight,
       rounds,
-      defaultSize: coreEnvShape.DATABASE_POOL_SIZE.parse(undefined),
+      defaultSize: DEFAULT_POOL_SIZE,
       rows: sizes.map((poolSize, i) => ({ poolSize, qps: qps[i]!, latency: summarize(latencies[i]!) })),
     };
   } finally {

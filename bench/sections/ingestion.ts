@@ -2,13 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
-import {
-  contentHash,
-  coreEnvShape,
-  PgvectorMemoryStore,
-  type Embedder,
-  type MemoryRecord,
-} from 'memory-core';
+import { contentHash, PgvectorMemoryStore, type Embedder, type MemoryRecord } from 'memory-core';
 import { meanLength, textsFrom } from '../lib/corpus';
 import { CorpusOffsets, type BenchContext } from '../lib/context';
 import {
@@ -23,7 +17,14 @@ import {
 import { BenchSchema, chromaCount } from '../lib/dataset';
 import { searchDataset } from '../lib/embedded-dataset';
 import { servers } from '../lib/paths';
-import { createBenchStack, postJson, uniqueName, type BenchStack, type Rss } from '../lib/stack';
+import {
+  createBenchStack,
+  DEFAULT_POOL_SIZE,
+  postJson,
+  uniqueName,
+  type BenchStack,
+  type Rss,
+} from '../lib/stack';
 import { median, nowMs, runConcurrent, sleep } from '../lib/stats';
 import { openWorkerEmbedder, WORKER_EMBEDDING } from '../lib/worker-embedder';
 
@@ -89,7 +90,7 @@ export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults
 
 /** The worker's MICRO_BATCH_SIZE default (services/embedding-worker/src/config.ts). */
 const DEFAULT_MICRO_BATCH = 64;
-export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${WORKER_EMBEDDING.batchSize}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=${WORKER_EMBEDDING.threadSpinning}, EMBEDDING_THREADS=${WORKER_EMBEDDING.threads}, DATABASE_POOL_SIZE=${coreEnvShape.DATABASE_POOL_SIZE.parse(undefined)})`;
+export const DEFAULTS = `defaults (MICRO_BATCH_SIZE=${DEFAULT_MICRO_BATCH}, EMBEDDING_BATCH_SIZE=${WORKER_EMBEDDING.batchSize}, MICRO_BATCH_WAIT_MS=5, WORKER_CONCURRENCY=32, EMBEDDING_THREAD_SPINNING=${WORKER_EMBEDDING.threadSpinning}, EMBEDDING_THREADS=${WORKER_EMBEDDING.threads}, DATABASE_POOL_SIZE=${DEFAULT_POOL_SIZE})`;
 /** node-postgres's own pool size, the services' until DATABASE_POOL_SIZE. */
 export const POOL_BEFORE = "DATABASE_POOL_SIZE=10 (pg's default, the services' until this change)";
 /** The model in the worker's own thread on ONNX runtime's threads, as before EMBEDDING_THREADS. */
