@@ -16,6 +16,7 @@ import {
 } from '../lib/cpu';
 import { BenchSchema, chromaCount } from '../lib/dataset';
 import { searchDataset } from '../lib/embedded-dataset';
+import { IngestJobEvents } from '../lib/job-events';
 import { servers } from '../lib/paths';
 import {
   createBenchStack,
@@ -146,6 +147,20 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     );
   const runs: IngestRun[] = [];
   let tag = 0;
+  /** Each stack's job completions, listened to from its first run on (see `IngestJobEvents`). */
+  const jobEvents = new Map<BenchStack, IngestJobEvents>();
+  const eventsOf = async (stack: BenchStack) => {
+    let events = jobEvents.get(stack);
+    if (!events) {
+      events = await IngestJobEvents.open(stack.queuePrefix);
+      jobEvents.set(stack, events);
+    }
+    return events;
+  };
+  const stopListening = async (stack: BenchStack) => {
+    await jobEvents.get(stack)?.close();
+    jobEvents.delete(stack);
+  };
   /** While the SPLIT_CORES variant runs: its raw pipeline, loaded on core 0 as the worker's model is. */
   let coreZero: Embedder | undefined;
 
@@ -157,6 +172,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   ) => {
     tag += 1;
     const session = `ingest-${tag}`;
+    const events = await eventsOf(stack);
     if (variant.splitCores) pinToCpus([process.pid], '0');
     const rawStart = cpuSnapshot(stack.pids());
     const raw = await rawRate(items, variant.splitCores ? coreZero : embedder);
@@ -171,32 +187,45 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const cpuStart = cpuSnapshot(stack.pids());
     const start = nowMs();
     let enqueueMs: number;
+    const jobIds: string[] = [];
     if (variant.requests === 'batch') {
       const requests: string[][] = [];
       for (let i = 0; i < items.length; i += o.requestSize) requests.push(items.slice(i, i + o.requestSize));
-      await runConcurrent(requests.length, o.clients, (i) =>
-        postJson(`${stack.gatewayUrl}/api/memory/store/batch`, {
+      await runConcurrent(requests.length, o.clients, async (i) => {
+        const queued = await postJson<{ job_id: string }>(`${stack.gatewayUrl}/api/memory/store/batch`, {
           memories: requests[i]!.map((content) => ({ content, session_id: session, content_type: 'note' })),
-        }),
-      );
+        });
+        jobIds.push(queued.job_id);
+      });
     } else {
-      await runConcurrent(items.length, o.singleClients, (i) =>
-        postJson(`${stack.gatewayUrl}/api/memory/store`, { content: items[i], session_id: session }),
-      );
+      await runConcurrent(items.length, o.singleClients, async (i) => {
+        const queued = await postJson<{ job_id: string }>(`${stack.gatewayUrl}/api/memory/store`, {
+          content: items[i],
+          session_id: session,
+        });
+        jobIds.push(queued.job_id);
+      });
     }
     enqueueMs = nowMs() - start;
-    const deadline = Date.now() + 600_000;
     const stored = async () =>
       backend === 'postgres' ? pgRows(session) : (await chromaCount(stack.collection)) - chromaBefore;
-    for (;;) {
+    try {
+      await events.waitFor(jobIds, Date.now() + 600_000);
+    } catch (error) {
       const n = await stored();
-      if (n >= items.length) break;
-      if (Date.now() > deadline)
-        throw new Error(`ingestion stalled at ${n} of ${items.length} (${variant.name})`);
-      await sleep(20);
+      throw new Error(
+        `ingestion stalled at ${n} of ${items.length} rows (${variant.name}): ${(error as Error).message}`,
+      );
     }
     const wallMs = nowMs() - start;
     const cpuEnd = cpuSnapshot(stack.pids());
+    // Counted once the run is over, so that counting takes nothing from it.
+    const rows = await stored();
+    if (rows !== items.length) {
+      throw new Error(
+        `${rows} rows in the store for ${items.length} memories, every job completed (${variant.name})`,
+      );
+    }
     enqueueMs = Math.min(enqueueMs, wallMs);
     const embedS = (await stack.metric('worker', 'embedding_duration_seconds_sum')) - before.embed;
     const calls = (await stack.metric('worker', 'embedding_batch_size_count')) - before.calls;
@@ -207,7 +236,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       variant: variant.name,
       requests: variant.requests,
       memories: items.length,
-      stored: await stored(),
+      stored: rows,
       e2eRate,
       rawRate: raw,
       ratio: e2eRate / raw,
@@ -390,6 +419,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     rss['search-service'] = pgStack.services.search.rss();
     results.rss = { postgres: rss };
   } finally {
+    await stopListening(pgStack);
     await pgStack.stop();
   }
 
@@ -407,6 +437,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
         'search-service': chromaStack.services.search.rss(),
       };
     } finally {
+      await stopListening(chromaStack);
       await chromaStack.stop();
       await dropChromaCollection(chromaStack.collection);
     }
