@@ -3,12 +3,18 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { QueueName } from 'memory-core';
 import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import { ONE_MODEL, PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
-import { parseServerTiming, post } from '../../bench/lib/stack';
+import { IngestJobEvents } from '../../bench/lib/job-events';
+import { servers } from '../../bench/lib/paths';
+import { sleep } from '../../bench/lib/stats';
+import { parseServerTiming, post, uniqueName } from '../../bench/lib/stack';
 import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
@@ -393,5 +399,58 @@ describe("the bench's HTTP client", () => {
     } finally {
       await new Promise<void>((resolve) => closed.close(() => resolve()));
     }
+  });
+});
+
+describe("the bench's wait for ingest jobs", () => {
+  const prefix = `{${uniqueName('jobevents')}}`;
+  let connection: Redis;
+  let workerConnection: Redis;
+  let queue: Queue;
+  let worker: Worker;
+  let events: IngestJobEvents | undefined;
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+
+  beforeAll(() => {
+    connection = new Redis(servers.redisUrl, { maxRetriesPerRequest: null });
+    workerConnection = connection.duplicate();
+    queue = new Queue(QueueName.Ingest, { connection, prefix });
+    worker = new Worker(
+      QueueName.Ingest,
+      async (job) => {
+        if ((job.data as { hold?: boolean }).hold) await held;
+      },
+      { connection: workerConnection, prefix },
+    );
+  });
+
+  afterAll(async () => {
+    release();
+    await events?.close();
+    await worker.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await Promise.all([connection.quit(), workerConnection.quit()]);
+  });
+
+  it('sees the jobs that completed before it listened, waits for the rest, and gives up at its deadline', async () => {
+    await queue.add('store', {}, { jobId: 'early' });
+    const deadline = Date.now() + 10_000;
+    while ((await queue.getJobState('early')) !== 'completed' && Date.now() < deadline) await sleep(10);
+
+    events = await IngestJobEvents.open(prefix);
+    await events.waitFor(['early'], Date.now() + 5_000);
+    await queue.add('store', { hold: true }, { jobId: 'late' });
+    const both = events.waitFor(['early', 'late'], Date.now() + 10_000);
+    await sleep(100);
+    expect(events.countCompleted(['early', 'late'])).toBe(1);
+    release();
+    await both;
+    expect(events.countCompleted(['early', 'late'])).toBe(2);
+
+    await expect(events.waitFor(['early', 'never'], Date.now() + 200)).rejects.toThrow(
+      '1 of 2 store jobs completed in time',
+    );
   });
 });
