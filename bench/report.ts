@@ -1127,6 +1127,12 @@ function defaultsName(r: BenchResults): string | undefined {
   return r.ingestion?.runs.find((x) => x.variant.startsWith('defaults'))?.variant;
 }
 
+/** The worker defaults' runs (PostgreSQL), summarised. */
+function defaultsRuns(r: BenchResults, requests: 'batch' | 'single' = 'batch') {
+  const defaults = defaultsName(r);
+  return defaults ? variantRuns(r, defaults, requests) : undefined;
+}
+
 /** The worker's EMBEDDING_THREADS in the run's defaults (one per core). */
 function defaultThreads(r: BenchResults): number {
   const named = /EMBEDDING_THREADS=(\d+)/.exec(defaultsName(r) ?? '');
@@ -1321,8 +1327,7 @@ function microBatchWait(r: BenchResults): string[] {
   lines.push(
     `- Section 3, p50 with its ratio to the baseline beside it, the default and MICRO_BATCH_WAIT_MS=0: in the run at 24d0857, before the change, 25.3 ms (2.69×) and 21.3 ms (2.13×); in this report ${now}.`,
   );
-  const defaults = defaultsName(r);
-  const single = defaults ? variantRuns(r, defaults, 'single') : undefined;
+  const single = defaultsRuns(r, 'single');
   if (single) {
     lines.push(
       `- Under load, batches still form: ${r.options.ingestion.singleClients} clients storing one memory each, ${n1(single.meanBatch)} memories per micro-batch and ${n0(single.e2eRate)} memories/s in this report, against 14.5 and 219 in the run at 24d0857.`,
@@ -1336,10 +1341,12 @@ function tuning(r: BenchResults, context: string): string[] {
   out.push(...tuningNotes(r), '');
   const rows: string[][] = [];
   const defaults = defaultsName(r);
+  /** The defaults' batch runs, the 'after' of the rows that compare a worker setting with them. */
+  const defaultRuns = defaultsRuns(r);
   const before = r.ingestion?.runs.find((x) => x.variant.includes('before tuning'))?.variant;
-  if (defaults && before) {
+  if (before) {
     const a = variantRuns(r, before);
-    const b = variantRuns(r, defaults);
+    const b = defaultRuns;
     if (a && b) {
       rows.push([
         'model batch inside a micro-batch of 64 (EMBEDDING_BATCH_SIZE)',
@@ -1351,7 +1358,7 @@ function tuning(r: BenchResults, context: string): string[] {
   }
   const spinning = variantRuns(r, SPINNING);
   const oneModel = variantRuns(r, ONE_MODEL);
-  const notSpinning = oneModel ?? (defaults ? variantRuns(r, defaults) : undefined);
+  const notSpinning = oneModel ?? defaultRuns;
   if (spinning && notSpinning) {
     rows.push([
       "ONNX runtime's threads spinning while they wait (EMBEDDING_THREAD_SPINNING), batch ingestion",
@@ -1360,8 +1367,6 @@ function tuning(r: BenchResults, context: string): string[] {
       `${n2(notSpinning.e2eRate / spinning.e2eRate)}×`,
     ]);
   }
-  /** The defaults' batch runs, the 'after' of the rows that compare a worker setting with them. */
-  const defaultRuns = defaults ? variantRuns(r, defaults) : undefined;
   if (oneModel && defaultRuns) {
     rows.push([
       'model threads (EMBEDDING_THREADS), batch ingestion',
@@ -1440,7 +1445,7 @@ function tuning(r: BenchResults, context: string): string[] {
       `${n2(rate / kept.indexedRate)}×`,
     ]);
   }
-  const single = defaults ? variantRuns(r, defaults, 'single') : undefined;
+  const single = defaultsRuns(r, 'single');
   const single1 = variantRuns(r, 'MICRO_BATCH_SIZE=1', 'single');
   if (single && single1) {
     rows.push([
@@ -1563,8 +1568,7 @@ function findings(r: BenchResults): string[] {
   const out = ['## Findings, and what would close the gaps', ''];
   const bullets: string[] = [];
   const ing = r.ingestion;
-  const defaults = defaultsName(r);
-  const def = defaults ? variantRuns(r, defaults) : undefined;
+  const def = defaultsRuns(r);
   if (ing && def) {
     const wall = def.wallMs / ing.memories;
     const gateway = ing.enqueueOnly.perMemoryMs / wall;
