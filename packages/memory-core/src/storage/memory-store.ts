@@ -43,6 +43,8 @@ export interface StoreStatus {
   tenant_indexes?: number;
   /** Server and extension versions. */
   versions?: Record<string, string>;
+  /** What the operator should act on, e.g. a pgvector release with known faults. */
+  warnings?: string[];
   error?: string;
 }
 

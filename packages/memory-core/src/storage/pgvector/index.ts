@@ -6,4 +6,5 @@ export {
   type MigrationFile,
   type MigrationRunnerOptions,
 } from './migration-runner';
+export { PGVECTOR_RECOMMENDED, pgvectorWarnings } from './pgvector-version';
 export { encodeVectorArray, toVectorSql } from './vector-sql';

@@ -14,6 +14,7 @@ import {
 import type { ListResult, MemoryStats, MemoryStore, Page, StoreStatus, UpsertResult } from '../memory-store';
 import { filterToSql, SqlParams } from './filter-sql';
 import { runMigrations } from './migration-runner';
+import { pgvectorWarnings } from './pgvector-version';
 import { errorMessage, isConnectionError, quoteIdent, toStoreError } from './pg-errors';
 import { checkVector, encodeVector, encodeVectorArray } from './vector-sql';
 
@@ -284,6 +285,10 @@ export class PgvectorMemoryStore implements MemoryStore {
         this.logger,
       );
       this.log.info({ schema: this.schema, applied }, 'pgvector store initialized');
+      const version = await this.pool.query<{ v: string | null }>(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS v",
+      );
+      for (const warning of pgvectorWarnings(version.rows[0]?.v ?? '')) this.log.warn(warning);
     } catch (error) {
       throw toStoreError(error, 'initialize');
     }
@@ -1103,11 +1108,13 @@ export class PgvectorMemoryStore implements MemoryStore {
       const row = info.rows[0]!;
       const versions: Record<string, string> = { postgres: row.server };
       if (row.pgvector) versions.pgvector = row.pgvector;
+      const warnings = row.pgvector ? pgvectorWarnings(row.pgvector) : [];
       if (!row.has_table) {
         return {
           backend: this.backend,
           reachable: true,
           versions,
+          ...(warnings.length ? { warnings } : {}),
           error: `schema "${this.schema}" is not initialized`,
         };
       }
@@ -1128,6 +1135,7 @@ export class PgvectorMemoryStore implements MemoryStore {
         index: this.describeIndex(row.indexdef),
         tenant_indexes: row.tenant_indexes,
         versions,
+        ...(warnings.length ? { warnings } : {}),
       };
     } catch (error) {
       return { backend: this.backend, reachable: false, error: toStoreError(error, 'status').message };
