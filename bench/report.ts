@@ -71,7 +71,13 @@ export function renderReport(r: BenchResults): string {
   const m = env.machine;
   const v = env.versions;
   const machineLine = `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB`;
-  const versionLine = `node ${v.node}, PostgreSQL ${v.postgres} + pgvector ${v.pgvector}, Chroma ${v.chromaServer} (chromadb ${v.chromadbClient}), transformers.js ${v.transformersJs}, onnxruntime-node ${v.onnxruntimeNode}, BullMQ ${v.bullmq}, Redis ${v.redis}`;
+  const versionLineOf = (w: Environment['versions']) =>
+    `node ${w.node}, PostgreSQL ${w.postgres} + pgvector ${w.pgvector}, Chroma ${w.chromaServer} (chromadb ${w.chromadbClient}), transformers.js ${w.transformersJs}, onnxruntime-node ${w.onnxruntimeNode}, BullMQ ${w.bullmq}, Redis ${w.redis}`;
+  /** What an earlier run ran on that this one does not, e.g. `pgvector 0.8.0 (0.8.6 in the last run)`. */
+  const versionChanges = (e: Environment) =>
+    (Object.keys(v) as (keyof Environment['versions'])[])
+      .filter((k) => e.versions[k] !== v[k])
+      .map((k) => `${k} ${e.versions[k]} (${v[k]} in the last run)`);
   const loadOf = (e: Environment) =>
     `load average ${e.loadAtStart.join(' / ')} at start${e.loadAtEnd ? `, ${e.loadAtEnd.join(' / ')} at end` : ''} (1/5/15 min)`;
   const load = loadOf(env);
@@ -85,7 +91,7 @@ export function renderReport(r: BenchResults): string {
     (dataset, settings) => {
       const from = r.merged?.find((m) => m.sections.includes(section))?.from ?? env;
       const when = from === env ? '' : ` (run of ${from.startedAt.slice(0, 16).replace('T', ' ')} UTC)`;
-      return `_Machine: ${machineLine}; ${loadOf(from)}${when}. Versions: ${versionLine}. Dataset: ${dataset}. Settings: ${settings}._`;
+      return `_Machine: ${machineLine}; ${loadOf(from)}${when}. Versions: ${versionLineOf(from.versions)}. Dataset: ${dataset}. Settings: ${settings}._`;
     };
   const context = contextOf(r.options.sections[0] ?? 'embedding');
   const o = r.options;
@@ -105,8 +111,9 @@ export function renderReport(r: BenchResults): string {
   out.push('');
   for (const m of r.merged ?? []) {
     const f = m.from;
+    const changes = versionChanges(f);
     out.push(
-      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the load of the run its figures come from; the machine is the same.`,
+      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the load and versions of the run its figures come from; the machine is the same${changes.length ? `, and that run had ${changes.join(', ')}` : ''}.`,
     );
     out.push('');
   }

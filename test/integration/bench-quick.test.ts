@@ -15,7 +15,7 @@ import { IngestJobEvents } from '../../bench/lib/job-events';
 import { servers } from '../../bench/lib/paths';
 import { sleep } from '../../bench/lib/stats';
 import { parseServerTiming, post, uniqueName } from '../../bench/lib/stack';
-import { REPORT_SECTIONS, type BenchResults } from '../../bench/report';
+import { REPORT_SECTIONS, renderReport, type BenchResults } from '../../bench/report';
 
 // The benchmark harness in quick mode at tiny sizes, for correctness only: every section runs against
 // the real services and servers and the report has every part. No timing is asserted, ever.
@@ -77,6 +77,31 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(results.environment.code?.commit).toBe(head);
     expect(report).toContain(`Code: commit ${head}`);
     expect(JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8'))).toHaveProperty('search');
+  });
+
+  it("gives a section kept from an earlier run that run's versions, and says what changed since", () => {
+    const env = results.environment;
+    const earlier = { ...env, versions: { ...env.versions, pgvector: '0.0.1-earlier' } };
+    const merged = renderReport({
+      ...results,
+      merged: [{ from: earlier, sections: ['migration'], durationS: 60 }],
+    });
+    expect(merged).toContain(
+      `Section migration is from an earlier run of ${env.startedAt.slice(0, 16).replace('T', ' ')} UTC`,
+    );
+    expect(merged).toContain(
+      `that run had pgvector 0.0.1-earlier (${env.versions.pgvector} in the last run).`,
+    );
+    const migration = merged.slice(merged.indexOf('## 5. Migration'), merged.indexOf('## 6. Memory'));
+    expect(migration).toContain('+ pgvector 0.0.1-earlier,');
+    const ingestion = merged.slice(merged.indexOf('## 2. Ingestion'), merged.indexOf('## 3. Single'));
+    expect(ingestion).toContain(`+ pgvector ${env.versions.pgvector},`);
+    // Nothing changed: nothing said.
+    const same = renderReport({
+      ...results,
+      merged: [{ from: env, sections: ['migration'], durationS: 60 }],
+    });
+    expect(same).not.toContain('that run had');
   });
 
   it('measures the raw pipeline for both dtypes and every batch size', () => {
