@@ -1209,6 +1209,10 @@ function tuningNotes(r: BenchResults): string[] {
           'the micro-batcher waits for companions only while the worker is busy (below)',
           '`services/embedding-worker/src/micro-batcher.ts`',
         ],
+        [
+          'pgvector 0.8.0 → 0.8.6, for its fixes (HNSW index corruption, and insert errors, while VACUUM cleans the graph after deletes), not for speed (below)',
+          '`infra/local/up`',
+        ],
       ],
     ),
   );
@@ -1267,6 +1271,11 @@ function tuningNotes(r: BenchResults): string[] {
           '693-724 texts/s, cores busy 1.66-1.70 of 2',
           '692-913 texts/s, 1.87-1.93 of 2',
         ],
+        [
+          "pgvector 0.8.0 → 0.8.6, both Debian's builds (the library swapped under the same graph of 100k search-set vectors, 2,048 new rows in inserts of 64, the CPU of PostgreSQL's backend per row, 3 alternating rounds)",
+          '3.35, 3.15, 3.25 ms',
+          '3.27, 3.40, 3.05: the same',
+        ],
       ],
     ),
   );
@@ -1276,6 +1285,7 @@ function tuningNotes(r: BenchResults): string[] {
     '',
     "- `HNSW_TENANT_EF_SEARCH` 200 against 100, through the search service at 1M (the user's own graph, query embedded, two services side by side, 4 alternating rounds of the 200 queries on a table just loaded and vacuumed): p50 14.6-15.8 → 10.9-13.5 ms; p99 per round 20.7-22.6 → 19.6-20.2 ms in three rounds and 37.6 in the fourth (pooled over 800: 22.4 → 25.7 ms); recall 0.983 → 0.964 in the store-level sweep. Faster at the median, no steadier at p99, and less recall, so 200 stays.",
     '- In a run like it, query embedded against query cached: pooled p50 14.3 vs 10.3 ms, p99 27.3 vs 21.8 ms, p99 per round 20.7-32.5 vs 15.1-27.3 ms.',
+    "- Debian's portable build of pgvector against one for this CPU (`-march=native`), in the same rounds as the version change above: 2.96, 3.42, 2.89 ms per row. No clear gain: pgvector already picks F16C instructions for `halfvec` distances at run time. A CPU profile of the backend during those inserts (`perf`) puts 22% in `halfvec` distances, 17% in loading graph elements, 16% in buffer-mapping lookups and 10% in detoasting them: a graph insert reads hundreds of neighbours' pages, which no build flag changes.",
     '',
     "### A search's path through PostgreSQL",
     '',
