@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Client, Pool } from 'pg';
+import { Client, Pool, type QueryResultRow } from 'pg';
 import {
   parseWhere,
   createLogger,
@@ -19,18 +19,23 @@ import { createTestSchema, repoRoot, seededRandom, servers } from '../setup/serv
 const logger = createLogger({ service: 'pgvector-store-test', level: 'silent' });
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-/** The pgvector library the server has installed (infra/local/up builds it; databases follow it). */
-async function pgvectorOnServer(): Promise<string> {
+/** One statement on a connection of its own, outside the store under test. */
+async function queryOnce<R extends QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
   const client = new Client({ connectionString: servers.databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ v: string }>(
-      "SELECT default_version AS v FROM pg_available_extensions WHERE name = 'vector'",
-    );
-    return rows[0]!.v;
+    return (await client.query<R>(text, values)).rows;
   } finally {
     await client.end();
   }
+}
+
+/** The pgvector library the server has installed (infra/local/up builds it; databases follow it). */
+async function pgvectorOnServer(): Promise<string> {
+  const [row] = await queryOnce<{ v: string }>(
+    "SELECT default_version AS v FROM pg_available_extensions WHERE name = 'vector'",
+  );
+  return row!.v;
 }
 
 function record(userId: string, content: string, extra: Partial<MemoryRecord> = {}): MemoryRecord {
@@ -220,17 +225,11 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
 
   it('drops the HNSW index for a bulk load and builds it again exactly as the migrations define it', async () => {
     const definition = async () => {
-      const client = new Client({ connectionString: servers.databaseUrl });
-      await client.connect();
-      try {
-        const result = await client.query<{ indexdef: string | null }>(
-          `SELECT (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'memories_embedding_hnsw_idx') AS indexdef`,
-          [schema.schema],
-        );
-        return result.rows[0]!.indexdef;
-      } finally {
-        await client.end();
-      }
+      const [row] = await queryOnce<{ indexdef: string | null }>(
+        `SELECT (SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'memories_embedding_hnsw_idx') AS indexdef`,
+        [schema.schema],
+      );
+      return row!.indexdef;
     };
     const migrated = await definition();
     expect(migrated).toMatch(/halfvec_cosine_ops/);
@@ -259,10 +258,7 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
       const exact = await store.status();
       expect(exact.memory_count_estimated).toBeUndefined();
       expect(exact.memory_count).toBeGreaterThan(2);
-      const client = new Client({ connectionString: servers.databaseUrl });
-      await client.connect();
-      await client.query(`ANALYZE "${schema.schema}".memories`);
-      await client.end();
+      await queryOnce(`ANALYZE "${schema.schema}".memories`);
       const status = await limited.status();
       expect(status.memory_count_estimated).toBe(true);
       // ANALYZE reads every row of a small table: its estimate is the count.
