@@ -286,6 +286,73 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
   });
 });
 
+describe('PgvectorMemoryStore named statements', () => {
+  let first: { schema: string; drop: () => Promise<void> };
+  let second: { schema: string; drop: () => Promise<void> };
+  // One connection, so that every statement below runs where the ones before were prepared.
+  let pool: Pool;
+
+  beforeAll(async () => {
+    first = await createTestSchema('named_a');
+    second = await createTestSchema('named_b');
+    pool = new Pool({ connectionString: servers.databaseUrl, max: 1 });
+  });
+  afterAll(async () => {
+    await pool.end();
+    await first.drop();
+    await second.drop();
+  });
+
+  const prepared = async () =>
+    (await pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name')).rows.map(
+      (r) => r.name,
+    );
+
+  it('prepares a write once per connection and runs it again by name', async () => {
+    const store = new PgvectorMemoryStore({ pool, schema: first.schema }, logger);
+    await store.initialize();
+    await store.upsert([record('u-named', 'first write', { session_id: 's', project: 'p' })]);
+    const afterFirst = await prepared();
+    // users, projects (insert and ids), sessions, the lookup and the insert.
+    expect(afterFirst.filter((name) => name.startsWith('ms_'))).toHaveLength(6);
+    await store.upsert([record('u-named', 'second write', { session_id: 's', project: 'p' })]);
+    await store.upsert([record('u-named', 'third write', { session_id: 's2', project: 'p2' })]);
+    expect(await prepared()).toEqual(afterFirst);
+    expect((await store.list({ user_id: 'u-named' }, { limit: 10, offset: 0 })).total).toBe(3);
+  });
+
+  it('stores of two schemas on one connection each write and read their own tables', async () => {
+    const a = new PgvectorMemoryStore({ pool, schema: first.schema }, logger);
+    const b = new PgvectorMemoryStore({ pool, schema: second.schema }, logger);
+    await b.initialize();
+    const inA = record('u-two', 'kept in the first schema');
+    const inB = record('u-two', 'kept in the second schema');
+    await a.upsert([inA]);
+    await b.upsert([inB]);
+    expect((await a.get('u-two', inA.id))?.content).toBe('kept in the first schema');
+    expect(await a.get('u-two', inB.id)).toBeNull();
+    expect((await b.get('u-two', inB.id))?.content).toBe('kept in the second schema');
+    expect(await b.get('u-two', inA.id)).toBeNull();
+    expect((await b.findByIds([inA.id, inB.id])).map((r) => r.id)).toEqual([inB.id]);
+  });
+
+  it('statements prepared before the HNSW index is dropped and built again keep working', async () => {
+    const store = new PgvectorMemoryStore({ pool, schema: first.schema }, logger);
+    const before = record('u-rebuilt', 'written before the index was dropped');
+    await store.upsert([before]);
+    expect(await store.dropVectorIndex()).toBe(true);
+    const during = record('u-rebuilt', 'written without the index');
+    await store.upsert([during]);
+    expect(await store.buildVectorIndex()).toBeGreaterThan(0);
+    const after = record('u-rebuilt', 'written after the index was built');
+    await store.upsert([after]);
+    for (const r of [before, during, after])
+      expect((await store.get('u-rebuilt', r.id))?.content).toBe(r.content);
+    expect(await store.delete('u-rebuilt', during.id)).toBe(true);
+    expect((await store.list({ user_id: 'u-rebuilt' }, { limit: 10, offset: 0 })).total).toBe(2);
+  });
+});
+
 describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
   let schema: { schema: string; drop: () => Promise<void> };
   let store: PgvectorMemoryStore;
