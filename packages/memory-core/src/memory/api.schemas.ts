@@ -6,6 +6,7 @@ import {
   MemoryLimits,
   Metadata,
   MetadataValue,
+  refuseProtoKey,
   ScopeValue,
 } from './memory.schemas';
 
@@ -39,9 +40,9 @@ export const SearchRequest = z.strictObject({
   project: ScopeValue.optional(),
   content_type: ContentType.optional(),
   /** The seed's plain filter: `{key: value}` means `$eq` on each key. */
-  metadata_filter: z.record(z.string(), MetadataValue).optional(),
+  metadata_filter: refuseProtoKey(z.record(z.string(), MetadataValue), 'metadata_filter').optional(),
   /** Chroma-style filter with `$eq $ne $gt $gte $lt $lte $in $nin $and $or`. */
-  where: z.record(z.string(), z.unknown()).optional(),
+  where: refuseProtoKey(z.record(z.string(), z.unknown()), 'where').optional(),
 });
 export type SearchRequest = z.output<typeof SearchRequest>;
 

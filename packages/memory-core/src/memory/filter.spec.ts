@@ -47,6 +47,9 @@ describe('parseWhere', () => {
     [{ mood: null }, /string, number or boolean/],
     [{ mood: { a: { b: 1 } } }, /unknown operator "a"/],
     [{}, /must not be empty/],
+    [{ mood: 'lone \ud800' }, /unpaired UTF-16 surrogate/],
+    [{ mood: { $in: ['ok', '\udc00'] } }, /unpaired UTF-16 surrogate/],
+    [JSON.parse('{"$or":[{"__proto__":"v"},{"k":1}]}'), /"__proto__" is not a valid field name/],
   ])('rejects %j', (where, message) => {
     let error: unknown;
     try {

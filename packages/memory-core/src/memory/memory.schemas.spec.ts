@@ -32,10 +32,32 @@ describe('MemoryInput', () => {
     [{ content: 'x', session_id: '' }, 'session_id'],
     [{ content: 'x', content_type: 'two words' }, 'content_type'],
     [{ content: 'x', extra: 1 }, ''],
+    [{ content: 'lone \ud800' }, 'content'],
+    [{ content: '\udc00 first' }, 'content'],
+    [{ content: 'x', metadata: { k: 'pair reversed \udc00\ud800' } }, 'metadata.k'],
+    [{ content: 'x', session_type: 'high \udbff' }, 'session_type'],
+    [{ content: 'x', session_id: '.' }, 'session_id'],
+    [{ content: 'x', project: '..' }, 'project'],
+    [JSON.parse('{"content":"x","metadata":{"__proto__":"v","a":1}}'), 'metadata.__proto__'],
   ])('rejects %j at %s', (input, path) => {
     const result = MemoryInput.safeParse(input);
     expect(result.success).toBe(false);
     expect(result.error!.issues.map((i) => i.path.join('.'))).toContain(path);
+  });
+
+  it('keeps surrogate pairs, and names with dots that are not a whole "." or ".."', () => {
+    const parsed = MemoryInput.parse({
+      content: 'an emoji \ud83d\ude00 whole',
+      session_id: '...',
+      project: '.hidden',
+      metadata: { mood: '\u{1F600}', proto: '__proto__' },
+    });
+    expect(parsed).toMatchObject({
+      content: 'an emoji 😀 whole',
+      session_id: '...',
+      project: '.hidden',
+      metadata: { mood: '😀', proto: '__proto__' },
+    });
   });
 });
 

@@ -42,9 +42,43 @@ export const RESERVED_METADATA_KEYS = new Set<string>([
 /** Letters, digits, `_ . -`; starts with a letter or underscore. Safe as a JSON path key in SQL. */
 export const METADATA_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
-/** PostgreSQL text cannot hold NUL, so no string the service stores may contain it. */
-const hasNoNul = (value: string) => !value.includes('\u0000');
-const noNul = (what: string) => ({ message: `${what} must not contain the NUL character` });
+/** An unpaired UTF-16 surrogate, which JSON can carry (`"\ud800"`) and UTF-8 cannot. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Whether the stores can keep a string as it was sent. PostgreSQL text cannot hold NUL; an unpaired
+ * surrogate has no UTF-8 form, so PostgreSQL would keep U+FFFD in its place (or refuse it inside
+ * JSON) and Chroma refuses it: both are refused at the door instead.
+ */
+export function isStorableText(value: string): boolean {
+  return !value.includes('\u0000') && !LONE_SURROGATE.test(value);
+}
+const storable = (what: string) => ({
+  message: `${what} must not contain the NUL character or an unpaired UTF-16 surrogate`,
+});
+
+/**
+ * JSON.parse makes `"__proto__"` an ordinary key, which zod's records leave out of their output
+ * without a word: the key would vanish from stored metadata, and a filter on it would match
+ * everything. Refused instead.
+ */
+export function refuseProtoKey<T extends z.ZodType>(schema: T, what: string) {
+  return z
+    .unknown()
+    .superRefine((value, ctx) => {
+      if (
+        value !== null &&
+        typeof value === 'object' &&
+        Object.prototype.hasOwnProperty.call(value, '__proto__')
+      )
+        ctx.addIssue({
+          code: 'custom',
+          message: `"__proto__" is not allowed as a ${what} key`,
+          path: ['__proto__'],
+        });
+    })
+    .pipe(schema);
+}
 
 export const ScopeValue = z
   .union([z.string(), z.number().int().nonnegative()])
@@ -52,14 +86,16 @@ export const ScopeValue = z
   .pipe(
     z
       .string()
-      .refine(hasNoNul, noNul('scope values'))
+      .refine(isStorableText, storable('scope values'))
       .min(1, 'must not be empty')
+      // A URL path cannot carry them (`/api/memory/session/..` is the parent path): never listable.
+      .refine((v) => v !== '.' && v !== '..', { message: 'must not be "." or ".."' })
       .max(MemoryLimits.scopeValueMaxChars, `must be at most ${MemoryLimits.scopeValueMaxChars} characters`),
   );
 
 export const MetadataValue = z.union(
   [
-    z.string().max(MemoryLimits.metadataStringMaxChars).refine(hasNoNul, noNul('metadata values')),
+    z.string().max(MemoryLimits.metadataStringMaxChars).refine(isStorableText, storable('metadata values')),
     z.number().finite(),
     z.boolean(),
   ],
@@ -80,25 +116,28 @@ export const MetadataKey = z
   .refine((k) => !RESERVED_METADATA_KEYS.has(k), { message: 'this metadata key is reserved' });
 
 /** A flat JSON object of string, number and boolean values. */
-export const Metadata = z
-  .record(MetadataKey, MetadataValue, {
-    error: (issue) =>
-      issue.code === 'invalid_type' && issue.expected === 'record'
-        ? 'metadata must be an object of string, number or boolean values'
-        : undefined,
-  })
-  .refine((m) => Object.keys(m).length <= MemoryLimits.metadataMaxKeys, {
-    message: `metadata has at most ${MemoryLimits.metadataMaxKeys} keys`,
-  })
-  .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= MemoryLimits.metadataMaxBytes, {
-    message: `metadata is at most ${MemoryLimits.metadataMaxBytes} bytes as JSON`,
-  });
+export const Metadata = refuseProtoKey(
+  z
+    .record(MetadataKey, MetadataValue, {
+      error: (issue) =>
+        issue.code === 'invalid_type' && issue.expected === 'record'
+          ? 'metadata must be an object of string, number or boolean values'
+          : undefined,
+    })
+    .refine((m) => Object.keys(m).length <= MemoryLimits.metadataMaxKeys, {
+      message: `metadata has at most ${MemoryLimits.metadataMaxKeys} keys`,
+    })
+    .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= MemoryLimits.metadataMaxBytes, {
+      message: `metadata is at most ${MemoryLimits.metadataMaxBytes} bytes as JSON`,
+    }),
+  'metadata',
+);
 export type Metadata = z.infer<typeof Metadata>;
 
 export const Content = z
   .string({ error: 'content must be a string' })
   .max(MemoryLimits.contentMaxChars, `content is at most ${MemoryLimits.contentMaxChars} characters`)
-  .refine(hasNoNul, noNul('content'))
+  .refine(isStorableText, storable('content'))
   .refine((c) => c.trim().length > 0, { message: 'content must not be empty or whitespace only' });
 
 export const ContentType = z
