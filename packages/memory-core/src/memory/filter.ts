@@ -6,6 +6,7 @@ import {
   RESERVED_METADATA_KEYS,
   SCOPE_FIELDS,
   type ScopeField,
+  unstorableText,
 } from './memory.schemas';
 
 /**
@@ -59,11 +60,7 @@ function isScalar(value: unknown): value is Scalar {
 
 function parseField(field: string, path: string): string {
   if (isScopeField(field)) return field;
-  if (
-    field.length > MemoryLimits.metadataKeyMaxChars ||
-    !METADATA_KEY_PATTERN.test(field) ||
-    field === '__proto__'
-  ) {
+  if (field.length > MemoryLimits.metadataKeyMaxChars || !METADATA_KEY_PATTERN.test(field)) {
     invalid(`"${field}" is not a valid field name`, path);
   }
   if (RESERVED_METADATA_KEYS.has(field)) invalid(`"${field}" cannot be filtered on`, path);
@@ -74,8 +71,7 @@ function parseValue(field: string, op: ComparisonOperator, value: unknown, path:
   const scope = isScopeField(field);
   const one = (v: unknown): Scalar => {
     if (!isScalar(v)) invalid(`${op} takes a string, number or boolean`, path);
-    if (typeof v === 'string' && !isStorableText(v))
-      invalid('filter values must not contain the NUL character or an unpaired UTF-16 surrogate', path);
+    if (typeof v === 'string' && !isStorableText(v)) invalid(unstorableText('filter values'), path);
     if (scope) {
       if (typeof v === 'boolean') invalid(`${field} is a string field`, path);
       return String(v);

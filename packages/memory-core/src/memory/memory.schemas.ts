@@ -39,8 +39,11 @@ export const RESERVED_METADATA_KEYS = new Set<string>([
   'id',
 ]);
 
-/** Letters, digits, `_ . -`; starts with a letter or underscore. Safe as a JSON path key in SQL. */
-export const METADATA_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+/**
+ * Letters, digits, `_ . -`; starts with a letter or underscore. Safe as a JSON path key in SQL. Not
+ * `__proto__`, which a JavaScript object cannot hold as a plain key (`refuseProtoKey`).
+ */
+export const METADATA_KEY_PATTERN = /^(?!__proto__$)[A-Za-z_][A-Za-z0-9_.-]*$/;
 
 /** An unpaired UTF-16 surrogate, which JSON can carry (`"\ud800"`) and UTF-8 cannot. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -53,9 +56,10 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 export function isStorableText(value: string): boolean {
   return !value.includes('\u0000') && !LONE_SURROGATE.test(value);
 }
-const storable = (what: string) => ({
-  message: `${what} must not contain the NUL character or an unpaired UTF-16 surrogate`,
-});
+/** What `isStorableText` refuses, said of `what`. */
+export const unstorableText = (what: string) =>
+  `${what} must not contain the NUL character or an unpaired UTF-16 surrogate`;
+const storable = (what: string) => ({ message: unstorableText(what) });
 
 /**
  * JSON.parse makes `"__proto__"` an ordinary key, which zod's records leave out of their output
