@@ -1,5 +1,7 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
-import { createTestSchema } from '../setup/servers';
+import { Redis } from 'ioredis';
+import { Tombstones } from 'memory-core';
+import { createTestSchema, servers } from '../setup/servers';
 import { parseServerTiming } from '../../bench/lib/stack';
 import { createStack, waitForJob, type Stack } from '../setup/service-processes';
 
@@ -543,6 +545,52 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     expect(body.status).toBe('stored');
     expect(stack.services.worker.logs).toContain(`"requestId":"${requestId}"`);
     expect(stack.services.worker.logs).not.toContain('traced memory');
+  });
+
+  it('deletes one memory of a batch still in the queue, and stores the others', async () => {
+    await stack.services.worker.stop();
+    let batch: { memory_ids: string[]; job_id: string };
+    try {
+      const { status, body } = await stack.call('POST', '/api/memory/store/batch', {
+        memories: ['kept first', 'deleted from its batch', 'kept last'].map((content) => ({
+          content,
+          session_id: 'batch-race',
+        })),
+      });
+      expect(status).toBe(202);
+      batch = body;
+      const deleted = await stack.call('DELETE', `/api/memory/${batch.memory_ids[1]}`);
+      expect(deleted.status).toBe(200);
+      // Deleted already: a second delete finds nothing.
+      expect((await stack.call('DELETE', `/api/memory/${batch.memory_ids[1]}`)).status).toBe(404);
+    } finally {
+      await stack.services.worker.start();
+    }
+    const job = await waitForJob(stack, batch.job_id);
+    expect(job.result.memories.map((m: { status: string }) => m.status)).toEqual([
+      'created',
+      'deleted',
+      'created',
+    ]);
+    const listed = await stack.call('GET', '/api/memory/session/batch-race');
+    expect(listed.body.memories.map((m: { content: string }) => m.content).sort()).toEqual([
+      'kept first',
+      'kept last',
+    ]);
+    // The worker forgets which batch held them once it has completed (a completed event, just after).
+    const redis = new Redis(servers.redisUrl);
+    try {
+      const tombstones = new Tombstones(redis, stack.queuePrefix);
+      const deadline = Date.now() + 10_000;
+      while ((await tombstones.batchOf(batch.memory_ids[0]!)) !== null && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(await tombstones.batchOf(batch.memory_ids[0]!)).toBeNull();
+    } finally {
+      await redis.quit();
+    }
+    // Once the batch has completed, its memories are deleted from the store as any other.
+    expect((await stack.call('DELETE', `/api/memory/${batch.memory_ids[2]}`)).status).toBe(200);
+    expect((await stack.call('GET', `/api/memory/${batch.memory_ids[2]}`)).status).toBe(404);
   });
 
   it('lets a delete win over a store job still in the queue', async () => {

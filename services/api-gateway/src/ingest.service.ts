@@ -22,6 +22,9 @@ import {
   type Tombstones,
 } from 'memory-core';
 
+/** Job states in which a store job may still write its memories. */
+const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'active']);
+
 /** Namespace of ids derived from Idempotency-Keys (uuid v5). */
 const IDEMPOTENCY_NAMESPACE = '6f1c2a8e-7d3b-4c59-9a0e-3b8f4d2e1a77';
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -122,7 +125,13 @@ export class IngestService {
       request_id: caller.requestId,
       memories,
     });
-    const job = await this.add(JobName.StoreMemoryBatch, payload, jobIds.storeBatch(batchId));
+    const jobId = jobIds.storeBatch(batchId);
+    // Before the job exists: a delete of one of these memories must find the job from then on.
+    await this.tombstones.noteBatchMembers(
+      jobId,
+      memories.map((m) => m.id),
+    );
+    const job = await this.add(JobName.StoreMemoryBatch, payload, jobId);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
     return { memoryIds: memories.map((m) => m.id), job };
   }
@@ -173,24 +182,47 @@ export class IngestService {
 
   /**
    * Deletes one memory. The tombstone goes first, so a store job still queued (or running right now)
-   * drops the memory or removes it just after writing it.
+   * drops the memory or removes it just after writing it; such a delete answers `true` although the
+   * store never held the memory.
    */
   async deleteOne(id: string, caller: Caller): Promise<boolean> {
-    await this.tombstones.markMemoryDeleted(id);
-    const found = await this.queues.ingest.getJob(jobIds.storeMemory(id)).catch(() => undefined);
+    const batchJobId = await this.tombstones.batchOf(id);
+    const jobId = batchJobId ?? jobIds.storeMemory(id);
+    const found = await this.queues.ingest.getJob(jobId).catch(() => undefined);
     // Only the caller's own queued memory counts (the tombstone alone never exposes another user's).
     const job =
       (found?.data as { user_id?: string } | undefined)?.user_id === caller.userId ? found : undefined;
-    const state = job ? await job.getState().catch(() => 'unknown') : 'none';
-    const pending = ['waiting', 'delayed', 'prioritized', 'waiting-children', 'active'].includes(state);
-    // A job not yet taken is removed; one running now sees the tombstone.
-    if (job && state !== 'active' && pending) await job.remove().catch(() => undefined);
-    const deleted = await this.store.delete(caller.userId, id);
+    const stateOf = async () => (job ? await job.getState().catch(() => 'unknown') : 'none');
+    const before = await stateOf();
+    const first = await this.tombstones.markMemoryDeleted(caller.userId, id);
+    const state = await stateOf();
+    const pending = PENDING_STATES.has(state);
+    // A single store not yet taken is removed; one running now, or a batch, sees the tombstone.
+    if (job && batchJobId === null && state !== 'active' && pending)
+      await job.remove().catch(() => undefined);
+    // A repeated delete of a memory still queued finds the first one's tombstone: it is already gone.
+    const deleted = (await this.store.delete(caller.userId, id)) || (pending && first);
+    // A job that completed between the two state reads may have dropped the memory for this delete's
+    // tombstone: it did when its result says so and no earlier delete had left one.
+    const droppedForThis =
+      !deleted &&
+      first &&
+      PENDING_STATES.has(before) &&
+      state === 'completed' &&
+      (await this.droppedByJob(jobId, id));
     this.logger.info(
-      { requestId: caller.requestId, memoryId: id, deleted, jobState: state },
+      { requestId: caller.requestId, memoryId: id, deleted: deleted || droppedForThis, jobState: state },
       'memory deleted',
     );
-    return deleted || pending;
+    return deleted || droppedForThis;
+  }
+
+  /** Whether the completed job `jobId` dropped memory `id` because a delete had covered it. */
+  private async droppedByJob(jobId: string, id: string): Promise<boolean> {
+    // Read again: the job seen before it completed carries no result.
+    const job = await this.queues.ingest.getJob(jobId).catch(() => undefined);
+    const result = job?.returnvalue as StoreJobResult | null | undefined;
+    return result?.memories.some((m) => m.requested_id === id && m.status === 'deleted') ?? false;
   }
 
   async deleteSession(sessionId: string, caller: Caller): Promise<number> {

@@ -192,7 +192,7 @@ export function openApiDocument() {
           },
         },
         delete: {
-          summary: 'Delete one memory (wins over its store job if still queued)',
+          summary: 'Delete one memory (wins over its store job, single or batch, if still queued or running)',
           parameters: [uuidParam('id')],
           responses: {
             '200': { description: 'Deleted', content: anyObject },

@@ -3,6 +3,7 @@ import {
   closeServer,
   createMetrics,
   exitOnStartupError,
+  JobName,
   listen,
   loadEmbedder,
   metricsRoute,
@@ -27,10 +28,11 @@ void startService(
     const metrics = createMetrics('embedding-worker');
     const embedder = await loadEmbedder(config, registry);
     const { store } = await openStore(config, registry, logger);
+    const tombstones = new Tombstones(redis, config.QUEUE_PREFIX);
     const batcher = new MicroBatcher(
       embedder,
       store,
-      new Tombstones(redis, config.QUEUE_PREFIX),
+      tombstones,
       metrics,
       logger.child({ module: 'micro-batcher' }),
       { maxBatch: config.MICRO_BATCH_SIZE, waitMs: config.MICRO_BATCH_WAIT_MS },
@@ -47,6 +49,16 @@ void startService(
       metrics,
       logger,
     );
+    // Once a batch has completed, a delete of its memories no longer needs to find the job.
+    worker.on('completed', (job) => {
+      if (job.name !== JobName.StoreMemoryBatch) return;
+      const ids = (job.data as { memories: { id: string }[] }).memories.map((m) => m.id);
+      tombstones
+        .forgetBatchMembers(ids)
+        .catch((error: unknown) =>
+          logger.warn({ jobId: job.id, err: (error as Error).message }, 'batch members not forgotten'),
+        );
+    });
     // Aborted on shutdown: a running migration pauses at its next batch and resumes later.
     const stopping = new AbortController();
     const migration = createMigration(

@@ -23,16 +23,47 @@ export class Tombstones {
     private readonly prefix: string,
   ) {}
 
-  private memoryKey(id: string) {
-    return `${this.prefix}:tombstone:memory:${id}`;
+  /** Per user: a delete by one user never drops another user's memory, whatever the id. */
+  private memoryKey(userId: string, id: string) {
+    return `${this.prefix}:tombstone:memory:${userId}:${id}`;
   }
 
   private sessionKey(userId: string, sessionId: string) {
     return `${this.prefix}:tombstone:session:${userId}:${sessionId}`;
   }
 
-  async markMemoryDeleted(id: string): Promise<void> {
-    await this.run(() => this.redis.set(this.memoryKey(id), '1', 'EX', TOMBSTONE_TTL_SECONDS));
+  private batchKey(id: string) {
+    return `${this.prefix}:batch-of:memory:${id}`;
+  }
+
+  /** Marks a memory of `userId` deleted; `true` when no earlier delete of it had. */
+  async markMemoryDeleted(userId: string, id: string): Promise<boolean> {
+    const previous = await this.run(() =>
+      this.redis.set(this.memoryKey(userId, id), '1', 'EX', TOMBSTONE_TTL_SECONDS, 'GET'),
+    );
+    return previous === null;
+  }
+
+  /** The batch job that holds memory `id`, while that job has not completed. */
+  batchOf(id: string): Promise<string | null> {
+    return this.run(() => this.redis.get(this.batchKey(id)));
+  }
+
+  /**
+   * Records which batch job holds each memory, until that job completes: a memory's own id leads to
+   * its job only for single stores (the job id derives from it), so a delete needs this for batches.
+   */
+  async noteBatchMembers(jobId: string, memoryIds: string[]): Promise<void> {
+    if (memoryIds.length === 0) return;
+    const pipeline = this.redis.multi();
+    for (const id of memoryIds) pipeline.set(this.batchKey(id), jobId, 'EX', TOMBSTONE_TTL_SECONDS);
+    await this.run(() => pipeline.exec());
+  }
+
+  /** Forgets the batch job of these memories: called once the job has completed. */
+  async forgetBatchMembers(memoryIds: string[]): Promise<void> {
+    if (memoryIds.length === 0) return;
+    await this.run(() => this.redis.del(...memoryIds.map((id) => this.batchKey(id))));
   }
 
   async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {
@@ -45,8 +76,8 @@ export class Tombstones {
   async deletedAmong(candidates: TombstoneCandidate[]): Promise<Set<string>> {
     if (candidates.length === 0) return new Set();
     const keys = candidates.flatMap((c) => [
-      this.memoryKey(c.id),
-      c.session_id === null ? this.memoryKey(c.id) : this.sessionKey(c.user_id, c.session_id),
+      this.memoryKey(c.user_id, c.id),
+      c.session_id === null ? this.memoryKey(c.user_id, c.id) : this.sessionKey(c.user_id, c.session_id),
     ]);
     const values = await this.run(() => this.redis.mget(keys));
     const deleted = new Set<string>();

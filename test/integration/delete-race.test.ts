@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import {
+  PgvectorMemoryStore,
+  QueueName,
+  Tombstones,
+  defaultJobOptions,
+  MemoryInput,
+  validate,
+  type StoreJobResult,
+} from 'memory-core';
+import { IngestService } from '../../services/api-gateway/src/ingest.service';
+import { createTestSchema, servers, uniqueName } from '../setup/servers';
+
+const logger = pino({ level: 'silent' });
+
+/** Tombstones that run `between` right after a delete's tombstone is set, once. */
+class InterleavedTombstones extends Tombstones {
+  between: (() => Promise<unknown>) | undefined;
+
+  override async markMemoryDeleted(userId: string, id: string): Promise<boolean> {
+    const first = await super.markMemoryDeleted(userId, id);
+    const between = this.between;
+    this.between = undefined;
+    await between?.();
+    return first;
+  }
+}
+
+/**
+ * A delete races the store job of its memory: the gateway's IngestService against a real queue in
+ * Redis and a real PostgreSQL store. The test plays the worker by hand, so that a job completes at an
+ * exact point of the delete.
+ */
+describe('a delete racing its store job', () => {
+  let schema: { schema: string; drop: () => Promise<void> };
+  let store: PgvectorMemoryStore;
+  let connection: Redis;
+  let queue: Queue;
+  let events: QueueEvents;
+  let worker: Worker;
+  let tombstones: InterleavedTombstones;
+  let service: IngestService;
+  const prefix = `{${uniqueName('delrace')}}`;
+  const caller = { userId: 'racer', requestId: 'r-1' };
+
+  beforeAll(async () => {
+    schema = await createTestSchema('delrace');
+    store = new PgvectorMemoryStore({ connectionString: servers.databaseUrl, schema: schema.schema }, logger);
+    await store.initialize();
+    connection = new Redis(servers.redisUrl, { maxRetriesPerRequest: null });
+    queue = new Queue(QueueName.Ingest, { connection, prefix, defaultJobOptions });
+    events = new QueueEvents(QueueName.Ingest, { connection: { url: servers.redisUrl }, prefix });
+    worker = new Worker(QueueName.Ingest, null, { connection: { url: servers.redisUrl }, prefix });
+    tombstones = new InterleavedTombstones(connection, prefix);
+    service = new IngestService(
+      { ingest: queue, all: [queue] },
+      events,
+      connection,
+      prefix,
+      store,
+      tombstones,
+      logger,
+    );
+  });
+  afterAll(async () => {
+    await Promise.all([worker.close(), events.close()]);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await Promise.all([store.close(), connection.quit()]);
+    await schema.drop();
+  });
+
+  const input = (content: string) => validate(MemoryInput, { content, session_id: 's' });
+
+  /** Takes the next job as the worker would; returns it with the lock token it needs. */
+  async function take(): Promise<{ job: Job; token: string }> {
+    const token = randomUUID();
+    const job = (await worker.getNextJob(token)) as Job;
+    expect(job).toBeDefined();
+    return { job, token };
+  }
+
+  /** Completes a taken job with the result a worker gives when a tombstone dropped these ids. */
+  function completeAsDropped(taken: { job: Job; token: string }, ids: string[]) {
+    const result: StoreJobResult = {
+      memories: ids.map((id) => ({ requested_id: id, id, status: 'deleted' })),
+    };
+    return taken.job.moveToCompleted(result, taken.token, false);
+  }
+
+  it('answers deleted when the job completes, dropping the memory, while the delete runs', async () => {
+    const { memoryId } = await service.storeOne(input('dropped while the delete ran'), caller);
+    const taken = await take();
+    tombstones.between = () => completeAsDropped(taken, [memoryId]);
+    expect(await service.deleteOne(memoryId, caller)).toBe(true);
+    expect(await queue.getJobState(taken.job.id!)).toBe('completed');
+    // Deleting it again finds nothing: the first delete took it.
+    expect(await service.deleteOne(memoryId, caller)).toBe(false);
+  });
+
+  it('answers not found when an earlier delete had already dropped it', async () => {
+    const { memoryId } = await service.storeOne(input('deleted twice'), caller);
+    const taken = await take();
+    expect(await service.deleteOne(memoryId, caller)).toBe(true);
+    tombstones.between = () => completeAsDropped(taken, [memoryId]);
+    expect(await service.deleteOne(memoryId, caller)).toBe(false);
+  });
+
+  it('answers not found when the job had completed, dropping it for another delete, before', async () => {
+    const { memoryId } = await service.storeOne(input('dropped for its session'), caller);
+    await completeAsDropped(await take(), [memoryId]);
+    expect(await service.deleteOne(memoryId, caller)).toBe(false);
+  });
+
+  it("deletes one memory of a batch still queued, and leaves the batch's others", async () => {
+    const { memoryIds, job } = await service.storeBatch(
+      [input('batch one'), input('batch two'), input('batch three')],
+      caller,
+    );
+    expect(await service.deleteOne(memoryIds[1]!, caller)).toBe(true);
+    // The batch stays queued (its other memories are still to be stored), and says which it holds.
+    expect(await queue.getJobState(job.id!)).toBe('waiting');
+    expect(await tombstones.batchOf(memoryIds[0]!)).toBe(job.id);
+    // Another user's delete of the same id neither finds it nor covers it.
+    expect(await service.deleteOne(memoryIds[2]!, { ...caller, userId: 'someone-else' })).toBe(false);
+    const covered = await tombstones.deletedAmong(
+      memoryIds.map((id) => ({
+        id,
+        user_id: caller.userId,
+        session_id: 's',
+        created_at: new Date().toISOString(),
+      })),
+    );
+    expect([...covered]).toEqual([memoryIds[1]]);
+    // A repeated delete finds the first one's tombstone.
+    expect(await service.deleteOne(memoryIds[1]!, caller)).toBe(false);
+
+    const taken = await take();
+    expect(taken.job.id).toBe(job.id);
+    await completeAsDropped(taken, [memoryIds[1]!]);
+    await tombstones.forgetBatchMembers(memoryIds);
+    expect(await tombstones.batchOf(memoryIds[0]!)).toBeNull();
+  });
+
+  it('deletes a batch memory when the batch completes, dropping it, while the delete runs', async () => {
+    const { memoryIds } = await service.storeBatch(
+      [input('batch raced one'), input('batch raced two')],
+      caller,
+    );
+    const taken = await take();
+    tombstones.between = () => completeAsDropped(taken, [memoryIds[0]!]);
+    expect(await service.deleteOne(memoryIds[0]!, caller)).toBe(true);
+  });
+});
