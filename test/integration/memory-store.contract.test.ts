@@ -329,6 +329,19 @@ describe.each([postgresBackend(), chromaBackend()])('MemoryStore contract: $name
       expect((await store.list({ user_id: 'u-dedup-batch' }, { limit: 10, offset: 0 })).total).toBe(1);
     });
 
+    it('dedups the same content written concurrently: one memory, the others point at it', async () => {
+      const copies = Array.from({ length: 8 }, () =>
+        record({ user_id: 'u-dedup-concurrent', content: 'written at once', session_id: 's' }),
+      );
+      const results = (await Promise.all(copies.map((c) => store.upsert([c])))).flat();
+      const created = results.filter((r) => r.status === 'created');
+      expect(created).toHaveLength(1);
+      expect(results.filter((r) => r.status === 'duplicate').map((r) => r.id)).toEqual(
+        Array(copies.length - 1).fill(created[0]!.id),
+      );
+      expect((await store.list({ user_id: 'u-dedup-concurrent' }, { limit: 10, offset: 0 })).total).toBe(1);
+    });
+
     it('the same content in another session, project, no session, or for another user is a new memory', async () => {
       const base = { content: 'shared sentence' };
       const variants = [

@@ -1,3 +1,4 @@
+import AsyncLock from 'async-lock';
 import {
   ChromaClient,
   ChromaClientError,
@@ -63,7 +64,8 @@ function chunks<T>(items: T[], size: number): T[][] {
  *   count in the process: O(memories in the scope) per call, fine for the thousands a user holds,
  *   not for millions;
  * - dedup reads the stored memories with the batch's content hashes first (one request per user in
- *   the batch), so two concurrent writers of the same content can both create it;
+ *   the batch), then writes: one store runs two upserts of the same content one after the other, so
+ *   that they never both create it, but two processes writing to one collection still can;
  * - updating a memory so that it loses metadata keys deletes it and writes it again (Chroma merges
  *   metadata on upsert), and a reader between the two requests does not see it.
  */
@@ -74,6 +76,11 @@ export class ChromaMemoryStore implements MemoryStore {
   private readonly log: Logger;
   private readonly hnsw: { maxNeighbors: number; efConstruction: number; efSearch: number };
   private collection: Promise<Collection> | undefined;
+  /**
+   * Upserts read, then write. Two that touch the same id or the same content of one user run one
+   * after the other, so the second reads what the first wrote; others still overlap.
+   */
+  private readonly upserts = new AsyncLock({ maxPending: Infinity });
 
   constructor(
     private readonly options: ChromaMemoryStoreOptions,
@@ -104,6 +111,14 @@ export class ChromaMemoryStore implements MemoryStore {
   async upsert(records: MemoryRecord[]): Promise<UpsertResult[]> {
     if (records.length === 0) return [];
     records.forEach(assertStorable);
+    // Sorted: two upserts take shared keys in the same order, so neither waits on the other forever.
+    const keys = [
+      ...new Set(records.flatMap((r) => [`id:${r.id}`, `content:${r.user_id}:${r.content_hash}`])),
+    ].sort();
+    return this.upserts.acquire(keys, () => this.upsertAlone(records));
+  }
+
+  private async upsertAlone(records: MemoryRecord[]): Promise<UpsertResult[]> {
     const collection = await this.ready();
 
     const ids = [...new Set(records.map((r) => r.id))];
