@@ -366,6 +366,13 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
         'validation_failed',
       ],
       [
+        'a metadata session_type other than session_type',
+        '/api/memory/store',
+        { content: 'x', session_type: 'work', metadata: { session_type: 'play' } },
+        400,
+        'validation_failed',
+      ],
+      [
         'a session id of ".."',
         '/api/memory/store',
         { content: 'x', session_id: '..' },

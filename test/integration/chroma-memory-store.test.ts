@@ -305,9 +305,13 @@ describe('ChromaMemoryStore (real Chroma server)', () => {
 
   it('turns input Chroma rejects into a ValidationError', async () => {
     await expect(store.search([1, 0, 0], 3, { user_id: 'u1' })).rejects.toBeInstanceOf(ValidationError);
-    await expect(store.search([1, 0, 0], 3, { user_id: 'u1' })).rejects.toMatchObject({
+    const rejected = await store.search([1, 0, 0], 3, { user_id: 'u1' }).catch((e: unknown) => e);
+    expect(rejected).toMatchObject({
       code: 'backend_rejected',
+      message: expect.stringMatching(/^Chroma rejected/),
     });
+    // The client's message names the request's URL: an API caller never sees the internal address.
+    expect((rejected as Error).message).not.toMatch(/https?:|127\.0\.0\.1/);
     await expect(store.upsert([record({ content: 'bad', embedding: [1, 2, 3] })])).rejects.toBeInstanceOf(
       ValidationError,
     );

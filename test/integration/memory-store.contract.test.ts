@@ -605,6 +605,55 @@ describe.each([postgresBackend(), chromaBackend()])('MemoryStore contract: $name
     });
   });
 
+  describe('filters on numbers beyond 64-bit integers', () => {
+    const user = 'u-filter-big';
+    // JSON integers: signed 64-bit below 2^63, unsigned 64-bit from 2^63 up to 2^64, floats above.
+    const values = {
+      minusHuge: -1e19,
+      belowTwo63: 2 ** 63 - 1024,
+      twoTo63: 2 ** 63,
+      e19: 1e19,
+      twoTo64: 2 ** 64,
+    };
+    const names = new Map<string, string>();
+
+    beforeAll(async () => {
+      const records = Object.entries(values).map(([name, big]) => {
+        const r = record({ user_id: user, content: name, metadata: { big } });
+        names.set(r.id, name);
+        return r;
+      });
+      await store.upsert(records);
+    });
+
+    const listed = async (where: Record<string, unknown>) =>
+      sorted(
+        (await store.list({ user_id: user, where: parseWhere(where) }, { limit: 10, offset: 0 })).items.map(
+          (m) => names.get(m.id)!,
+        ),
+      );
+
+    it('stores them and compares operands outside 2^63..2^64 the same on both backends', async () => {
+      expect(await listed({ big: { $gt: 2 ** 62 } })).toEqual(['belowTwo63', 'e19', 'twoTo63', 'twoTo64']);
+      expect(await listed({ big: { $gte: 2 ** 64 } })).toEqual(['twoTo64']);
+      expect(await listed({ big: { $lt: -1e18 } })).toEqual(['minusHuge']);
+      expect(await listed({ big: 2 ** 63 - 1024 })).toEqual(['belowTwo63']);
+    });
+
+    it('compares operands from 2^63 up to 2^64 on PostgreSQL, and refuses them clearly on Chroma', async () => {
+      const inRange = [{ big: { $gt: 2 ** 63 } }, { big: 1e19 }, { big: { $in: [5, 1e19] } }];
+      for (const where of inRange) {
+        if (backend.name === 'PgvectorMemoryStore') {
+          await expect(listed(where)).resolves.toEqual(expect.any(Array));
+        } else {
+          await expect(listed(where)).rejects.toMatchObject({ code: 'unsupported_filter', httpStatus: 400 });
+        }
+      }
+      if (backend.name === 'PgvectorMemoryStore')
+        expect(await listed({ big: { $gt: 2 ** 63 } })).toEqual(['e19', 'twoTo64']);
+    });
+  });
+
   describe('search', () => {
     const user = 'u-search';
     let base: Float32Array;

@@ -21,6 +21,7 @@ import {
  * - `$gt $gte $lt $lte` compare numbers only;
  * - a memory that lacks the field (no such metadata key, or a null scope field) matches no condition
  *   on it, whatever the operator (`$ne` and `$nin` included).
+ * One exception: Chroma refuses numbers from 2^63 up to 2^64 in a filter (see `chroma-where.ts`).
  */
 export type Scalar = string | number | boolean;
 export const COMPARISON_OPERATORS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin'] as const;

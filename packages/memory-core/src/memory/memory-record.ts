@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { QueuedMemory } from '../jobs/job-catalogue';
-import type { MemoryInputParsed, MemoryRecord } from './memory.schemas';
+import { ScopeValue, type MemoryInputParsed, type MemoryRecord } from './memory.schemas';
 
 /** sha256 of the content exactly as given: the dedup key within user + session + project. */
 export function contentHash(content: string): string {
@@ -9,17 +9,15 @@ export function contentHash(content: string): string {
 
 /**
  * A validated input as it is queued. A `session_type` in metadata (the seed's way) also sets the
- * scope field, so either form filters the same.
+ * scope field (`MemoryInput` checked that it is a valid one), so either form filters the same.
  */
 export function toQueuedMemory(input: MemoryInputParsed, id: string, createdAt: Date): QueuedMemory {
-  const fromMetadata = input.metadata.session_type;
+  const fromMetadata = ScopeValue.safeParse(input.metadata.session_type);
   return {
     id,
     content: input.content,
     session_id: input.session_id ?? null,
-    session_type:
-      input.session_type ??
-      (typeof fromMetadata === 'string' && fromMetadata.trim() ? fromMetadata.trim() : null),
+    session_type: input.session_type ?? (fromMetadata.success ? fromMetadata.data : null),
     project: input.project ?? null,
     content_type: input.content_type,
     metadata: input.metadata,

@@ -71,12 +71,32 @@ describe('toQueuedMemory', () => {
     expect(queued).toMatchObject({ session_type: 'philosophy', metadata: { session_type: 'philosophy' } });
   });
 
-  it('prefers an explicit session_type', () => {
-    const queued = toQueuedMemory(
-      MemoryInput.parse({ content: 'x', session_type: 'work', metadata: { session_type: 'play' } }),
-      'id',
-      new Date(0),
-    );
-    expect(queued.session_type).toBe('work');
+  it('lifts a number as the scope field lifts it, and accepts both forms when they agree', () => {
+    const queue = (input: object) => toQueuedMemory(MemoryInput.parse(input), 'id', new Date(0));
+    expect(queue({ content: 'x', metadata: { session_type: 7 } }).session_type).toBe('7');
+    expect(
+      queue({ content: 'x', session_type: 'work', metadata: { session_type: ' work ' } }).session_type,
+    ).toBe('work');
+  });
+});
+
+describe('MemoryInput: metadata session_type', () => {
+  // Filters on session_type mean the scope field: a metadata key that said otherwise could never be
+  // filtered on.
+  it.each([
+    [{ session_type: 'work', metadata: { session_type: 'play' } }, 'must equal session_type'],
+    [{ metadata: { session_type: true } }, 'a string or a non-negative integer'],
+    [{ metadata: { session_type: -1 } }, 'a string or a non-negative integer'],
+    [{ metadata: { session_type: '  ' } }, 'must not be empty'],
+    [{ metadata: { session_type: '..' } }, 'must not be "." or ".."'],
+  ])('refuses %j', (input, message) => {
+    const parsed = MemoryInput.safeParse({ content: 'x', ...input });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error!.issues).toEqual([
+      expect.objectContaining({
+        path: ['metadata', 'session_type'],
+        message: expect.stringContaining(message),
+      }),
+    ]);
   });
 });

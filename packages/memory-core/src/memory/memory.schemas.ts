@@ -151,15 +151,36 @@ export const ContentType = z
   .max(64)
   .regex(/^[A-Za-z0-9_.-]+$/, 'content_type uses letters, digits, "_", "." and "-"');
 
-/** What a client sends to store one memory (the seed's request body). */
-export const MemoryInput = z.strictObject({
-  content: Content,
-  session_id: ScopeValue.optional(),
-  session_type: ScopeValue.optional(),
-  project: ScopeValue.optional(),
-  content_type: ContentType.default('note'),
-  metadata: Metadata.default({}),
-});
+/**
+ * What a client sends to store one memory (the seed's request body). A metadata key `session_type` is
+ * the seed's way to set the scope field of that name, and filters on `session_type` always mean the
+ * scope field: so the key must be a valid session type, and the same one when both are given.
+ */
+export const MemoryInput = z
+  .strictObject({
+    content: Content,
+    session_id: ScopeValue.optional(),
+    session_type: ScopeValue.optional(),
+    project: ScopeValue.optional(),
+    content_type: ContentType.default('note'),
+    metadata: Metadata.default({}),
+  })
+  .superRefine((input, ctx) => {
+    if (!('session_type' in input.metadata)) return;
+    const path = ['metadata', 'session_type'];
+    const alias = ScopeValue.safeParse(input.metadata.session_type);
+    if (!alias.success) {
+      const rule = alias.error.issues[0]?.message ?? '';
+      const detail = /^must /.test(rule) ? rule : 'must be a string or a non-negative integer';
+      ctx.addIssue({ code: 'custom', path, message: `sets session_type, so it ${detail}` });
+    } else if (input.session_type !== undefined && input.session_type !== alias.data) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: 'sets session_type, so it must equal session_type when both are given',
+      });
+    }
+  });
 export type MemoryInput = z.input<typeof MemoryInput>;
 export type MemoryInputParsed = z.output<typeof MemoryInput>;
 

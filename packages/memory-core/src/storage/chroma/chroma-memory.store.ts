@@ -457,7 +457,12 @@ export class ChromaMemoryStore implements MemoryStore {
 
   private translate(error: unknown, operation: string): Error {
     if (error instanceof AppError) return error;
-    const message = error instanceof Error ? error.message : String(error);
+    // The client names the request's internal URL ("Bad request to http://…/get with status: …"):
+    // answers to API callers never carry it.
+    const message = (error instanceof Error ? error.message : String(error)).replace(
+      /\s+to\s+https?:\/\/\S+/g,
+      '',
+    );
     const details = { backend: 'chroma', operation };
     if (
       error instanceof ChromaConnectionError ||

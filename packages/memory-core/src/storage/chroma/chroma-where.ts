@@ -29,8 +29,24 @@ function any(parts: Where[]): Where {
     : { $or: parts.flatMap((p) => ('$or' in p ? (p.$or as Where[]) : [p])) };
 }
 
+/**
+ * Chroma reads a JSON integer from 2^63 up to 2^64 as an unsigned 64-bit integer, which no `where`
+ * accepts ("Invalid where"), and JavaScript writes every number there as such an integer: no
+ * rewrite can stand in for it (lower ones are signed integers, higher ones floats, both fine).
+ */
+function comparable(value: Scalar): Scalar {
+  if (typeof value === 'number' && value >= 2 ** 63 && value < 2 ** 64) {
+    throw new ValidationError(
+      `Chroma cannot compare with ${value}: numbers from 2^63 up to 2^64 are refused in its filters`,
+      { value },
+      'unsupported_filter',
+    );
+  }
+  return value;
+}
+
 function cmp(key: string, op: string, value: Scalar | Scalar[]): Where {
-  return { [key]: { [op]: value } } as Where;
+  return { [key]: { [op]: Array.isArray(value) ? value.map(comparable) : comparable(value) } } as Where;
 }
 
 function isFraction(value: Scalar): value is number {
