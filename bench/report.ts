@@ -68,9 +68,17 @@ function table(headers: string[], rows: (string | number)[][]): string {
 
 export function renderReport(r: BenchResults): string {
   const env = r.environment;
-  const m = env.machine;
+  const o = r.options;
   const v = env.versions;
-  const machineLine = `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB`;
+  const machineLineOf = (e: Environment) =>
+    `${e.machine.cpu}, ${e.machine.cores} cores, ${e.machine.memoryGiB} GiB`;
+  const machineLine = machineLineOf(env);
+  /** The runs whose figures this report holds, each with its sections: the last run first. */
+  const runs = [
+    { from: env, sections: o.sections as SectionName[] },
+    ...(r.merged ?? []).map((k) => ({ from: k.from, sections: k.sections })),
+  ];
+  const machines = [...new Set(runs.map((run) => machineLineOf(run.from)))];
   const versionLineOf = (w: Environment['versions']) =>
     `node ${w.node}, PostgreSQL ${w.postgres} + pgvector ${w.pgvector}, Chroma ${w.chromaServer} (chromadb ${w.chromadbClient}), transformers.js ${w.transformersJs}, onnxruntime-node ${w.onnxruntimeNode}, BullMQ ${w.bullmq}, Redis ${w.redis}`;
   /** What an earlier run ran on that this one does not, e.g. `pgvector 0.8.0 (0.8.6 in the last run)`. */
@@ -80,7 +88,6 @@ export function renderReport(r: BenchResults): string {
       .map((k) => `${k} ${e.versions[k]} (${v[k]} in the last run)`);
   const loadOf = (e: Environment) =>
     `load average ${e.loadAtStart.join(' / ')} at start${e.loadAtEnd ? `, ${e.loadAtEnd.join(' / ')} at end` : ''} (1/5/15 min)`;
-  const load = loadOf(env);
   const codeOf = (e: Environment) =>
     e.code
       ? `commit ${e.code.commit}${e.code.changed ? ' with uncommitted changes' : ''}`
@@ -91,10 +98,9 @@ export function renderReport(r: BenchResults): string {
     (dataset, settings) => {
       const from = r.merged?.find((m) => m.sections.includes(section))?.from ?? env;
       const when = from === env ? '' : ` (run of ${from.startedAt.slice(0, 16).replace('T', ' ')} UTC)`;
-      return `_Machine: ${machineLine}; ${loadOf(from)}${when}. Versions: ${versionLineOf(from.versions)}. Dataset: ${dataset}. Settings: ${settings}._`;
+      return `_Machine: ${machineLineOf(from)}; ${loadOf(from)}${when}. Versions: ${versionLineOf(from.versions)}. Dataset: ${dataset}. Settings: ${settings}._`;
     };
   const context = contextOf(r.options.sections[0] ?? 'embedding');
-  const o = r.options;
   const out: string[] = [];
   out.push('# Benchmarks');
   out.push('');
@@ -113,34 +119,61 @@ export function renderReport(r: BenchResults): string {
     const f = m.from;
     const changes = versionChanges(f);
     out.push(
-      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the load and versions of the run its figures come from; the machine is the same${changes.length ? `, and that run had ${changes.join(', ')}` : ''}.`,
+      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the machine, load and versions of the run its figures come from; ${machineLineOf(f) === machineLine ? 'the machine is the same' : `that run was on another machine (${machineLineOf(f)}; the last run: ${machineLine}): a ratio within one run still compares like with like, but absolute figures from the two runs do not compare`}${changes.length ? `, and that run had ${changes.join(', ')}` : ''}.`,
     );
     out.push('');
   }
-  const summaryContext = context(
+  // Rows of the summary come from every run kept: one machine line only if they share the machine.
+  const summaryContext: Context =
+    machines.length === 1
+      ? context
+      : (dataset, settings) =>
+          `_Machines: ${runs.map((run) => `${machineLineOf(run.from)} for section${run.sections.length === 1 ? '' : 's'} ${run.sections.join(', ')}`).join('; ')}. Load and versions: as in the section each row comes from. Dataset: ${dataset}. Settings: ${settings}._`;
+  const summary = summaryContext(
     'as in the section each row comes from',
     "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=one per core, HNSW_EF_SEARCH=400, HNSW_TENANT_EF_SEARCH=200, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32, DATABASE_POOL_SIZE=2 per core) unless a row says otherwise",
   );
-  out.push(...goals(r, summaryContext));
-  out.push(...tuning(r, summaryContext));
+  out.push(...goals(r, summary));
+  out.push(...tuning(r, summary));
   out.push(...findings(r));
   out.push('## Machine and versions');
   out.push('');
+  const facts = (e: Environment) => [
+    e.machine.cpu,
+    e.machine.cores,
+    `${e.machine.memoryGiB} GiB`,
+    e.machine.kernel,
+    loadOf(e),
+    e.versions.node,
+    `${e.versions.postgres} / ${e.versions.pgvector}`,
+    `${e.versions.chromaServer} / ${e.versions.chromadbClient}`,
+    `${e.versions.transformersJs} / ${e.versions.onnxruntimeNode}`,
+    `${e.versions.bullmq} / ${e.versions.redis}`,
+  ];
+  const what = [
+    'CPU',
+    'cores',
+    'memory',
+    'kernel',
+    'load',
+    'node',
+    'PostgreSQL / pgvector',
+    'Chroma server / chromadb client',
+    'transformers.js / onnxruntime-node',
+    'BullMQ / Redis',
+  ];
+  // One column per run whose figures this report holds.
+  const columns = runs.map((run) => ({
+    header:
+      run.from === env
+        ? `last run (${run.sections.join(', ')})`
+        : `run of ${run.from.startedAt.slice(0, 16).replace('T', ' ')} UTC (${run.sections.join(', ')})`,
+    values: facts(run.from),
+  }));
   out.push(
     table(
-      ['what', 'value'],
-      [
-        ['CPU', m.cpu],
-        ['cores', m.cores],
-        ['memory', `${m.memoryGiB} GiB`],
-        ['kernel', m.kernel],
-        ['load', load],
-        ['node', v.node],
-        ['PostgreSQL / pgvector', `${v.postgres} / ${v.pgvector}`],
-        ['Chroma server / chromadb client', `${v.chromaServer} / ${v.chromadbClient}`],
-        ['transformers.js / onnxruntime-node', `${v.transformersJs} / ${v.onnxruntimeNode}`],
-        ['BullMQ / Redis', `${v.bullmq} / ${v.redis}`],
-      ],
+      ['what', ...(columns.length === 1 ? ['value'] : columns.map((c) => c.header))],
+      what.map((name, i) => [name, ...columns.map((c) => c.values[i]!)]),
     ),
   );
   out.push('');

@@ -104,6 +104,37 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(same).not.toContain('that run had');
   });
 
+  it('names the machine of each run it holds, and says when a kept run was on another', () => {
+    const env = results.environment;
+    const elsewhere = { ...env, machine: { ...env.machine, cpu: 'Other CPU 9000', memoryGiB: 7.5 } };
+    const merged = renderReport({
+      ...results,
+      merged: [{ from: elsewhere, sections: ['migration'], durationS: 60 }],
+    });
+    const here = `${env.machine.cpu}, ${env.machine.cores} cores, ${env.machine.memoryGiB} GiB`;
+    const there = `Other CPU 9000, ${env.machine.cores} cores, 7.5 GiB`;
+    expect(merged).toContain(`that run was on another machine (${there}; the last run: ${here})`);
+    expect(merged).not.toContain('the machine is the same');
+    const migration = merged.slice(merged.indexOf('## 5. Migration'), merged.indexOf('## 6. Memory'));
+    expect(migration).toContain(`_Machine: ${there};`);
+    expect(migration).not.toContain(here);
+    const ingestion = merged.slice(merged.indexOf('## 2. Ingestion'), merged.indexOf('## 3. Single'));
+    expect(ingestion).toContain(`_Machine: ${here};`);
+    // The summary's rows come from both runs: it names both machines and which sections ran where.
+    const goals = merged.slice(merged.indexOf('## Goals'), merged.indexOf('## Machine and versions'));
+    expect(goals).toContain(`_Machines: ${here} for sections`);
+    expect(goals).toContain(`${there} for section migration.`);
+    const machines = merged.slice(merged.indexOf('## Machine and versions'), merged.indexOf('## 1. '));
+    expect(machines).toMatch(/\| CPU +\| .+ \| Other CPU 9000 +\|/);
+    // The same machine: said so, and one machine line in the summary.
+    const same = renderReport({
+      ...results,
+      merged: [{ from: env, sections: ['migration'], durationS: 60 }],
+    });
+    expect(same).toContain('the machine is the same');
+    expect(same).not.toContain('_Machines:');
+  });
+
   it('measures the raw pipeline for both dtypes and every batch size', () => {
     const rows = results.embedding!.rows;
     expect(rows.map((r) => `${r.dtype}/${r.batchSize}`).sort()).toEqual(['fp32/1', 'fp32/8', 'q8/1', 'q8/8']);
