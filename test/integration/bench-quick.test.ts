@@ -10,7 +10,7 @@ import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
-import { ONE_MODEL, PRELOADED, SPLIT_CORES } from '../../bench/sections/ingestion';
+import { ONE_MODEL, PRELOADED, SPLIT_CORES, type IngestRun } from '../../bench/sections/ingestion';
 import { IngestJobEvents } from '../../bench/lib/job-events';
 import { servers } from '../../bench/lib/paths';
 import { sleep } from '../../bench/lib/stats';
@@ -133,6 +133,25 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     });
     expect(same).toContain('the machine is the same');
     expect(same).not.toContain('_Machines:');
+  });
+
+  it('calls an ingestion goal unsettled when its runs fall on both sides of 0.90', () => {
+    const withRatios = (ratios: number[]) => {
+      const isDefaults = (run: IngestRun) =>
+        run.backend === 'postgres' && run.variant.startsWith('defaults') && run.requests === 'batch';
+      const template = results.ingestion!.runs.find(isDefaults)!;
+      const runs = [
+        ...results.ingestion!.runs.filter((run) => !isDefaults(run)),
+        ...ratios.map((ratio) => ({ ...template, ratio })),
+      ];
+      const report = renderReport({ ...results, ingestion: { ...results.ingestion!, runs } });
+      return report
+        .split('\n')
+        .find((line) => line.startsWith('| ingestion ≥ 0.90 × raw embedding rate (PostgreSQL)'))!;
+    };
+    expect(withRatios([0.8, 0.95, 0.96])).toContain('**unsettled** (median +0.05');
+    expect(withRatios([0.92, 0.95])).toContain('**met** (+0.');
+    expect(withRatios([0.6, 0.7])).toContain('**missed**');
   });
 
   it('measures the raw pipeline for both dtypes and every batch size', () => {
