@@ -196,9 +196,11 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
 
   it('makes a retried request with the same Idempotency-Key return the same memory and job', async () => {
     const key = `key-${backend}-${Date.now()}`;
-    const body = { content: 'Idempotent memory', session_id: 'idem' };
+    const body = { content: 'Idempotent memory', session_id: 'idem', metadata: { a: 1, b: 2 } };
     const first = await store(body, '', { 'idempotency-key': key });
-    const second = await store(body, '', { 'idempotency-key': key });
+    // The same object serialised in another key order is the same request.
+    const reordered = { metadata: { b: 2, a: 1 }, session_id: 'idem', content: 'Idempotent memory' };
+    const second = await store(reordered, '', { 'idempotency-key': key });
     expect(first.status).toBe(202);
     expect(second.status).toBe(202);
     expect(second.body.memory_id).toBe(first.body.memory_id);
@@ -516,6 +518,19 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       expect(response.body.error.code).toBe('bad_request');
     });
 
+    it.each([
+      ['GET', '/api/memory/store', 'POST'],
+      ['GET', '/api/memory/search', 'POST'],
+      ['GET', '/api/memory/migrate', 'POST'],
+      ['DELETE', '/api/memory/stats', 'GET'],
+      ['POST', '/api/memory/status', 'GET'],
+    ])('%s %s → 405 naming the method it takes', async (method, route, allowed) => {
+      const response = await stack.call(method, route);
+      expect(response.status).toBe(405);
+      expect(response.body.error.code).toBe('method_not_allowed');
+      expect(response.headers.get('allow')).toBe(allowed);
+    });
+
     it('unknown memory and job ids → 404', async () => {
       const memory = await stack.call('GET', '/api/memory/00000000-0000-4000-8000-000000000000');
       expect(memory.status).toBe(404);
@@ -538,6 +553,11 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     expect((await fetch(`${stack.gatewayUrl}/docs`)).status).toBe(200);
     const metrics = await (await fetch(`${stack.gatewayUrl}/metrics`)).text();
     expect(metrics).toMatch(/http_request_duration_seconds_bucket/);
+    // Errors are filed under the route's full path, as its successes are (the bad-input tests ran).
+    expect(metrics).toMatch(
+      /http_request_duration_seconds_count\{[^}]*route="\/api\/memory\/store",status="400"/,
+    );
+    expect(metrics).not.toMatch(/route="\/store"/);
     const workerMetrics = await (await fetch(`http://127.0.0.1:${stack.ports.worker}/metrics`)).text();
     expect(workerMetrics).toMatch(/memory_jobs_processed_total\{[^}]*name="store-memory"[^}]*\} [1-9]/);
     expect(workerMetrics).toMatch(/embedding_batch_size_count\{[^}]*\} [1-9]/);
@@ -552,6 +572,20 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     expect(body.status).toBe('stored');
     expect(stack.services.worker.logs).toContain(`"requestId":"${requestId}"`);
     expect(stack.services.worker.logs).not.toContain('traced memory');
+  });
+
+  it('reports itself degraded and refuses searches with 503 while the search service is down', async () => {
+    await stack.services.search.stop();
+    try {
+      const status = await stack.call('GET', '/api/memory/status');
+      expect(status.body).toMatchObject({ status: 'degraded', search_service: { reachable: false } });
+      const search = await stack.call('POST', '/api/memory/search', { query: 'anything' });
+      expect(search.status).toBe(503);
+      expect(search.body.error.code).toBe('search_service_unavailable');
+    } finally {
+      await stack.services.search.start();
+    }
+    expect((await stack.call('GET', '/api/memory/status')).body.status).toBe('ok');
   });
 
   it('deletes one memory of a batch still in the queue, and stores the others', async () => {
@@ -601,15 +635,20 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
   });
 
   it('lets a delete win over a store job still in the queue', async () => {
+    let queuedJob = '';
     await stack.services.worker.stop();
     try {
       const { status, body } = await store({ content: 'deleted before it was stored', session_id: 'race' });
       expect(status).toBe(202);
+      queuedJob = body.job_id;
       const deleted = await stack.call('DELETE', `/api/memory/${body.memory_id}`);
       expect(deleted.status).toBe(200);
     } finally {
       await stack.services.worker.start();
     }
+    // The job stayed in the queue, and says what became of its memory.
+    const dropped = await waitForJob(stack, queuedJob);
+    expect(dropped.result.memories[0].status).toBe('deleted');
     // A memory of a deleted session, queued before the delete, must not appear either.
     const { body: queued } = await store({ content: 'queued then session deleted', session_id: 'race2' });
     await stack.call('DELETE', '/api/memory/session/race2');

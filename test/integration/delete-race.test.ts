@@ -101,6 +101,33 @@ describe('a delete racing its store job', () => {
     expect(await service.deleteOne(memoryId, caller)).toBe(false);
   });
 
+  it('leaves a queued single store in the queue, to complete saying the memory was deleted', async () => {
+    const { memoryId, job } = await service.storeOne(input('deleted while queued'), caller);
+    expect(await service.deleteOne(memoryId, caller)).toBe(true);
+    // Still there: a `wait=true` store and the job's own view learn of the delete when it runs.
+    expect(await queue.getJobState(job.id!)).toBe('waiting');
+    const taken = await take();
+    expect(taken.job.id).toBe(job.id);
+    await completeAsDropped(taken, [memoryId]);
+  });
+
+  it('takes its tombstone back when it finds nothing, so a later store of the id is kept', async () => {
+    const keyed = { ...caller, idempotencyKey: `later-${randomUUID()}` };
+    const { memoryId, job } = await service.storeOne(input('stored after a delete found nothing'), keyed);
+    // The same id, deleted by the caller before its job existed (an Idempotency-Key makes it known).
+    await job.remove();
+    expect(await service.deleteOne(memoryId, caller)).toBe(false);
+    const candidate = {
+      id: memoryId,
+      user_id: caller.userId,
+      session_id: 's',
+      created_at: new Date().toISOString(),
+    };
+    expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
+    await service.storeOne(input('stored after a delete found nothing'), keyed);
+    await completeAsDropped(await take(), []);
+  });
+
   it('answers not found when an earlier delete had already dropped it', async () => {
     const { memoryId } = await service.storeOne(input('deleted twice'), caller);
     const taken = await take();

@@ -40,9 +40,41 @@ describe('IngestService.job', () => {
       {} as Tombstones,
       pino({ level: 'silent' }),
     );
-    const view = await service.job('job-1');
+    const view = await service.job('job-1', 'u1');
     if (view.state === 'completed') expect(view.result).not.toBeNull();
     // The job moved on between the reads: the view was read after the state, so it holds the result.
     expect(view.result).toEqual({ memories: [] });
+  });
+});
+
+describe("IngestService.job: a store job is its user's", () => {
+  const storeJob = {
+    name: 'store-memory',
+    data: { user_id: 'owner' },
+    progress: 0,
+    attemptsMade: 0,
+    returnvalue: null,
+    failedReason: undefined,
+    timestamp: Date.now(),
+    finishedOn: undefined,
+  };
+  const queue = {
+    name: 'memory-ingest',
+    getJobState: async () => 'waiting',
+    getJob: async () => storeJob,
+  } as unknown as Queue;
+  const service = new IngestService(
+    { ingest: queue, all: [queue] },
+    {} as QueueEvents,
+    {} as Redis,
+    '{test}',
+    {} as MemoryStore,
+    {} as Tombstones,
+    pino({ level: 'silent' }),
+  );
+
+  it('shows it to its user and to nobody else', async () => {
+    expect((await service.job('store-1', 'owner')).state).toBe('waiting');
+    await expect(service.job('store-1', 'someone-else')).rejects.toMatchObject({ code: 'job_not_found' });
   });
 });

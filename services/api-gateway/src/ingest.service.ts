@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Queue, QueueEvents, Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { stringify as stableStringify } from 'safe-stable-stringify';
 import { v5 as uuidv5 } from 'uuid';
 import {
   ConflictError,
@@ -79,7 +80,10 @@ export class IngestService {
       );
     }
     const scope = `${caller.userId}:${kind}:${caller.idempotencyKey}`;
-    const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
+    // Keys sorted: a retry whose client serialises the same object in another key order is the same body.
+    const fingerprint = createHash('sha256')
+      .update(stableStringify(body) ?? '')
+      .digest('hex');
     const key = `${this.prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
     const held = await orUnavailable(
       () =>
@@ -155,7 +159,8 @@ export class IngestService {
     return memory;
   }
 
-  async job(id: string): Promise<JobView> {
+  /** A job's view. A store job is the user's who stored it: another user's is not found. */
+  async job(id: string, userId: string): Promise<JobView> {
     for (const queue of this.queues.all) {
       // State first, then the job: a job seen as completed is read with its result (BullMQ moves it
       // and stores the result in one step). The other order could read the job while it is still
@@ -164,6 +169,8 @@ export class IngestService {
       if (state === 'unknown') continue;
       const job = await orUnavailable(() => queue.getJob(id), RedisDown.queue);
       if (!job) continue;
+      const owner = (job.data as { user_id?: unknown } | undefined)?.user_id;
+      if (owner !== undefined && owner !== userId) break;
       return {
         job_id: id,
         name: job.name,
@@ -183,7 +190,7 @@ export class IngestService {
   /**
    * Deletes one memory. The tombstone goes first, so a store job still queued (or running right now)
    * drops the memory or removes it just after writing it; such a delete answers `true` although the
-   * store never held the memory.
+   * store never held the memory. A delete that finds nothing takes its tombstone back.
    */
   async deleteOne(id: string, caller: Caller): Promise<boolean> {
     const batchJobId = await this.tombstones.batchOf(id);
@@ -196,10 +203,9 @@ export class IngestService {
     const before = await stateOf();
     const first = await this.tombstones.markMemoryDeleted(caller.userId, id);
     const state = await stateOf();
+    // The job stays: it drops the memory when it runs (before embedding it) and completes saying so,
+    // so a `wait=true` store and the job's own view both learn of the delete.
     const pending = PENDING_STATES.has(state);
-    // A single store not yet taken is removed; one running now, or a batch, sees the tombstone.
-    if (job && batchJobId === null && state !== 'active' && pending)
-      await job.remove().catch(() => undefined);
     // A repeated delete of a memory still queued finds the first one's tombstone: it is already gone.
     const deleted = (await this.store.delete(caller.userId, id)) || (pending && first);
     // A job that completed between the two state reads may have dropped the memory for this delete's
@@ -210,11 +216,15 @@ export class IngestService {
       PENDING_STATES.has(before) &&
       state === 'completed' &&
       (await this.droppedByJob(jobId, id));
+    const wasThere = deleted || droppedForThis;
+    // Nothing of the caller's was there or on its way: a tombstone would only block a later store of
+    // this id (an Idempotency-Key's id can be known before the store), and hold a key in Redis for days.
+    if (!wasThere && first) await this.tombstones.unmarkMemoryDeleted(caller.userId, id);
     this.logger.info(
-      { requestId: caller.requestId, memoryId: id, deleted: deleted || droppedForThis, jobState: state },
+      { requestId: caller.requestId, memoryId: id, deleted: wasThere, jobState: state },
       'memory deleted',
     );
-    return deleted || droppedForThis;
+    return wasThere;
   }
 
   /** Whether the completed job `jobId` dropped memory `id` because a delete had covered it. */

@@ -48,7 +48,11 @@ export class StatusService {
     const queueMap = Object.fromEntries(queues);
     const workers = Math.max(0, ...queues.map(([, q]) => ('workers' in q ? q.workers : 0)));
     return {
-      status: store.reachable ? 'ok' : 'degraded',
+      // Degraded when any part a request may need does not answer: the store, Redis, the search service.
+      status:
+        store.reachable && searchService.reachable && queues.every(([, q]) => !('error' in q))
+          ? 'ok'
+          : 'degraded',
       backend: this.choice.backend,
       backend_reason: this.choice.reason,
       store,

@@ -81,6 +81,21 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   };
 }
 
+/** 405 for a path that exists, asked with a method it does not take: registered after its routes. */
+export function methodNotAllowed(allowed: string[]): RequestHandler {
+  return (req, res) => {
+    res
+      .status(405)
+      .set('Allow', allowed.join(', '))
+      .json({
+        error: {
+          code: 'method_not_allowed',
+          message: `${req.method} is not allowed on ${req.baseUrl}${req.path}; use ${allowed.join(' or ')}`,
+        },
+      });
+  };
+}
+
 /** 404 for routes that do not exist, in the same JSON shape. */
 export function notFoundRoute(): RequestHandler {
   return (req, res) => {

@@ -44,6 +44,11 @@ export class Tombstones {
     return previous === null;
   }
 
+  /** Takes back a tombstone that covered nothing. */
+  async unmarkMemoryDeleted(userId: string, id: string): Promise<void> {
+    await this.run(() => this.redis.del(this.memoryKey(userId, id)));
+  }
+
   /** The batch job that holds memory `id`, while that job has not completed. */
   batchOf(id: string): Promise<string | null> {
     return this.run(() => this.redis.get(this.batchKey(id)));

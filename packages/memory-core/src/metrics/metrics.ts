@@ -73,12 +73,25 @@ export function httpMetrics(metrics: Metrics): RequestHandler {
     const end = metrics.httpDuration.startTimer();
     res.on('finish', () => {
       const route = (req.route as { path?: string } | undefined)?.path;
+      const base = (res.locals.routeBase as string | undefined) ?? req.baseUrl;
       end({
         method: req.method,
-        route: route ? `${req.baseUrl}${route}` : 'unmatched',
+        route: route ? `${base}${route}` : 'unmatched',
         status: String(res.statusCode),
       });
     });
+    next();
+  };
+}
+
+/**
+ * First in each mounted router: records where the router is mounted. Express resets `req.baseUrl`
+ * when an error leaves the router, so without it `httpMetrics` would label a route's errors
+ * `/store` and its successes `/api/memory/store`.
+ */
+export function routeBase(): RequestHandler {
+  return (req, res, next) => {
+    res.locals.routeBase = req.baseUrl;
     next();
   };
 }

@@ -10,6 +10,8 @@ import {
   searchRequestFilter,
   toMemoryView,
   validate,
+  routeBase,
+  methodNotAllowed,
 } from 'memory-core';
 import { z } from 'zod';
 import type { Caller, IngestService } from '../ingest.service';
@@ -33,6 +35,7 @@ const WaitQuery = z.object({ wait: z.enum(['true', 'false', '1', '0']).optional(
  */
 export function memoryRoutes(deps: MemoryRoutesDeps): Router {
   const router = Router();
+  router.use(routeBase());
   const caller = (req: Request, res: Response): Caller => ({
     userId: deps.userId,
     requestId: String(res.locals.requestId),
@@ -83,7 +86,7 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    res.json(await deps.ingest.job(validate(JobIdParam, req.params.id, 'job id')));
+    res.json(await deps.ingest.job(validate(JobIdParam, req.params.id, 'job id'), deps.userId));
   });
 
   router.post('/search', async (req, res) => {
@@ -109,6 +112,17 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
     const project = validate(ProjectParam, req.params.project, 'project');
     await forward(req, res, 'GET', `/api/memory/project/${encodeURIComponent(project)}?${query(req)}`);
   });
+
+  // A fixed path asked with another method is a 405, not a memory id that is not a UUID.
+  const fixed: [string, string[]][] = [
+    ['/initialize', ['POST']],
+    ['/status', ['GET']],
+    ['/store', ['POST']],
+    ['/store/batch', ['POST']],
+    ['/search', ['POST']],
+    ['/stats', ['GET']],
+  ];
+  for (const [path, allowed] of fixed) router.all(path, methodNotAllowed(allowed));
 
   router.get('/:id', async (req, res) => {
     const id = validate(MemoryIdParam, req.params.id, 'memory id');

@@ -1,6 +1,14 @@
 import type { Queue } from 'bullmq';
 import { Router } from 'express';
-import { enqueueMigration, MigrateChromaRequest, QueueName, validate, type Logger } from 'memory-core';
+import {
+  enqueueMigration,
+  methodNotAllowed,
+  MigrateChromaRequest,
+  QueueName,
+  routeBase,
+  validate,
+  type Logger,
+} from 'memory-core';
 
 export interface MigrationRoutesDeps {
   queues: Queue[];
@@ -13,6 +21,7 @@ export interface MigrationRoutesDeps {
  */
 export function migrationRoutes(deps: MigrationRoutesDeps): Router {
   const router = Router();
+  router.use(routeBase());
   const queue = deps.queues.find((q) => q.name === QueueName.Migration);
   if (!queue) throw new Error(`migrationRoutes needs the ${QueueName.Migration} queue`);
   const log = deps.logger.child({ module: 'migration-routes' });
@@ -24,6 +33,7 @@ export function migrationRoutes(deps: MigrationRoutesDeps): Router {
     log.info({ requestId, jobId: job.id, migrationId, dryRun: request.dry_run }, 'migration queued');
     res.status(202).json({ job_id: job.id, migration_id: migrationId, status: 'queued' });
   });
+  router.all('/migrate', methodNotAllowed(['POST']));
 
   return router;
 }

@@ -13,6 +13,7 @@ import {
   validate,
   type Metrics,
   type MemoryStore,
+  routeBase,
 } from 'memory-core';
 import type { QueryEmbeddingCache } from '../query-embedding-cache';
 
@@ -36,6 +37,7 @@ export function memoryRoutes({
   serverTiming,
 }: MemoryRoutesDeps): Router {
   const router = Router();
+  router.use(routeBase());
   const userOf = (req: Request) => req.get('x-user-id') ?? defaultUserId;
 
   router.post('/search', async (req, res) => {
