@@ -79,6 +79,8 @@ export function renderReport(r: BenchResults): string {
     ...(r.merged ?? []).map((k) => ({ from: k.from, sections: k.sections })),
   ];
   const machines = [...new Set(runs.map((run) => machineLineOf(run.from)))];
+  /** When a run started, to the minute, as the report names runs. */
+  const startOf = (e: Environment) => `${e.startedAt.slice(0, 16).replace('T', ' ')} UTC`;
   const versionLineOf = (w: Environment['versions']) =>
     `node ${w.node}, PostgreSQL ${w.postgres} + pgvector ${w.pgvector}, Chroma ${w.chromaServer} (chromadb ${w.chromadbClient}), transformers.js ${w.transformersJs}, onnxruntime-node ${w.onnxruntimeNode}, BullMQ ${w.bullmq}, Redis ${w.redis}`;
   /** What an earlier run ran on that this one does not, e.g. `pgvector 0.8.0 (0.8.6 in the last run)`. */
@@ -97,7 +99,7 @@ export function renderReport(r: BenchResults): string {
     (section: SectionName): Context =>
     (dataset, settings) => {
       const from = r.merged?.find((m) => m.sections.includes(section))?.from ?? env;
-      const when = from === env ? '' : ` (run of ${from.startedAt.slice(0, 16).replace('T', ' ')} UTC)`;
+      const when = from === env ? '' : ` (run of ${startOf(from)})`;
       return `_Machine: ${machineLineOf(from)}; ${loadOf(from)}${when}. Versions: ${versionLineOf(from.versions)}. Dataset: ${dataset}. Settings: ${settings}._`;
     };
   const context = contextOf(r.options.sections[0] ?? 'embedding');
@@ -119,7 +121,7 @@ export function renderReport(r: BenchResults): string {
     const f = m.from;
     const changes = versionChanges(f);
     out.push(
-      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${f.startedAt.slice(0, 16).replace('T', ' ')} UTC (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the machine, load and versions of the run its figures come from; ${machineLineOf(f) === machineLine ? 'the machine is the same' : `that run was on another machine (${machineLineOf(f)}; the last run: ${machineLine}): a ratio within one run still compares like with like, but absolute figures from the two runs do not compare`}${changes.length ? `, and that run had ${changes.join(', ')}` : ''}.`,
+      `${m.sections.length === 1 ? `Section ${m.sections[0]} is` : `Sections ${m.sections.join(', ')} are`} from an earlier run of ${startOf(f)} (${(m.durationS ?? 0) < 90 ? `${n0(m.durationS ?? 0)} s` : `${n0((m.durationS ?? 0) / 60)} minutes`}, load average ${f.loadAtStart.join(' / ')} at its start${f.loadAtEnd ? `, ${f.loadAtEnd.join(' / ')} at its end` : ''}; ${codeOf(f)}), kept with \`--reuse\` while other sections were run again. Each table's context line gives the machine, load and versions of the run its figures come from; ${machineLineOf(f) === machineLine ? 'the machine is the same' : `that run was on another machine (${machineLineOf(f)}; the last run: ${machineLine}): a ratio within one run still compares like with like, but absolute figures from the two runs do not compare`}${changes.length ? `, and that run had ${changes.join(', ')}` : ''}.`,
     );
     out.push('');
   }
@@ -167,7 +169,7 @@ export function renderReport(r: BenchResults): string {
     header:
       run.from === env
         ? `last run (${run.sections.join(', ')})`
-        : `run of ${run.from.startedAt.slice(0, 16).replace('T', ' ')} UTC (${run.sections.join(', ')})`,
+        : `run of ${startOf(run.from)} (${run.sections.join(', ')})`,
     values: facts(run.from),
   }));
   out.push(
