@@ -654,6 +654,59 @@ describe.each([postgresBackend(), chromaBackend()])('MemoryStore contract: $name
     });
   });
 
+  describe('fractional numbers of 16-17 significant digits', () => {
+    const user = 'u-float-exact';
+    // Chroma's server parses about 1 in 10 of such numbers to a neighbouring double; the values
+    // span magnitudes and signs, and each memory holds 25 of them.
+    const random = seededRandom(1729);
+    const values = Array.from({ length: 200 }, (_, i) => (random() - 0.5) * 10 ** ((i % 12) - 4));
+    const keyOf = (i: number) => `f${i % 25}`;
+    const records = Array.from({ length: values.length / 25 }, (_, r) =>
+      record({
+        user_id: user,
+        content: `exact numbers ${r}`,
+        metadata: Object.fromEntries(values.slice(r * 25, r * 25 + 25).map((v, i) => [keyOf(i), v])),
+      }),
+    );
+
+    beforeAll(async () => {
+      await store.upsert(records);
+    });
+
+    it('come back exactly as written, through get, list and search', async () => {
+      const written = records.map((r) => ({ id: r.id, metadata: r.metadata }));
+      const got = await Promise.all(records.map((r) => store.get(user, r.id)));
+      expect(got.map((m) => ({ id: m?.id, metadata: m?.metadata }))).toEqual(written);
+      const listed = await store.list({ user_id: user }, { limit: 100, offset: 0 });
+      const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
+      expect(listed.items.map((m) => ({ id: m.id, metadata: m.metadata })).sort(byId)).toEqual(
+        [...written].sort(byId),
+      );
+      const hits = await store.search(records[0]!.embedding, 10, { user_id: user });
+      for (const hit of hits) expect(hit.metadata).toEqual(written.find((m) => m.id === hit.id)!.metadata);
+      expect(hits).toHaveLength(records.length);
+    });
+
+    it('an equality filter on each value written finds its memory', async () => {
+      for (const [r, memory] of records.entries()) {
+        for (const i of [0, 7, 24]) {
+          const where = parseWhere({ [keyOf(i)]: values[r * 25 + i]! });
+          const found = await store.list({ user_id: user, where }, { limit: 10, offset: 0 });
+          expect(ids(found.items)).toEqual([memory.id]);
+        }
+      }
+    });
+
+    it('a rewrite that turns a number into an integer or text drops its exact copy with it', async () => {
+      const first = records[0]!;
+      const rewritten = { ...first, metadata: { ...first.metadata, f0: 5, f1: 'now text' } };
+      await store.upsert([rewritten]);
+      expect((await store.get(user, first.id))?.metadata).toEqual(rewritten.metadata);
+      await store.upsert([first]);
+      expect((await store.get(user, first.id))?.metadata).toEqual(first.metadata);
+    });
+  });
+
   describe('search', () => {
     const user = 'u-search';
     let base: Float32Array;

@@ -162,7 +162,14 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
         project: PROJECTS[i % PROJECTS.length]!,
         content,
         content_type: CONTENT_TYPES[Math.floor(i / 3) % CONTENT_TYPES.length]!,
-        metadata: { i, topic: WORDS[i % WORDS.length]!, important: i % 2 === 0, score: i / 10 },
+        metadata: {
+          i,
+          topic: WORDS[i % WORDS.length]!,
+          important: i % 2 === 0,
+          score: i / 10,
+          // 16-17 significant digits, some of which Chroma's server rounds when it parses them.
+          exact: (Math.PI * (i + 1)) / 3e3,
+        },
         content_hash: contentHash(content),
         embedding: vectors[i]!,
         embedding_model: embedder.info.model,
@@ -295,6 +302,19 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
         created_at: original.created_at,
         updated_at: original.updated_at,
       });
+    });
+
+    it('carries every metadata number exactly as it was written to Chroma', async () => {
+      const { rows } = await sql.query<{ id: string; metadata: Record<string, unknown> }>(
+        `SELECT id::text, metadata FROM ${schema.schema}.memories WHERE migration_id = 'own-1'`,
+      );
+      const written = new Map(records.map((r) => [r.id, r.metadata]));
+      expect(rows).toHaveLength(TOTAL - 1);
+      // Keys in order (jsonb reorders them); numbers as JavaScript writes them, digit for digit.
+      const canonical = (m: object | undefined) =>
+        JSON.stringify(Object.entries(m ?? {}).sort(([a], [b]) => a.localeCompare(b)));
+      const differing = rows.filter((row) => canonical(row.metadata) !== canonical(written.get(row.id)));
+      expect(differing.map((row) => [row.metadata, written.get(row.id)])).toEqual([]);
     });
 
     it('search on PostgreSQL then returns what search on Chroma returns for the same query vectors', async () => {

@@ -19,13 +19,19 @@ import { presenceKey } from './chroma-where';
  *   left out), `created_at`, `updated_at` (ISO 8601), `created_at_ms` (epoch ms, for ordering),
  *   `content_hash`, `embedding_model` and, for migrated rows, `migration_id`;
  * - a presence marker `has:<field>: true` for each optional scope field and metadata key that is
- *   set (see `presenceKey`).
+ *   set (see `presenceKey`);
+ * - `num:<key>`: the decimal text of each metadata number that is not a safe integer. Chroma's
+ *   server parses some numbers of 16-17 significant digits to a neighbouring double, so the number
+ *   itself can come back one unit in the last place off; the text is read back instead. Filters
+ *   still compare the number (an operand is rounded as the stored value was, so `$eq` on the value
+ *   written finds it).
  *
  * The reserved names are in `RESERVED_METADATA_KEYS`; user keys cannot contain `:`, so the
- * `has:` and `meta:` prefixes never collide with them either.
+ * `has:`, `meta:` and `num:` prefixes never collide with them either.
  */
 const OPTIONAL_SCOPE_FIELDS = ['session_id', 'session_type', 'project'] as const;
 const ESCAPED_PREFIX = 'meta:';
+const EXACT_PREFIX = 'num:';
 const INTERNAL_KEYS = new Set<string>([
   'user_id',
   'session_id',
@@ -77,6 +83,8 @@ export function toChromaMetadata(record: MemoryRecord, createdAt: string): Chrom
   for (const [key, value] of Object.entries(record.metadata)) {
     const chromaKey = userKeyToChroma(key);
     metadata[chromaKey] = value;
+    if (typeof value === 'number' && !Number.isSafeInteger(value))
+      metadata[EXACT_PREFIX + chromaKey] = String(value);
     if (chromaKey === key) metadata[presenceKey(key)] = true;
   }
   metadata.user_id = record.user_id;
@@ -112,6 +120,18 @@ export function createdAtMs(metadata: ChromaMetadata | null | undefined): number
   return Number.isNaN(parsed) ? 0 : parsed;
 }
 
+/**
+ * The number written, from its `num:` text, when that text is of this stored number (at most a few
+ * units in the last place apart: Chroma's rounding); otherwise, e.g. a row another tool rewrote
+ * without the text, the stored number as it is.
+ */
+export function exactNumber(stored: number, text: unknown): number {
+  if (typeof text !== 'string') return stored;
+  const written = Number(text);
+  if (!Number.isFinite(written) || text.trim() === '') return stored;
+  return Math.abs(written - stored) <= Math.abs(stored) * 4 * Number.EPSILON ? written : stored;
+}
+
 export function fromChroma(
   id: string,
   document: string | null | undefined,
@@ -120,9 +140,10 @@ export function fromChroma(
   const m = stored ?? {};
   const metadata: Metadata = {};
   for (const [key, value] of Object.entries(m)) {
-    if (INTERNAL_KEYS.has(key) || key.startsWith('has:')) continue;
+    if (INTERNAL_KEYS.has(key) || key.startsWith('has:') || key.startsWith(EXACT_PREFIX)) continue;
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') continue;
-    metadata[key.startsWith(ESCAPED_PREFIX) ? key.slice(ESCAPED_PREFIX.length) : key] = value;
+    const userKey = key.startsWith(ESCAPED_PREFIX) ? key.slice(ESCAPED_PREFIX.length) : key;
+    metadata[userKey] = typeof value === 'number' ? exactNumber(value, m[EXACT_PREFIX + key]) : value;
   }
   const createdAt = text(m.created_at) ?? new Date(createdAtMs(m)).toISOString();
   return {
