@@ -1,4 +1,4 @@
-import { fromChroma, toChromaMetadata } from './chroma-metadata';
+import { fromChroma, needsExactCopy, toChromaMetadata } from './chroma-metadata';
 import type { MemoryRecord } from '../../memory/memory.schemas';
 
 const record = (metadata: MemoryRecord['metadata']): MemoryRecord => ({
@@ -26,24 +26,45 @@ const nextUp = (x: number) => {
 };
 
 describe('Chroma metadata layout: exact numbers', () => {
-  it('writes the text of each number that is not a safe integer beside it, and of nothing else', () => {
+  it('writes the text of each number a parser may round beside it, and of nothing else', () => {
     const stored = toChromaMetadata(
       record({
         ratio: 0.1234567890123456,
         big: 2 ** 64,
+        tiny: 1e-300,
+        short: 0.25,
         n: 42,
         neg: -7,
         s: '0.5',
         b: true,
-        session_type: 1.5,
+        session_type: 0.30000000000000004,
       }),
       '2025-01-01T00:00:00.000Z',
     );
     expect(Object.entries(stored).filter(([k]) => k.startsWith('num:'))).toEqual([
       ['num:ratio', '0.1234567890123456'],
       ['num:big', '18446744073709552000'],
-      ['num:meta:session_type', '1.5'],
+      ['num:tiny', '1e-300'],
+      ['num:meta:session_type', '0.30000000000000004'],
     ]);
+  });
+
+  it.each([
+    [0.25, false],
+    [-1.5e-7, false],
+    [123456.789, false],
+    [1e22, false],
+    [6.715559110264e19, true],
+    [1e21, false],
+    [1e23, true],
+    [123456789012345.6, true],
+    [0.1 + 0.2, true],
+    [2 ** 53 + 2, true],
+    [1.5e-23, true],
+    [5e-324, true],
+    [-4096393.1009173393, true],
+  ])('whether %p needs an exact copy: %p', (value, expected) => {
+    expect(needsExactCopy(value)).toBe(expected);
   });
 
   it('reads the number written when the stored one is a unit in the last place off', () => {

@@ -20,11 +20,11 @@ import { presenceKey } from './chroma-where';
  *   `content_hash`, `embedding_model` and, for migrated rows, `migration_id`;
  * - a presence marker `has:<field>: true` for each optional scope field and metadata key that is
  *   set (see `presenceKey`);
- * - `num:<key>`: the decimal text of each metadata number that is not a safe integer. Chroma's
- *   server parses some numbers of 16-17 significant digits to a neighbouring double, so the number
- *   itself can come back one unit in the last place off; the text is read back instead. Filters
- *   still compare the number (an operand is rounded as the stored value was, so `$eq` on the value
- *   written finds it).
+ * - `num:<key>`: the decimal text of each metadata number that Chroma's server may not parse
+ *   exactly (see `needsExactCopy`). It parses some numbers of 16-17 significant digits to a
+ *   neighbouring double, so the number itself can come back one unit in the last place off; the
+ *   text is read back instead. Filters still compare the number (an operand is rounded as the stored
+ *   value was, so `$eq` on the value written finds it).
  *
  * The reserved names are in `RESERVED_METADATA_KEYS`; user keys cannot contain `:`, so the
  * `has:`, `meta:` and `num:` prefixes never collide with them either.
@@ -78,12 +78,27 @@ export function isoTimestamp(value: string): string {
   return new Date(value).toISOString();
 }
 
+/**
+ * Whether a number's decimal text (JSON's, which JavaScript writes) is beyond what every float
+ * parser reads exactly: more than 15 digits as written (an integer beyond 2^53 counts its trailing
+ * zeros), or a power of ten beyond 10^±22. Within both, the digits and the power are exact doubles,
+ * and one multiplication or division rounds correctly (Clinger's fast path).
+ */
+export function needsExactCopy(value: number): boolean {
+  if (Number.isSafeInteger(value)) return false;
+  const [mantissa = '', exponent = '0'] = String(value).split('e');
+  const [whole = '', fraction = ''] = mantissa.replace('-', '').split('.');
+  const digits = (whole + fraction).replace(/^0+/, '');
+  const power = Number(exponent) - fraction.length;
+  return digits.length > 15 || Math.abs(power) > 22;
+}
+
 export function toChromaMetadata(record: MemoryRecord, createdAt: string): ChromaMetadata {
   const metadata: ChromaMetadata = {};
   for (const [key, value] of Object.entries(record.metadata)) {
     const chromaKey = userKeyToChroma(key);
     metadata[chromaKey] = value;
-    if (typeof value === 'number' && !Number.isSafeInteger(value))
+    if (typeof value === 'number' && needsExactCopy(value))
       metadata[EXACT_PREFIX + chromaKey] = String(value);
     if (chromaKey === key) metadata[presenceKey(key)] = true;
   }
