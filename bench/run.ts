@@ -44,6 +44,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       singleMemories: full ? 500 : 50,
       singleClients: 32,
       variantRuns: full ? 2 : 1,
+      closingRuns: full ? 5 : 1,
       chroma: true,
       preload: full ? 100_000 : 1_000,
     },

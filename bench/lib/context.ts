@@ -25,6 +25,11 @@ export interface BenchOptions {
     singleMemories: number;
     singleClients: number;
     variantRuns: number;
+    /**
+     * Runs of the variants that say what would close the ingestion goal (the model on a core of its
+     * own, no HNSW index): their ratios sit near 0.90, where two runs on a noisy machine settle nothing.
+     */
+    closingRuns?: number;
     chroma: boolean;
     /** Memories of the search data set in the table before the last variant (PRELOADED). */
     preload: number;

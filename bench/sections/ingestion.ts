@@ -85,6 +85,8 @@ interface Variant {
   splitCores?: boolean;
   /** Runs after the table was filled with `ingestion.preload` memories of the search data set (PRELOADED). */
   preloaded?: boolean;
+  /** Says what would close the ingestion goal: runs `closingRuns` times. */
+  closing?: boolean;
 }
 
 export const WITHOUT_INDEX = 'no HNSW index on the table (otherwise the defaults; not a service setting)';
@@ -374,8 +376,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       { name: DEFAULTS, env: {}, requests: 'single' },
       { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
       { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
-      { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true },
-      { name: SPLIT_CORES, env: {}, requests: 'batch', splitCores: true },
+      { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true, closing: true },
+      { name: SPLIT_CORES, env: {}, requests: 'batch', splitCores: true, closing: true },
       // Last: it leaves the table full.
       { name: PRELOADED, env: {}, requests: 'batch', preloaded: true },
     ];
@@ -403,7 +405,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
         try {
           await ingest(pgStack, 'postgres', variant, items.slice(0, Math.min(100, items.length)));
           runs.pop();
-          for (let r = 0; r < o.variantRuns; r += 1) await ingest(pgStack, 'postgres', variant, items);
+          const count = variant.closing ? (o.closingRuns ?? o.variantRuns) : o.variantRuns;
+          for (let r = 0; r < count; r += 1) await ingest(pgStack, 'postgres', variant, items);
         } finally {
           if (variant.withoutIndex) await store.buildVectorIndex();
           if (variant.splitCores) {
