@@ -165,6 +165,25 @@ describe('PgvectorMemoryStore (PostgreSQL only)', () => {
     ).toEqual(['other migration', 'written by the service']);
   });
 
+  it('a memory stored again outside a migration adopts the migrated row: its rollback keeps it', async () => {
+    const migrated = record('u-adopt', 'came with migration m-3', { migration_id: 'm-3' });
+    const alsoMigrated = record('u-adopt', 'also came with m-3', { migration_id: 'm-3' });
+    await store.upsert([migrated, alsoMigrated]);
+    // Another migration meeting the same content does not take the row over.
+    const again = record('u-adopt', 'also came with m-3', { migration_id: 'm-4' });
+    expect(await store.upsert([again])).toEqual([
+      { requested_id: again.id, id: alsoMigrated.id, status: 'duplicate' },
+    ]);
+    // The API storing the same content gets the migrated row back as its memory.
+    const stored = record('u-adopt', 'came with migration m-3');
+    expect(await store.upsert([stored])).toEqual([
+      { requested_id: stored.id, id: migrated.id, status: 'duplicate' },
+    ]);
+    expect(await store.deleteByMigration('m-3')).toBe(1);
+    expect(await store.get('u-adopt', migrated.id)).toMatchObject({ content: 'came with migration m-3' });
+    expect(await store.get('u-adopt', alsoMigrated.id)).toBeNull();
+  });
+
   it('concurrent writers of the same content under different ids end with one memory (dedup race retried)', async () => {
     // Open six connections and create the user first, so that the writers really overlap (a new
     // session or user row would serialise them on its lock before they reach the memories table).

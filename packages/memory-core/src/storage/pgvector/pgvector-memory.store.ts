@@ -170,6 +170,7 @@ interface ExistingRow {
   session_id: string | null;
   project_id: string | null;
   content_hash: string;
+  migration_id: string | null;
 }
 
 /** A record ready to write: ids lower-cased, project resolved to its id. */
@@ -393,6 +394,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       toWrite.push(p);
     });
 
+    await this.adoptMigrated(client, prepared, outcome, byId);
     if (toWrite.length > 0) {
       const written = await this.insertMemories(client, toWrite);
       for (const p of toWrite) {
@@ -415,6 +417,27 @@ export class PgvectorMemoryStore implements MemoryStore {
         status: result.status,
       };
     });
+  }
+
+  /**
+   * A memory stored outside a migration that turns out a duplicate of a migrated row has been
+   * confirmed by its writer: the row stops belonging to the migration, so that rolling the migration
+   * back keeps it (as it keeps rows updated by id, whose migration id the upsert clears).
+   */
+  private async adoptMigrated(
+    client: PoolClient,
+    prepared: PreparedRecord[],
+    outcome: Map<string, { id: string; status: UpsertResult['status'] }>,
+    existing: Map<string, ExistingRow>,
+  ): Promise<void> {
+    const adopted = new Set<string>();
+    for (const p of prepared) {
+      const result = outcome.get(p.id);
+      if (result?.status !== 'duplicate' || p.record.migration_id) continue;
+      if (existing.get(result.id)?.migration_id) adopted.add(result.id);
+    }
+    if (adopted.size === 0) return;
+    await client.query({ ...this.sql.adoptMigrated, values: [[...adopted]] });
   }
 
   /** Creates the users, projects and sessions a batch names; returns project ids by `user\0name`. */
@@ -1180,10 +1203,10 @@ export class PgvectorMemoryStore implements MemoryStore {
               OR (EXCLUDED.session_type IS NOT NULL AND s.session_type IS DISTINCT FROM EXCLUDED.session_type)`,
       ),
       lookupExisting: prepared(
-        `SELECT id, user_id, session_id, project_id::text AS project_id, content_hash
+        `SELECT id, user_id, session_id, project_id::text AS project_id, content_hash, migration_id
          FROM ${memories} WHERE id = ANY($1::uuid[])
        UNION
-       SELECT id, user_id, session_id, project_id::text, content_hash
+       SELECT id, user_id, session_id, project_id::text, content_hash, migration_id
          FROM ${memories}
         WHERE (user_id, coalesce(session_id, ''), coalesce(project_id, 0), content_hash) IN (
           SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]))`,
@@ -1215,6 +1238,9 @@ export class PgvectorMemoryStore implements MemoryStore {
       ),
       get: prepared(`${byId()} WHERE m.user_id = $1 AND m.id = $2::uuid`),
       delete: prepared(`DELETE FROM ${memories} WHERE user_id = $1 AND id = $2::uuid`),
+      adoptMigrated: prepared(
+        `UPDATE ${memories} SET migration_id = NULL WHERE id = ANY($1::uuid[]) AND migration_id IS NOT NULL`,
+      ),
       findByIds: prepared(`${byId(', m.migration_id')} WHERE m.id = ANY($1::uuid[])`),
       findByIdsWithEmbeddings: prepared(
         `${byId(', m.migration_id, m.embedding::text AS embedding')} WHERE m.id = ANY($1::uuid[])`,
