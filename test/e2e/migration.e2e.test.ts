@@ -116,6 +116,76 @@ describe('Chroma → PostgreSQL migration through the services', () => {
     }
   });
 
+  it('is an operator action: with ADMIN_PASSWORD, migrations, their jobs and Bull Board need it; without, the board cannot change jobs', async () => {
+    type ErrorBody = { error: { code: string } };
+    const password = 'a long operator password';
+    const port = stack.ports.gateway + 3;
+    const url = `http://127.0.0.1:${port}`;
+    const gateway = new ServiceProcess(
+      'api-gateway',
+      { ...stack.env, GATEWAY_PORT: String(port), ADMIN_PASSWORD: password },
+      `${url}/healthz`,
+    );
+    const basic = (user: string, secret: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}`,
+    });
+    const operator = basic('admin', password);
+    const send = (
+      route: string,
+      init: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
+    ) =>
+      fetch(`${url}${route}`, {
+        method: init.method ?? 'GET',
+        headers: { 'content-type': 'application/json', ...init.headers },
+        body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      });
+    try {
+      await gateway.start();
+      for (const headers of [{}, basic('admin', 'wrong password!'), basic('someone', password)]) {
+        const refused = await send('/api/memory/migrate', {
+          method: 'POST',
+          headers,
+          body: { dry_run: true },
+        });
+        expect(refused.status).toBe(401);
+        expect(refused.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+        expect(((await refused.json()) as ErrorBody).error.code).toBe('operator_only');
+      }
+      const queued = await send('/api/memory/migrate', {
+        method: 'POST',
+        headers: operator,
+        body: { dry_run: true },
+      });
+      expect(queued.status).toBe(202);
+      const { job_id: jobId } = (await queued.json()) as { job_id: string };
+      // The job is the operator's: an app's request does not find it.
+      const hidden = await send(`/api/memory/jobs/${jobId}`);
+      expect(hidden.status).toBe(404);
+      expect(((await hidden.json()) as ErrorBody).error.code).toBe('job_not_found');
+      let view: { state: string; queue: string } | undefined;
+      for (let i = 0; i < 600 && !['completed', 'failed'].includes(view?.state ?? ''); i += 1) {
+        if (view) await new Promise((resolve) => setTimeout(resolve, 100));
+        const answer = await send(`/api/memory/jobs/${jobId}`, { headers: operator });
+        expect(answer.status).toBe(200);
+        view = (await answer.json()) as { state: string; queue: string };
+      }
+      expect(view).toMatchObject({ state: 'completed', queue: 'memory-migration' });
+
+      expect((await send('/admin/queues')).status).toBe(401);
+      expect((await send('/admin/queues', { headers: operator })).status).toBe(200);
+    } finally {
+      await gateway.stop();
+    }
+
+    // The stack's gateway has no ADMIN_PASSWORD: this machine may look, but not add or change jobs.
+    expect((await fetch(`${stack.gatewayUrl}/admin/queues`)).status).toBe(200);
+    const planted = await stack.call('POST', '/admin/queues/api/queues/memory-ingest/add', {
+      name: 'store-memory',
+      data: { user_id: '1' },
+    });
+    expect(planted.status).toBe(405);
+  });
+
   it('a migration of an unknown collection fails for good, with the reason, and writes nothing', async () => {
     const { status, body } = await stack.call('POST', '/api/memory/migrate', {
       collection: 'no_such_collection',

@@ -87,6 +87,8 @@ describe('docker-compose.yml', () => {
   it('publishes the gateway on the port it listens on, and health-checks it there', () => {
     const gateway = GatewayEnv.parse(env('api-gateway'));
     expect(gateway.GATEWAY_HOST).toBe('0.0.0.0');
+    // Operators reach Bull Board and migrations from outside the container with the host's password.
+    expect(gateway.ADMIN_PASSWORD).toBe('${ADMIN_PASSWORD:-}');
     expect(services['api-gateway']!.ports).toEqual([`${gateway.GATEWAY_PORT}:${gateway.GATEWAY_PORT}`]);
     expect(JSON.stringify(services['api-gateway']!.healthcheck!.test)).toContain(
       `:${gateway.GATEWAY_PORT}/healthz`,

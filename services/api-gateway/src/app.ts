@@ -17,6 +17,7 @@ import {
 import type { IngestService } from './ingest.service';
 import { openApiDocument } from './openapi';
 import { memoryRoutes } from './routes/memory.routes';
+import { operatorOnly, type OperatorAccess } from './operator-access';
 import { migrationRoutes } from './routes/migration.routes';
 import type { SearchClient } from './search-client';
 import type { StatusService } from './status.service';
@@ -31,6 +32,8 @@ export interface GatewayAppDeps {
   /** Answers whether Redis, the store and the search service are up. */
   ready: () => Promise<Record<string, boolean>>;
   userId: string;
+  /** Who may use Bull Board and migrations. */
+  operator: OperatorAccess;
   bodyLimit: string;
   storeWaitTimeoutMs: number;
 }
@@ -50,8 +53,13 @@ export function createApp(deps: GatewayAppDeps): express.Express {
 
   const board = new ExpressAdapter();
   board.setBasePath('/admin/queues');
-  createBullBoard({ queues: deps.queues.map((q) => new BullMQAdapter(q)), serverAdapter: board });
-  app.use('/admin/queues', board.getRouter());
+  // Without operator credentials the board only shows: retrying, adding or removing jobs needs them.
+  const readOnlyMode = deps.operator.password === undefined;
+  createBullBoard({
+    queues: deps.queues.map((q) => new BullMQAdapter(q, { readOnlyMode })),
+    serverAdapter: board,
+  });
+  app.use('/admin/queues', operatorOnly(deps.operator), board.getRouter());
 
   const document = openApiDocument();
   app.get('/api/openapi.json', (_req, res) => void res.json(document));

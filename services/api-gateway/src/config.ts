@@ -17,6 +17,13 @@ export const GatewayEnv = z.object({
   STORE_WAIT_TIMEOUT_MS: intVar(15_000, 100, 300_000),
   /** Timeout of a call to the search service. */
   SEARCH_TIMEOUT_MS: intVar(10_000, 100, 300_000),
+  /** Operator's user name for Bull Board and migrations (with ADMIN_PASSWORD). */
+  ADMIN_USER: z
+    .string()
+    .regex(/^[^:]{1,64}$/, 'must be 1-64 characters without ":"')
+    .default('admin'),
+  /** Unset: operators only from this machine. Set: HTTP basic auth from anywhere (operator-access.ts). */
+  ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
 });
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 

@@ -13,6 +13,7 @@ function completingQueue(): Queue {
   const world = () => (reads++ === 0 ? 'active' : 'completed');
   const job = (state: string) => ({
     name: 'store-memory-batch',
+    data: { user_id: 'u1' },
     progress: state === 'completed' ? { done: 2, total: 2 } : { done: 1, total: 2 },
     attemptsMade: 0,
     returnvalue: state === 'completed' ? { memories: [] } : null,
@@ -40,7 +41,7 @@ describe('IngestService.job', () => {
       {} as Tombstones,
       pino({ level: 'silent' }),
     );
-    const view = await service.job('job-1', 'u1');
+    const view = await service.job('job-1', { userId: 'u1', operator: false });
     if (view.state === 'completed') expect(view.result).not.toBeNull();
     // The job moved on between the reads: the view was read after the state, so it holds the result.
     expect(view.result).toEqual({ memories: [] });
@@ -74,7 +75,44 @@ describe("IngestService.job: a store job is its user's", () => {
   );
 
   it('shows it to its user and to nobody else', async () => {
-    expect((await service.job('store-1', 'owner')).state).toBe('waiting');
-    await expect(service.job('store-1', 'someone-else')).rejects.toMatchObject({ code: 'job_not_found' });
+    expect((await service.job('store-1', { userId: 'owner', operator: false })).state).toBe('waiting');
+    await expect(service.job('store-1', { userId: 'someone-else', operator: true })).rejects.toMatchObject({
+      code: 'job_not_found',
+    });
+  });
+});
+
+describe("IngestService.job: a migration job is an operator's", () => {
+  const migrationJob = {
+    name: 'migrate-chroma',
+    // The migration's user filter, not who asked for it.
+    data: { migration_id: 'm-1', user_id: 'viewer' },
+    progress: 0,
+    attemptsMade: 0,
+    returnvalue: null,
+    failedReason: undefined,
+    timestamp: Date.now(),
+    finishedOn: undefined,
+  };
+  const queue = {
+    name: 'memory-migration',
+    getJobState: async () => 'active',
+    getJob: async () => migrationJob,
+  } as unknown as Queue;
+  const service = new IngestService(
+    { ingest: queue, all: [queue] },
+    {} as QueueEvents,
+    {} as Redis,
+    '{test}',
+    {} as MemoryStore,
+    {} as Tombstones,
+    pino({ level: 'silent' }),
+  );
+
+  it('shows it to an operator, and to no app user, even the one it migrates', async () => {
+    expect((await service.job('migrate-m-1', { userId: 'someone', operator: true })).state).toBe('active');
+    await expect(service.job('migrate-m-1', { userId: 'viewer', operator: false })).rejects.toMatchObject({
+      code: 'job_not_found',
+    });
   });
 });

@@ -7,6 +7,7 @@ import {
   ConflictError,
   JobName,
   NotFoundError,
+  QueueName,
   StoreMemoryBatchPayload,
   StoreMemoryPayload,
   orUnavailable,
@@ -159,8 +160,11 @@ export class IngestService {
     return memory;
   }
 
-  /** A job's view. A store job is the user's who stored it: another user's is not found. */
-  async job(id: string, userId: string): Promise<JobView> {
+  /**
+   * A job's view. A store job is the user's who stored it: another user's is not found. A migration
+   * job (and its rollback) spans every user's memories: an operator's only.
+   */
+  async job(id: string, viewer: { userId: string; operator: boolean }): Promise<JobView> {
     for (const queue of this.queues.all) {
       // State first, then the job: a job seen as completed is read with its result (BullMQ moves it
       // and stores the result in one step). The other order could read the job while it is still
@@ -169,8 +173,9 @@ export class IngestService {
       if (state === 'unknown') continue;
       const job = await orUnavailable(() => queue.getJob(id), RedisDown.queue);
       if (!job) continue;
-      const owner = (job.data as { user_id?: unknown } | undefined)?.user_id;
-      if (owner !== undefined && owner !== userId) break;
+      if (queue.name === QueueName.Migration) {
+        if (!viewer.operator) break;
+      } else if ((job.data as { user_id?: unknown } | undefined)?.user_id !== viewer.userId) break;
       return {
         job_id: id,
         name: job.name,

@@ -56,6 +56,7 @@ void startService('api-gateway', loadGatewayConfig, 'client', async ({ config, l
       search_service: (await search.info()).reachable,
     }),
     userId: config.DEFAULT_USER_ID,
+    operator: { user: config.ADMIN_USER, password: config.ADMIN_PASSWORD },
     bodyLimit: config.BODY_LIMIT,
     storeWaitTimeoutMs: config.STORE_WAIT_TIMEOUT_MS,
   });

@@ -112,18 +112,24 @@ export function openApiDocument() {
       },
       '/api/memory/jobs/{id}': {
         get: {
-          summary: 'State, progress, result or failure reason of a job',
+          summary:
+            'State, progress, result or failure reason of a job: a store job to its user, a migration job to operators',
           parameters: [stringParam('id')],
           responses: {
             '200': { description: 'Job', content: anyObject },
-            '404': { description: 'Unknown job', content: json(ErrorResponse) },
+            '404': {
+              description: "Unknown job, or one that is not the caller's",
+              content: json(ErrorResponse),
+            },
           },
         },
       },
       '/api/memory/migrate': {
         post: {
           summary:
-            'Queue a Chroma → PostgreSQL migration (progress and result: GET /api/memory/jobs/{job_id})',
+            'Queue a Chroma → PostgreSQL migration (progress and result: GET /api/memory/jobs/{job_id}); operators only',
+          description:
+            'Spans every user of the collection: answers requests from the gateway’s own machine, or HTTP basic auth as ADMIN_USER / ADMIN_PASSWORD once that is set.',
           requestBody: { required: false, content: json(MigrateChromaRequest, 'input') },
           responses: {
             '202': {
@@ -131,6 +137,14 @@ export function openApiDocument() {
               content: json(
                 z.object({ job_id: z.string(), migration_id: z.string(), status: z.literal('queued') }),
               ),
+            },
+            '401': {
+              description: 'Operator credentials required (operator_only)',
+              content: json(ErrorResponse),
+            },
+            '403': {
+              description: 'Not from this machine and no ADMIN_PASSWORD set (operator_only)',
+              content: json(ErrorResponse),
             },
             ...errors,
           },

@@ -15,6 +15,7 @@ import {
 } from 'memory-core';
 import { z } from 'zod';
 import type { Caller, IngestService } from '../ingest.service';
+import { operatorRefusal, type OperatorAccess } from '../operator-access';
 import type { SearchClient } from '../search-client';
 import type { StatusService } from '../status.service';
 
@@ -23,6 +24,7 @@ export interface MemoryRoutesDeps {
   search: SearchClient;
   status: StatusService;
   userId: string;
+  operator: OperatorAccess;
   storeWaitTimeoutMs: number;
 }
 
@@ -86,7 +88,9 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    res.json(await deps.ingest.job(validate(JobIdParam, req.params.id, 'job id'), deps.userId));
+    const id = validate(JobIdParam, req.params.id, 'job id');
+    const operator = operatorRefusal(deps.operator, req) === undefined;
+    res.json(await deps.ingest.job(id, { userId: deps.userId, operator }));
   });
 
   router.post('/search', async (req, res) => {

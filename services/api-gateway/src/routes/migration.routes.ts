@@ -9,10 +9,12 @@ import {
   validate,
   type Logger,
 } from 'memory-core';
+import { operatorOnly, type OperatorAccess } from '../operator-access';
 
 export interface MigrationRoutesDeps {
   queues: Queue[];
   logger: Logger;
+  operator: OperatorAccess;
 }
 
 /**
@@ -26,7 +28,8 @@ export function migrationRoutes(deps: MigrationRoutesDeps): Router {
   if (!queue) throw new Error(`migrationRoutes needs the ${QueueName.Migration} queue`);
   const log = deps.logger.child({ module: 'migration-routes' });
 
-  router.post('/migrate', async (req, res) => {
+  // A migration reads every user's memories in the collection: an operator's action.
+  router.post('/migrate', operatorOnly(deps.operator), async (req, res) => {
     const request = validate(MigrateChromaRequest, req.body ?? {}, 'migration request');
     const requestId = String(res.locals.requestId);
     const { job, migrationId } = await enqueueMigration(queue, request, { requestId });
