@@ -3,6 +3,7 @@ import pino from 'pino';
 import {
   ChromaMemoryStore,
   ConflictError,
+  connectRedis,
   DeploymentRegistry,
   openStore,
   PgvectorMemoryStore,
@@ -72,6 +73,60 @@ describe('backend selection (real Redis, PostgreSQL, Chroma)', () => {
     ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UnavailableError);
     expect((error as UnavailableError).code).toBe('backend_unavailable');
+  });
+
+  it('a missing DATABASE_URL is a setting to fix: refused at once, never waited for', async () => {
+    const settings = (setting: 'postgres' | 'auto') => ({
+      MEMORY_BACKEND: setting,
+      DATABASE_URL: undefined,
+      DATABASE_SCHEMA: 'public',
+      DATABASE_POOL_SIZE: 2,
+      HNSW_EF_SEARCH: 40,
+      HNSW_OVERFETCH: 1,
+      HNSW_TENANT_EF_SEARCH: 40,
+      CHROMA_URL: servers.chromaUrl,
+      CHROMA_COLLECTION: uniqueName('nourl'),
+      QUEUE_PREFIX: 'unused',
+    });
+    const warnings: string[] = [];
+    const watching = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+    // Forced postgres without a URL; then auto on a deployment already recorded as postgres.
+    const recorded = registry();
+    await recorded.recordBackend({
+      backend: 'postgres',
+      reason: 'chosen earlier',
+      decided_at: new Date().toISOString(),
+    });
+    for (const [setting, shared, message] of [
+      ['postgres', registry(), /MEMORY_BACKEND=postgres but DATABASE_URL is unset/],
+      ['auto', recorded, /this deployment uses postgres \(chosen earlier\) but DATABASE_URL is unset/],
+    ] as const) {
+      const error = await openStore(settings(setting), shared, watching, {
+        attempts: 5,
+        delayMs: 2_000,
+      }).catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        code: 'invalid_config',
+        httpStatus: 400,
+        message: expect.stringMatching(message),
+      });
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  it('Redis that does not answer at start-up fails in one error that says why, without unhandled errors', async () => {
+    const printed = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const started = Date.now();
+    const error = await connectRedis('redis://127.0.0.1:1', 'client', 1_500).catch((e: unknown) => e);
+    printed.mockRestore();
+    expect(printed).not.toHaveBeenCalled();
+    expect(error).toMatchObject({
+      code: 'redis_unavailable',
+      message: expect.stringMatching(
+        /^Redis at 127\.0\.0\.1:1 did not answer within 1500 ms \(.*ECONNREFUSED.*\)$/,
+      ),
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('records the first choice so every later service uses it, whatever it would decide alone', async () => {

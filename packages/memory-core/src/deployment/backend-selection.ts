@@ -1,4 +1,4 @@
-import { ConflictError, UnavailableError } from '../errors';
+import { ConflictError, UnavailableError, ValidationError } from '../errors';
 import type { MemoryBackendSetting } from '../config/env-fields';
 import { probePgvector, type PgvectorProbe } from '../storage/pgvector';
 import type { BackendChoice, DeploymentRegistry } from './deployment-registry';
@@ -71,9 +71,12 @@ export async function selectBackend(
     choice = decide('chroma', 'MEMORY_BACKEND=chroma → chroma');
   } else if (!settings.databaseUrl) {
     if (settings.setting === 'postgres') {
-      throw new UnavailableError('MEMORY_BACKEND=postgres but DATABASE_URL is unset', {
-        code: 'backend_unavailable',
-      });
+      // A setting, not a server still starting: no retry makes it appear.
+      throw new ValidationError(
+        'MEMORY_BACKEND=postgres but DATABASE_URL is unset',
+        undefined,
+        'invalid_config',
+      );
     }
     choice = decide('chroma', 'MEMORY_BACKEND=auto: DATABASE_URL unset → chroma');
   } else {

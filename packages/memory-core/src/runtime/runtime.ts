@@ -34,6 +34,13 @@ export async function connectRedis(
 ): Promise<Redis> {
   const redis = createRedis(url, role);
   if (redis.status === 'ready') return redis;
+  // Without a listener ioredis prints every failed attempt as an unhandled error with its stack; the
+  // last one goes into the start-up failure's one line instead.
+  let lastError: string | undefined;
+  const noteError = (error: Error) => {
+    lastError = error.message;
+  };
+  redis.on('error', noteError);
   const ready = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), timeoutMs);
     redis.once('ready', () => {
@@ -41,9 +48,11 @@ export async function connectRedis(
       resolve(true);
     });
   });
+  redis.off('error', noteError);
   if (!ready) {
     redis.disconnect();
-    throw new UnavailableError(`Redis at ${new URL(url).host} did not answer within ${timeoutMs} ms`, {
+    const why = lastError ? ` (${lastError})` : '';
+    throw new UnavailableError(`Redis at ${new URL(url).host} did not answer within ${timeoutMs} ms${why}`, {
       code: 'redis_unavailable',
     });
   }

@@ -1,4 +1,5 @@
 import type { BackendChoice } from '../deployment/deployment-registry';
+import { ValidationError } from '../errors';
 import type { Logger } from '../logging';
 import { ChromaMemoryStore } from './chroma';
 import type { MemoryStore } from './memory-store';
@@ -22,7 +23,14 @@ export function createMemoryStore(
   logger: Logger,
 ): MemoryStore {
   if (choice.backend === 'postgres') {
-    if (!settings.DATABASE_URL) throw new Error('the postgres backend needs DATABASE_URL');
+    if (!settings.DATABASE_URL) {
+      // E.g. a deployment recorded as postgres, started without DATABASE_URL: a setting to fix, not to wait for.
+      throw new ValidationError(
+        `this deployment uses postgres (${choice.reason}) but DATABASE_URL is unset`,
+        undefined,
+        'invalid_config',
+      );
+    }
     return new PgvectorMemoryStore(
       {
         connectionString: settings.DATABASE_URL,
