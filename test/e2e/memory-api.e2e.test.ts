@@ -312,6 +312,8 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     const tooManyKeys = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, i]));
     it.each([
       ['malformed JSON', '/api/memory/store', '{"content": ', 400, 'malformed_json'],
+      ['a JSON null body', '/api/memory/store', 'null', 400, 'validation_failed'],
+      ['a JSON number body', '/api/memory/store/batch', '42', 400, 'validation_failed'],
       ['missing content', '/api/memory/store', {}, 400, 'validation_failed'],
       ['empty content', '/api/memory/store', { content: '' }, 400, 'validation_failed'],
       ['whitespace-only content', '/api/memory/store', { content: ' \n\t ' }, 400, 'validation_failed'],
@@ -524,7 +526,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       ['GET', '/api/memory/migrate', 'POST'],
       ['DELETE', '/api/memory/stats', 'GET'],
       ['POST', '/api/memory/status', 'GET'],
-    ])('%s %s → 405 naming the method it takes', async (method, route, allowed) => {
+      ['DELETE', '/api/memory/jobs/store-1', 'GET'],
+      ['POST', '/api/memory/session/s-1', 'GET, DELETE'],
+      ['PUT', '/api/memory/00000000-0000-4000-8000-000000000000', 'GET, DELETE'],
+    ])('%s %s → 405 naming the methods it takes', async (method, route, allowed) => {
       const response = await stack.call(method, route);
       expect(response.status).toBe(405);
       expect(response.body.error.code).toBe('method_not_allowed');

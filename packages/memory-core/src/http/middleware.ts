@@ -35,11 +35,33 @@ export function requireJson(): RequestHandler {
   };
 }
 
+/** Whether `body` is valid JSON that body-parser's strict mode refused: `null`, a number, string or boolean. */
+function isJsonScalar(body: unknown): boolean {
+  if (typeof body !== 'string') return false;
+  try {
+    const value: unknown = JSON.parse(body);
+    return value === null || typeof value !== 'object';
+  } catch {
+    return false;
+  }
+}
+
 /** Errors that body-parser raises, mapped to what the client did wrong. */
-function fromBodyParser(error: { type?: string; status?: number; message?: string }): AppError | undefined {
+function fromBodyParser(error: {
+  type?: string;
+  status?: number;
+  message?: string;
+  body?: unknown;
+}): AppError | undefined {
   switch (error.type) {
     case 'entity.parse.failed':
-      return new ValidationError('the request body is not valid JSON', undefined, 'malformed_json');
+      return isJsonScalar(error.body)
+        ? new ValidationError(
+            'the request body must be a JSON object or array',
+            undefined,
+            'validation_failed',
+          )
+        : new ValidationError('the request body is not valid JSON', undefined, 'malformed_json');
     case 'entity.too.large':
       return new ValidationError('the request body is too large', undefined, 'payload_too_large', 413);
     case 'encoding.unsupported':

@@ -125,6 +125,8 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
     ['/store/batch', ['POST']],
     ['/search', ['POST']],
     ['/stats', ['GET']],
+    ['/jobs/:id', ['GET']],
+    ['/session/:sessionId', ['GET', 'DELETE']],
   ];
   for (const [path, allowed] of fixed) router.all(path, methodNotAllowed(allowed));
 
@@ -140,6 +142,7 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
     }
     res.json({ id, deleted: true });
   });
+  router.all('/:id', methodNotAllowed(['GET', 'DELETE']));
 
   return router;
 }
