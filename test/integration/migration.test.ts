@@ -82,6 +82,7 @@ function failingTarget(
     initialize: () => inner.initialize(),
     status: () => inner.status(),
     findByIds: (ids, options) => inner.findByIds(ids, options),
+    findByContent: (keys) => inner.findByContent(keys),
     deleteByMigration: (id) => inner.deleteByMigration(id),
     dropVectorIndex: () => inner.dropVectorIndex(),
     buildVectorIndex: () => inner.buildVectorIndex(),
@@ -706,6 +707,181 @@ describe('Chroma → PostgreSQL migration (real Chroma, PostgreSQL, Redis)', () 
       });
       expect(await count(`migration_id = 'bad-midway'`)).toBe(599);
       expect(await failing.rollback('bad-midway')).toEqual({ migration_id: 'bad-midway', removed: 599 });
+    });
+  });
+  describe('records that cannot be written as they are (a foreign collection, a PostgreSQL schema of its own)', () => {
+    const names = { times: uniqueName('migrate_times'), cased: uniqueName('migrate_cased') };
+    const more = { taken: uniqueName('migrate_taken'), held: uniqueName('migrate_held') };
+    let target: Awaited<ReturnType<typeof createTestSchema>>;
+    let store: PgvectorMemoryStore;
+    const mapping = () => ({
+      user_id: 'owner',
+      session_id: 'conversation',
+      project: 'workspace',
+      created_at: 'ts',
+      embedding_model: embedder.info.model,
+    });
+    type Source = { id: string; document: string; metadata: Record<string, string | number> };
+    /** A collection of these records, with the worker model's vectors (so they are copied). */
+    const createCollection = async (name: string, sources: Source[]) => {
+      const handle = await rawChroma().createCollection({
+        name,
+        embeddingFunction: null,
+        configuration: { hnsw: { space: 'cosine' } },
+      });
+      const vectors = await embedder.embed(sources.map((r) => r.document));
+      await handle.add({
+        ids: sources.map((r) => r.id),
+        documents: sources.map((r) => r.document),
+        metadatas: sources.map((r) => r.metadata),
+        embeddings: vectors.map((v) => Array.from(v)),
+      });
+    };
+    const migrate = (collection: string, migrationId: string, dryRun = false) =>
+      engine({ target: store, defaults: { collection, userId: '1' } }).run({
+        migration_id: migrationId,
+        collection,
+        mapping: mapping(),
+        dry_run: dryRun,
+      });
+    const contentsOf = async (migrationId: string) =>
+      (
+        await sql.query<{ content: string }>(
+          `SELECT content FROM ${target.schema}.memories WHERE migration_id = $1 ORDER BY content`,
+          [migrationId],
+        )
+      ).rows.map((r) => r.content);
+
+    beforeAll(async () => {
+      target = await createTestSchema('migodd');
+      store = new PgvectorMemoryStore(
+        { connectionString: servers.databaseUrl, schema: target.schema },
+        logger,
+      );
+      await store.initialize();
+    });
+    afterAll(async () => {
+      await store?.close();
+      await target?.drop();
+      await dropTestCollections(...Object.values(names), ...Object.values(more));
+    });
+
+    it('skips a record whose timestamp is out of range with a reason naming the key, and migrates the rest', async () => {
+      await createCollection(names.times, [
+        { id: 'a', document: 'first record', metadata: { owner: 7, ts: 1_700_000_000 } },
+        { id: 'far', document: 'a record from far in the future', metadata: { owner: 7, ts: 1e17 } },
+        { id: 'c', document: 'third record', metadata: { owner: 7, ts: 1_700_000_060 } },
+      ]);
+      const expected = {
+        read: 3,
+        skipped: 1,
+        skipped_by_reason: { invalid_timestamp: 1 },
+        failed: 0,
+      };
+      const skipped = [{ id: 'far', reason: 'invalid_timestamp', message: expect.stringContaining('"ts"') }];
+      const dry = await migrate(names.times, 'times-dry', true);
+      expect(dry.stats).toMatchObject({ ...expected, would_write: 2 });
+      expect(dry.skipped).toEqual(skipped);
+
+      const result = await migrate(names.times, 'times-1');
+      expect(result.stats).toMatchObject({ ...expected, written: 2 });
+      expect(result.skipped).toEqual(skipped);
+      expect(result.verification).toMatchObject({ verified: true, differences: [] });
+      expect(await contentsOf('times-1')).toEqual(['first record', 'third record']);
+    });
+
+    it('keeps Chroma ids that differ only in case apart: two memories, neither overwritten', async () => {
+      const upper = '00000000-0000-4000-8000-5555555555AB';
+      const lower = '00000000-0000-4000-8000-5555555555ab';
+      await createCollection(names.cased, [
+        { id: upper, document: 'the upper-case one', metadata: { owner: 7 } },
+        { id: lower, document: 'the lower-case one', metadata: { owner: 7 } },
+        { id: 'doc-3', document: 'a third one', metadata: { owner: 7 } },
+      ]);
+      const result = await migrate(names.cased, 'cased-1');
+      expect(result.stats).toMatchObject({ read: 3, written: 3, skipped: 0 });
+      expect(result.verification).toMatchObject({ verified: true, differences: [] });
+      expect(await contentsOf('cased-1')).toEqual([
+        'a third one',
+        'the lower-case one',
+        'the upper-case one',
+      ]);
+      expect((await store.get('7', lower))?.content).toBe('the lower-case one');
+      expect((await store.get('7', memoryIdFor(names.cased, upper)))?.content).toBe('the upper-case one');
+    });
+
+    it('skips, in a dry run and a run alike, a record whose memory id an earlier record took', async () => {
+      const taken = memoryIdFor(more.taken, 'doc-1');
+      await createCollection(more.taken, [
+        { id: 'doc-1', document: 'the first to take the id', metadata: { owner: 7 } },
+        { id: taken, document: 'the Chroma id is the derived id of doc-1', metadata: { owner: 7 } },
+        { id: 'doc-3', document: 'a record of its own', metadata: { owner: 7 } },
+      ]);
+      const expected = { read: 3, skipped: 1, skipped_by_reason: { duplicate_id: 1 } };
+      const dry = await migrate(more.taken, 'taken-dry', true);
+      expect(dry.stats).toMatchObject({ ...expected, would_write: 2 });
+      const result = await migrate(more.taken, 'taken-1');
+      expect(result.stats).toMatchObject({ ...expected, written: 2 });
+      expect(result.skipped).toEqual([
+        { id: taken, reason: 'duplicate_id', message: expect.stringContaining(taken) },
+      ]);
+      expect(await contentsOf('taken-1')).toEqual(['a record of its own', 'the first to take the id']);
+      expect((await store.get('7', taken))?.content).toBe('the first to take the id');
+    });
+
+    it('a dry run counts the content PostgreSQL already holds in the same user + session + project as the run does', async () => {
+      const texts = Array.from({ length: 6 }, (_, i) => `a note held in scope or not, number ${i}`);
+      const scoped = (i: number, project = 'p1') => ({
+        id: `doc-${i}`,
+        document: texts[i]!,
+        metadata: { owner: 7, conversation: 's1', workspace: project, ts: 1_700_000_000 + i },
+      });
+      await createCollection(more.held, [0, 1, 2, 3, 4].map((i) => scoped(i)).concat(scoped(5, 'p9')));
+      // Stored through the API: texts 0 and 1 in the records' own scope (duplicates); 2-5 in another
+      // project, session, none, or no project where the record names one PostgreSQL does not have yet.
+      const scopes: [number, string | null, string | null][] = [
+        [0, 's1', 'p1'],
+        [1, 's1', 'p1'],
+        [2, 's1', 'p2'],
+        [3, 's2', 'p1'],
+        [4, null, null],
+        [5, 's1', null],
+      ];
+      const vectors = await embedder.embed(scopes.map(([i]) => texts[i]!));
+      await store.upsert(
+        scopes.map(([i, session, project], k) => ({
+          id: randomUUID(),
+          user_id: '7',
+          session_id: session,
+          session_type: null,
+          project,
+          content: texts[i]!,
+          content_type: 'note',
+          metadata: {},
+          content_hash: contentHash(texts[i]!),
+          embedding: vectors[k]!,
+          embedding_model: embedder.info.model,
+          created_at: '2024-01-01T00:00:00.000Z',
+          updated_at: '2024-01-01T00:00:00.000Z',
+        })),
+      );
+
+      const dry = await migrate(more.held, 'held-dry', true);
+      const result = await migrate(more.held, 'held-1');
+      expect(result.stats).toMatchObject({
+        read: 6,
+        written: 4,
+        skipped: 2,
+        skipped_by_reason: { duplicate_content: 2 },
+      });
+      expect(dry.stats).toMatchObject({
+        read: result.stats.read,
+        would_write: result.stats.written,
+        skipped: result.stats.skipped,
+        skipped_by_reason: result.stats.skipped_by_reason,
+      });
+      expect(dry.skipped).toEqual(result.skipped);
+      expect(result.verification).toMatchObject({ verified: true });
     });
   });
 });

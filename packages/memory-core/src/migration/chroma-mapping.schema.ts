@@ -10,7 +10,8 @@ const SourceKey = z.string().min(1, 'a metadata key must not be empty').max(256)
  *
  * - `user_id`, `session_id`, `session_type`, `project`, `content_type`, `created_at`: the metadata key
  *   that holds each field. Numbers become strings (`7` → `"7"`); `created_at` may be ISO 8601, epoch
- *   seconds or epoch milliseconds.
+ *   seconds or epoch milliseconds, in the years 1 to 9999 (else the record is skipped as
+ *   `invalid_timestamp`).
  * - `defaults`: the value when a record lacks the key (or no key is mapped).
  * - `metadata`: what happens to the keys not used above: `"keep"` (default) keeps them all, `"drop"`
  *   keeps none, a list keeps those named.
@@ -50,7 +51,9 @@ export const SKIP_REASONS = [
   'invalid_scope',
   'invalid_content_type',
   'invalid_metadata',
+  'invalid_timestamp',
   'already_in_postgres',
+  'duplicate_id',
   'duplicate_content',
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];

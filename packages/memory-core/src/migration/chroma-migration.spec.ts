@@ -1,12 +1,17 @@
 import pino from 'pino';
 import type { Embedder } from '../embedding/embedder';
-import { ConflictError } from '../errors';
+import { ConflictError, UnavailableError, ValidationError } from '../errors';
 import type { MemoryRecord } from '../memory/memory.schemas';
 import type { UpsertResult } from '../storage/memory-store';
-import { ChromaMigration, type MigrationTarget } from './chroma-migration';
+import {
+  ChromaMigration,
+  isTransientMigrationError,
+  type ContentKey,
+  type MigrationTarget,
+} from './chroma-migration';
 import type { MigrationSource } from './chroma-collection.source';
 import { InMemoryMigrationCheckpoints } from './migration-checkpoints';
-import type { SourceRow } from './record-mapper';
+import { memoryIdFor, RecordMapper, type SourceRow } from './record-mapper';
 
 const logger = pino({ level: 'silent' });
 const MODEL = 'test-model';
@@ -28,8 +33,13 @@ function fakeSource(rows: SourceRow[]): MigrationSource {
   };
 }
 
+const contentKey = (m: ContentKey) =>
+  [m.user_id, m.session_id ?? '', m.project ?? '', m.content_hash].join('\0');
+
+/** PostgreSQL as the port promises it: an existing id is updated, existing content is a duplicate. */
 function fakeTarget() {
   const rows = new Map<string, MemoryRecord>();
+  const holderOf = (key: string) => [...rows.values()].find((r) => contentKey(r) === key);
   /** The vector index's life: what the engine asked of it, in order. */
   const index = { present: true, events: [] as string[] };
   const target: MigrationTarget = {
@@ -49,11 +59,14 @@ function fakeTarget() {
     },
     upsert: async (records): Promise<UpsertResult[]> =>
       records.map((r) => {
+        const holder = holderOf(contentKey(r));
+        if (holder && holder.id !== r.id) return { requested_id: r.id, id: holder.id, status: 'duplicate' };
         const status = rows.has(r.id) ? 'updated' : 'created';
         rows.set(r.id, { ...r, embedding: Array.from(r.embedding) });
         return { requested_id: r.id, id: r.id, status };
       }),
     findByIds: async (ids) => ids.flatMap((id) => rows.get(id) ?? []),
+    findByContent: async (keys) => keys.flatMap((k) => holderOf(contentKey(k)) ?? []),
     deleteByMigration: async (id) => {
       const mine = [...rows.values()].filter((r) => r.migration_id === id);
       mine.forEach((r) => rows.delete(r.id));
@@ -290,6 +303,129 @@ describe('ChromaMigration (fakes)', () => {
       await migrationOf(target, checkpoints).rollback('b5');
       expect(index.present).toBe(true);
       expect(index.events[0]).toBe('drop');
+    });
+  });
+  describe('records that cannot be written as they are', () => {
+    const migrationOf = (rows: SourceRow[], target = fakeTarget().target) =>
+      new ChromaMigration({
+        source: fakeSource(rows),
+        target,
+        checkpoints: new InMemoryMigrationCheckpoints(),
+        embedder,
+        logger,
+        defaults: { collection: 'c', userId: '1' },
+      });
+    /** The dry run's counts and the run's, side by side, each against a fresh copy of `held`. */
+    const dryRunAndRun = async (
+      rows: SourceRow[],
+      request: Record<string, unknown>,
+      held: MemoryRecord[] = [],
+    ) => {
+      const targets = [fakeTarget(), fakeTarget()];
+      for (const { rows: stored } of targets) held.forEach((r) => stored.set(r.id, r));
+      const dry = await migrationOf(rows, targets[0]!.target).run({
+        ...request,
+        migration_id: 'dry',
+        dry_run: true,
+      });
+      const real = await migrationOf(rows, targets[1]!.target).run({ ...request, migration_id: 'real' });
+      return { dry, real, stored: targets[1]!.rows, dryStored: targets[0]!.rows };
+    };
+
+    it('skips a record whose timestamp cannot be stored, and migrates the rest', async () => {
+      const foreign = (id: string, ts: number): SourceRow => ({
+        id,
+        document: `text of ${id}`,
+        metadata: { owner: 1, ts },
+        embedding: unit(id.length),
+      });
+      const rows = [foreign('a', 1_700_000_000), foreign('bad', 1e17), foreign('c', 1_700_000_030)];
+      const mapping = { user_id: 'owner', created_at: 'ts', embedding_model: MODEL };
+      const { dry, real, stored } = await dryRunAndRun(rows, { mapping });
+      for (const result of [dry, real]) {
+        expect(result.stats).toMatchObject({
+          read: 3,
+          skipped: 1,
+          skipped_by_reason: { invalid_timestamp: 1 },
+        });
+        expect(result.skipped).toEqual([
+          { id: 'bad', reason: 'invalid_timestamp', message: expect.stringContaining('"ts"') },
+        ]);
+      }
+      expect(dry.stats.would_write).toBe(2);
+      expect(real.stats.written).toBe(2);
+      expect(real.verification!.verified).toBe(true);
+      expect([...stored.values()].map((r) => r.content).sort()).toEqual(['text of a', 'text of c']);
+    });
+
+    it('does not retry a programming error as if it were transient; retries a lost connection', () => {
+      expect(isTransientMigrationError(new RangeError('Invalid time value'))).toBe(false);
+      expect(isTransientMigrationError(new TypeError('x is undefined'))).toBe(false);
+      expect(isTransientMigrationError(new ValidationError('bad', undefined, 'invalid_data'))).toBe(false);
+      expect(isTransientMigrationError(new UnavailableError('down', { code: 'backend_unavailable' }))).toBe(
+        true,
+      );
+      expect(
+        isTransientMigrationError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })),
+      ).toBe(true);
+    });
+
+    it('keeps two records whose UUIDs differ only in case as two memories', async () => {
+      const upper = row(1, { id: '00000000-0000-4000-8000-5555555555AB', document: 'upper' });
+      const lower = row(2, { id: '00000000-0000-4000-8000-5555555555ab', document: 'lower' });
+      const { real, stored } = await dryRunAndRun([upper, lower, row(3)], {});
+      expect(real.stats).toMatchObject({ written: 3, skipped: 0 });
+      expect(stored.size).toBe(3);
+      expect(stored.get(lower.id)?.content).toBe('lower');
+      expect(stored.get(memoryIdFor('c', upper.id))?.content).toBe('upper');
+      expect(real.verification!.verified).toBe(true);
+    });
+
+    it.each([
+      ['in one batch', 10],
+      ['in different batches', 1],
+    ])(
+      'skips a second record that maps to a memory id already taken (%s), never overwriting',
+      async (_, batchSize) => {
+        // A Chroma id that is the derived memory id of another record's id.
+        const first = row(1, { id: 'doc-1', document: 'first' });
+        const second = row(2, { id: memoryIdFor('c', 'doc-1'), document: 'second' });
+        const { dry, real, stored } = await dryRunAndRun([first, second, row(3)], { batch_size: batchSize });
+        for (const result of [dry, real]) {
+          expect(result.stats).toMatchObject({ read: 3, skipped: 1, skipped_by_reason: { duplicate_id: 1 } });
+          expect(result.skipped).toEqual([
+            { id: second.id, reason: 'duplicate_id', message: expect.stringContaining(second.id) },
+          ]);
+        }
+        expect(dry.stats.would_write).toBe(2);
+        expect(real.stats.written).toBe(2);
+        expect(stored.size).toBe(2);
+        expect(stored.get(second.id)?.content).toBe('first');
+      },
+    );
+
+    it('counts in a dry run the duplicates of content PostgreSQL already holds, as the run does', async () => {
+      const rows = [1, 2, 3, 4].map((i) => row(i, { metadata: { ...row(i).metadata, project: 'alpha' } }));
+      const stored = (source: SourceRow, project: string): MemoryRecord => {
+        const outcome = new RecordMapper('c', undefined, '2024-01-01T00:00:00.000Z', '1').map(source);
+        if (!outcome.ok) throw new Error(outcome.message);
+        return { ...outcome.record.memory, id: `held-${source.id}`, project, embedding: unit(99) };
+      };
+      // Row 2's content in its own scope is a duplicate; row 3's content in another project is not.
+      const held = [stored(rows[1]!, 'alpha'), stored(rows[2]!, 'beta')];
+      const { dry, real, dryStored } = await dryRunAndRun(rows, {}, held);
+      expect(real.stats).toMatchObject({
+        written: 3,
+        skipped: 1,
+        skipped_by_reason: { duplicate_content: 1 },
+      });
+      expect(dry.stats).toMatchObject({
+        would_write: real.stats.written,
+        skipped: real.stats.skipped,
+        skipped_by_reason: real.stats.skipped_by_reason,
+      });
+      expect(dry.skipped).toEqual(real.skipped);
+      expect(dryStored.size).toBe(held.length);
     });
   });
 });

@@ -15,6 +15,7 @@ import {
 import type { Logger } from '../logging';
 import { EMBEDDING_DIMENSION, type Memory, type MemoryRecord } from '../memory/memory.schemas';
 import type { StoreStatus, UpsertResult } from '../storage/memory-store';
+import { isConnectionError } from '../storage/pgvector/pg-errors';
 import type { ChromaMapping, SkipReason } from './chroma-mapping.schema';
 import type { MigrationSource } from './chroma-collection.source';
 import type { MigrationCheckpoint, MigrationCheckpoints } from './migration-checkpoints';
@@ -31,6 +32,11 @@ export interface MigrationTarget {
   upsert(records: MemoryRecord[]): Promise<UpsertResult[]>;
   /** The rows with these ids (any user), with `migration_id`, and their vectors when asked. */
   findByIds(ids: string[], options?: { embeddings?: boolean }): Promise<MemoryRecord[]>;
+  /**
+   * The rows (any id) holding one of these content keys, by the rule `upsert` dedups with: the same
+   * content hash once per user + session + project. Reads only: a dry run predicts duplicates with it.
+   */
+  findByContent(keys: ContentKey[]): Promise<(ContentKey & Pick<Memory, 'id'>)[]>;
   deleteByMigration(migrationId: string): Promise<number>;
   /** Drops the vector index for a bulk load into an empty table; whether there was one. */
   dropVectorIndex(): Promise<boolean>;
@@ -66,6 +72,9 @@ export interface RunHooks {
   signal?: AbortSignal | undefined;
 }
 
+/** What PostgreSQL dedups memories by. */
+export type ContentKey = Pick<Memory, 'user_id' | 'session_id' | 'project' | 'content_hash'>;
+
 /** Why a vector is embedded again rather than copied. */
 type EmbedReason = keyof MigrationStats['re_embedded_by_reason'];
 
@@ -87,6 +96,11 @@ interface RunContext {
   checkpoint: MigrationCheckpoint;
   /** Dedup keys seen in a dry run, which cannot ask PostgreSQL to dedup for it. */
   seenKeys: Set<string>;
+  /**
+   * Memory ids of the records this attempt has read: a second record with the same id (two Chroma ids
+   * that map to one memory id) is skipped rather than overwriting or being counted as the first.
+   */
+  claimedIds: Set<string>;
 }
 
 /** The error a migration stops with when a rollback asked it to. */
@@ -171,7 +185,7 @@ function canonical(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
 }
 
-function dedupKey(m: Pick<Memory, 'user_id' | 'session_id' | 'project' | 'content_hash'>): string {
+function dedupKey(m: ContentKey): string {
   return [m.user_id, m.session_id ?? '', m.project ?? '', m.content_hash].join('\u0000');
 }
 
@@ -181,8 +195,9 @@ function dedupKey(m: Pick<Memory, 'user_id' | 'session_id' | 'project' | 'conten
  * `ChromaMapping`), copies or re-embeds its vector, and writes each batch in one transaction, every
  * row tagged with the migration id.
  *
- * - Dry run: reads, maps and checks everything, asks PostgreSQL which ids it already holds, and reports
- *   counts and skipped records; writes nothing (not even a checkpoint or the schema).
+ * - Dry run: reads, maps and checks everything, asks PostgreSQL which ids and contents it already holds,
+ *   and reports the counts and skipped records the run would; writes nothing (not even a checkpoint or
+ *   the schema).
  * - Resumable: a checkpoint after every batch; a rerun of the same migration id continues from it.
  * - Idempotent: ids already in PostgreSQL are skipped (`already_in_postgres`), so a second migration
  *   adds nothing; rows this migration wrote before a crash are recognised by their migration id.
@@ -472,6 +487,7 @@ export class ChromaMigration {
       targetReady,
       checkpoint,
       seenKeys: new Set(),
+      claimedIds: new Set(),
     };
   }
 
@@ -526,18 +542,36 @@ export class ChromaMigration {
           (await this.deps.target.findByIds(mapped.map((m) => m.record.memory.id))).map((r) => [r.id, r]),
         )
       : new Map<string, MemoryRecord>();
+    const heldContent =
+      ctx.dryRun && ctx.targetReady ? await this.heldContent(mapped) : new Map<string, string>();
     const toWrite: { row: SourceRow; record: MappedRecord; reason: EmbedReason | null }[] = [];
     for (const item of mapped) {
       const { memory } = item.record;
       addToScope(result.counts, memory);
       const held = existing.get(memory.id);
       const reason = this.embedReason(ctx, item.record, item.row.embedding);
-      if (held && held.migration_id === ctx.id) {
+      const claimed = ctx.claimedIds.has(memory.id);
+      ctx.claimedIds.add(memory.id);
+      if (claimed) {
+        this.skip(
+          ctx,
+          item.row.id,
+          'duplicate_id',
+          `an earlier record of this migration maps to memory id ${memory.id} too`,
+        );
+      } else if (held && held.migration_id === ctx.id) {
         // Written by this migration before a crash, in a batch whose checkpoint was not saved.
         stats.written += 1;
         this.countEmbedding(ctx, reason);
       } else if (held) {
         this.skip(ctx, item.row.id, 'already_in_postgres', `PostgreSQL already holds memory ${memory.id}`);
+      } else if (ctx.dryRun && heldContent.has(dedupKey(memory))) {
+        this.skip(
+          ctx,
+          item.row.id,
+          'duplicate_content',
+          `the same content is already stored as memory ${heldContent.get(dedupKey(memory))}`,
+        );
       } else if (ctx.dryRun && ctx.seenKeys.has(dedupKey(memory))) {
         this.skip(
           ctx,
@@ -584,6 +618,15 @@ export class ChromaMigration {
         this.countEmbedding(ctx, item.reason);
       }
     }
+  }
+
+  /**
+   * Content keys of these records that PostgreSQL already holds, with the memory holding each: what
+   * `upsert` would report as duplicates, so that a dry run counts what the run will write.
+   */
+  private async heldContent(items: { record: MappedRecord }[]): Promise<Map<string, string>> {
+    const rows = await this.deps.target.findByContent(items.map((item) => item.record.memory));
+    return new Map(rows.map((row) => [dedupKey(row), row.id]));
   }
 
   private async embedIfNeeded(items: { row: SourceRow; record: MappedRecord; reason: EmbedReason | null }[]) {
@@ -836,9 +879,14 @@ export class ChromaMigration {
   }
 }
 
-/** Whether a failure can go away by itself (a server down) rather than needing a change of input. */
+/**
+ * Whether a failure can go away by itself (a server down) rather than needing a change of input or of
+ * code. Adapters translate what they know into `AppError`s; anything else is a bug (a `RangeError`, a
+ * `TypeError`) that five retries over minutes would only repeat, unless it is a connection failure
+ * that reached the engine untranslated.
+ */
 export function isTransientMigrationError(error: unknown): boolean {
   if (error instanceof ValidationError || error instanceof ConflictError) return false;
   if (error instanceof AppError) return error.httpStatus >= 500;
-  return true;
+  return isConnectionError(error);
 }

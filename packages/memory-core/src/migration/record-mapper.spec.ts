@@ -6,7 +6,7 @@ const STARTED = '2025-01-01T00:00:00.000Z';
 describe('RecordMapper', () => {
   describe('our own Chroma layout', () => {
     const mapper = new RecordMapper('memories', undefined, STARTED, '1');
-    const id = '6F9619FF-8B86-4011-B42D-00CF4FC964FF';
+    const id = '6f9619ff-8b86-4011-b42d-00cf4fc964ff';
     const metadata = {
       user_id: '1',
       session_id: 's1',
@@ -32,7 +32,7 @@ describe('RecordMapper', () => {
           sourceId: id,
           embeddingModel: 'Xenova/all-MiniLM-L6-v2',
           memory: {
-            id: id.toLowerCase(),
+            id,
             user_id: '1',
             session_id: 's1',
             session_type: 'philosophy',
@@ -73,6 +73,22 @@ describe('RecordMapper', () => {
         ok: false,
         reason: 'invalid_metadata',
       });
+    });
+
+    it('skips a record whose timestamp cannot be stored, naming the key, rather than failing or replacing it', () => {
+      const { created_at: _iso, ...msOnly } = metadata;
+      for (const [changed, key] of [
+        [{ ...metadata, created_at: '+020000-01-01T00:00:00.000Z' }, 'created_at'],
+        [{ ...metadata, updated_at: 1e17 }, 'updated_at'],
+        // Beyond ±8.64e15 ms, where `new Date(ms).toISOString()` throws.
+        [{ ...msOnly, created_at_ms: 1e17 }, 'created_at_ms'],
+      ] as const) {
+        expect(mapper.map({ id, document: 'x', metadata: changed })).toEqual({
+          ok: false,
+          reason: 'invalid_timestamp',
+          message: expect.stringContaining(`"${key}"`),
+        });
+      }
     });
   });
 
@@ -135,6 +151,28 @@ describe('RecordMapper', () => {
       });
     });
 
+    it('skips a record whose timestamp is outside the years 1 to 9999, and maps the boundaries', () => {
+      const at = (ts: unknown) => mapper.map({ id: 'doc-6', document: 'hello', metadata: { owner: 1, ts } });
+      // 1e17 ms throws in toISOString; 1e15 ms is year 33658, which PostgreSQL refuses.
+      for (const ts of [
+        1e17,
+        -1e17,
+        1e15,
+        '100000000000000000',
+        '9'.repeat(400),
+        '+020000-01-01T00:00:00Z',
+      ]) {
+        expect(at(ts)).toEqual({
+          ok: false,
+          reason: 'invalid_timestamp',
+          message: 'metadata key "ts" holds a time outside the years 1 to 9999',
+        });
+      }
+      for (const iso of ['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']) {
+        expect(at(Date.parse(iso))).toMatchObject({ ok: true, record: { memory: { created_at: iso } } });
+      }
+    });
+
     it('skips a record without the user key when no default is given', () => {
       expect(mapper.map({ id: 'doc-3', document: 'hello', metadata: {} })).toMatchObject({
         ok: false,
@@ -158,6 +196,14 @@ describe('RecordMapper', () => {
         message: expect.stringContaining('"id"'),
       });
     });
+  });
+
+  it('keeps lower-case UUIDs only: ids that differ in case get different memory ids', () => {
+    const lower = '00000000-0000-4000-8000-5555555555ab';
+    const upper = '00000000-0000-4000-8000-5555555555AB';
+    expect(memoryIdFor('a', lower)).toBe(lower);
+    expect(memoryIdFor('a', upper)).toBe(uuidV5(`a/${upper}`, 'b3e0c6a2-5f1d-4e8a-9c47-2d6f8a1e0b53'));
+    expect(memoryIdFor('a', upper)).not.toBe(memoryIdFor('a', lower));
   });
 
   it('derives stable UUIDs for ids that are not UUIDs, and keeps UUIDs', () => {

@@ -34,7 +34,8 @@ export interface MappedRecord {
 export type MapOutcome =
   { ok: true; record: MappedRecord } | { ok: false; reason: SkipReason; message: string };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Lower case only: a UUID kept as the memory id must be the one PostgreSQL stores and returns. */
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Namespace of memory ids derived from foreign Chroma ids (uuid v5). */
 const FOREIGN_ID_NAMESPACE = 'b3e0c6a2-5f1d-4e8a-9c47-2d6f8a1e0b53';
 
@@ -49,13 +50,12 @@ export function uuidV5(name: string, namespace: string): string {
 }
 
 /**
- * The memory id of a Chroma id: kept when it is a UUID (lower-cased), else derived from the collection
- * and the id, so that every run of a migration gives the same id.
+ * The memory id of a Chroma id: kept when it is a lower-case UUID, else derived from the collection and
+ * the id, so that every run of a migration gives the same id. Chroma ids are case-sensitive and
+ * PostgreSQL's uuid is not: lower-casing `…AB` would give it the id of a different record `…ab`.
  */
 export function memoryIdFor(collection: string, chromaId: string): string {
-  return UUID.test(chromaId)
-    ? chromaId.toLowerCase()
-    : uuidV5(`${collection}/${chromaId}`, FOREIGN_ID_NAMESPACE);
+  return CANONICAL_UUID.test(chromaId) ? chromaId : uuidV5(`${collection}/${chromaId}`, FOREIGN_ID_NAMESPACE);
 }
 
 function firstIssue(error: z.ZodError): string {
@@ -76,17 +76,58 @@ function scalarText(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The times a memory can hold: ISO 8601 with four-digit years, which the API's schemas and PostgreSQL
+ * accept. Beyond them `toISOString()` writes six-digit years PostgreSQL rejects, and beyond ±8.64e15 ms
+ * it throws.
+ */
+const EARLIEST_MS = Date.parse('0001-01-01T00:00:00.000Z');
+const LATEST_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** A time that cannot be stored: the record is skipped rather than given another time. */
+const OUT_OF_RANGE = Symbol('out of range');
+/** A metadata timestamp as read: ISO 8601, `undefined` when absent or unreadable, or out of range. */
+type Timestamp = string | undefined | typeof OUT_OF_RANGE;
+
+function isoFromMs(ms: number): Timestamp {
+  return ms >= EARLIEST_MS && ms <= LATEST_MS ? new Date(ms).toISOString() : OUT_OF_RANGE;
+}
+
 /** ISO 8601, or epoch seconds / milliseconds (numbers below 10^11 are taken as seconds). */
-function timestamp(value: unknown): string | undefined {
+function timestamp(value: unknown): Timestamp {
   if (typeof value === 'number' && Number.isFinite(value)) {
-    return new Date(Math.abs(value) < 1e11 ? value * 1000 : value).toISOString();
+    return isoFromMs(Math.abs(value) < 1e11 ? value * 1000 : value);
   }
   if (typeof value === 'string' && value.trim()) {
-    if (/^\d+(\.\d+)?$/.test(value.trim())) return timestamp(Number(value));
+    if (/^\d+(\.\d+)?$/.test(value.trim())) {
+      const n = Number(value);
+      return Number.isFinite(n) ? timestamp(n) : OUT_OF_RANGE;
+    }
     const ms = Date.parse(value);
-    if (!Number.isNaN(ms)) return new Date(ms).toISOString();
+    if (!Number.isNaN(ms)) return isoFromMs(ms);
   }
   return undefined;
+}
+
+/**
+ * The first of `candidates` (metadata key and the time read from it) that holds a time, or `fallback`;
+ * a skip naming the key when that time cannot be stored.
+ */
+function firstTime(
+  candidates: { key: string; time: Timestamp }[],
+  fallback: string,
+): { ok: true; value: string } | { ok: false; outcome: MapOutcome } {
+  for (const { key, time } of candidates) {
+    if (time === undefined) continue;
+    if (time === OUT_OF_RANGE) {
+      return {
+        ok: false,
+        outcome: skip('invalid_timestamp', `metadata key "${key}" holds a time outside the years 1 to 9999`),
+      };
+    }
+    return { ok: true, value: time };
+  }
+  return { ok: true, value: fallback };
 }
 
 /**
@@ -121,6 +162,21 @@ export class RecordMapper {
   }
 
   private mapOwn(row: SourceRow, content: string): MapOutcome {
+    // Times first: `fromChroma` turns `created_at_ms` into a Date, which throws when it is out of range.
+    const ms = row.metadata?.created_at_ms;
+    const createdAt = firstTime(
+      [
+        { key: 'created_at', time: timestamp(row.metadata?.created_at) },
+        { key: 'created_at_ms', time: typeof ms === 'number' ? isoFromMs(ms) : undefined },
+      ],
+      this.fallbackCreatedAt,
+    );
+    if (!createdAt.ok) return createdAt.outcome;
+    const updatedAt = firstTime(
+      [{ key: 'updated_at', time: timestamp(row.metadata?.updated_at) }],
+      createdAt.value,
+    );
+    if (!updatedAt.ok) return updatedAt.outcome;
     const stored = fromChroma(row.id, content, (row.metadata ?? {}) as Parameters<typeof fromChroma>[2]);
     if (!stored.user_id) return skip('missing_user_id', 'the record has no user_id');
     const scope = this.scope({
@@ -134,11 +190,6 @@ export class RecordMapper {
     if (!contentType.success) return skip('invalid_content_type', firstIssue(contentType.error));
     const metadata = Metadata.safeParse(stored.metadata);
     if (!metadata.success) return skip('invalid_metadata', firstIssue(metadata.error));
-    const ms = row.metadata?.created_at_ms;
-    const createdAt =
-      timestamp(row.metadata?.created_at) ??
-      (typeof ms === 'number' && Number.isFinite(ms) ? new Date(ms).toISOString() : this.fallbackCreatedAt);
-    const updatedAt = timestamp(row.metadata?.updated_at) ?? createdAt;
     return {
       ok: true,
       record: {
@@ -152,8 +203,8 @@ export class RecordMapper {
           metadata: metadata.data,
           content_hash: contentHash(content),
           embedding_model: stored.embedding_model,
-          created_at: createdAt,
-          updated_at: updatedAt,
+          created_at: createdAt.value,
+          updated_at: updatedAt.value,
         },
       },
     };
@@ -205,7 +256,13 @@ export class RecordMapper {
     }
     const metadata = Metadata.safeParse(extra);
     if (!metadata.success) return skip('invalid_metadata', firstIssue(metadata.error));
-    const createdAt = (mapping.created_at && timestamp(source[mapping.created_at])) || this.fallbackCreatedAt;
+    const createdAt = firstTime(
+      mapping.created_at === undefined
+        ? []
+        : [{ key: mapping.created_at, time: timestamp(source[mapping.created_at]) }],
+      this.fallbackCreatedAt,
+    );
+    if (!createdAt.ok) return createdAt.outcome;
     return {
       ok: true,
       record: {
@@ -219,8 +276,8 @@ export class RecordMapper {
           metadata: metadata.data as MemoryMetadata,
           content_hash: contentHash(content),
           embedding_model: mapping.embedding_model ?? '',
-          created_at: createdAt,
-          updated_at: createdAt,
+          created_at: createdAt.value,
+          updated_at: createdAt.value,
         },
       },
     };

@@ -1047,6 +1047,26 @@ export class PgvectorMemoryStore implements MemoryStore {
     }));
   }
 
+  /**
+   * The memories (any id, any migration) holding one of these content keys, by the rule `upsert`
+   * dedups with: the same content hash once per user + session + project. Reads only: the Chroma →
+   * PostgreSQL migration's dry run predicts with it the duplicates the run will skip.
+   */
+  async findByContent(
+    keys: Pick<Memory, 'user_id' | 'session_id' | 'project' | 'content_hash'>[],
+  ): Promise<Pick<Memory, 'id' | 'user_id' | 'session_id' | 'project' | 'content_hash'>[]> {
+    if (keys.length === 0) return [];
+    const result = await this.query<
+      Pick<Memory, 'id' | 'user_id' | 'session_id' | 'project' | 'content_hash'>
+    >('find by content', this.sql.findByContent, [
+      keys.map((k) => k.user_id),
+      keys.map((k) => k.session_id ?? ''),
+      keys.map((k) => k.project ?? ''),
+      keys.map((k) => k.content_hash),
+    ]);
+    return result.rows;
+  }
+
   async stats(filter: MemoryFilter): Promise<MemoryStats> {
     const params = new SqlParams();
     const where = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
@@ -1244,6 +1264,16 @@ export class PgvectorMemoryStore implements MemoryStore {
       findByIds: prepared(`${byId(', m.migration_id')} WHERE m.id = ANY($1::uuid[])`),
       findByIdsWithEmbeddings: prepared(
         `${byId(', m.migration_id, m.embedding::text AS embedding')} WHERE m.id = ANY($1::uuid[])`,
+      ),
+      // Matches the dedup index's expressions; a project not created yet (no row p) holds nothing.
+      findByContent: prepared(
+        `SELECT DISTINCT m.id, m.user_id, m.session_id, p.name AS project, m.content_hash
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(user_id, session_id, project, content_hash)
+         LEFT JOIN ${projects} p ON p.user_id = k.user_id AND p.name = k.project
+         JOIN ${memories} m ON m.user_id = k.user_id
+          AND coalesce(m.session_id, '') = k.session_id
+          AND coalesce(m.project_id, 0) = CASE WHEN k.project = '' THEN 0 ELSE p.id END
+          AND m.content_hash = k.content_hash`,
       ),
     };
   }
