@@ -92,3 +92,10 @@ describe('Chroma metadata layout: exact numbers', () => {
     expect(memory.metadata).toEqual({ s: 'text' });
   });
 });
+
+describe('Chroma metadata layout: rows written by other tools', () => {
+  it('reads a row whose created_at_ms is beyond what a date can hold, as of the epoch', () => {
+    const memory = fromChroma('id', 'c', { user_id: 'u1', created_at_ms: 1e17 });
+    expect(memory.created_at).toBe('1970-01-01T00:00:00.000Z');
+  });
+});

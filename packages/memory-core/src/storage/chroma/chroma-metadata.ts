@@ -130,7 +130,8 @@ function text(value: unknown): string | null {
 /** Epoch ms of a stored memory's creation, for ordering (rows written by other tools may lack `created_at_ms`). */
 export function createdAtMs(metadata: ChromaMetadata | null | undefined): number {
   const ms = metadata?.created_at_ms;
-  if (typeof ms === 'number') return ms;
+  // Beyond ±8.64e15 ms a Date is invalid (toISOString throws): such a row sorts as the epoch.
+  if (typeof ms === 'number') return Number.isNaN(new Date(ms).getTime()) ? 0 : ms;
   const parsed = Date.parse(text(metadata?.created_at) ?? '');
   return Number.isNaN(parsed) ? 0 : parsed;
 }
