@@ -65,13 +65,18 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
     const get = await stack.call('GET', `/api/memory/${before.body.id}`);
     expect(get.status).toBe(503);
 
-    // Accepted while the store is down: queued, and retried rather than lost.
+    // Accepted while the store is down: queued, and put back in the queue without using its attempts
+    // (an outage longer than the attempts' backoff used to fail every job accepted meanwhile).
     const queued = await stack.call('POST', '/api/memory/store', { content: 'accepted during the outage' });
     expect(queued.status).toBe(202);
-    await until('a failed attempt', async () => {
-      const { body } = await stack.call('GET', `/api/memory/jobs/${queued.body.job_id}`);
-      return body.attempts_made >= 1 && body.state !== 'completed' && body;
-    });
+    const deferrals = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${stack.ports.worker}/metrics`)).text();
+      return Number(/memory_jobs_deferred_total\{[^}]*name="store-memory"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    await until('the job put back three times', async () => (await deferrals()) >= 3);
+    const view = await stack.call('GET', `/api/memory/jobs/${queued.body.job_id}`);
+    expect(view.body).toMatchObject({ attempts_made: 0, failed_reason: null });
+    expect(view.body.state).not.toBe('failed');
     const status = await stack.call('GET', '/api/memory/status');
     expect(status.body).toMatchObject({
       backend: 'postgres',

@@ -37,18 +37,27 @@ void startService(
       logger.child({ module: 'micro-batcher' }),
       { maxBatch: config.MICRO_BATCH_SIZE, waitMs: config.MICRO_BATCH_WAIT_MS },
     );
+    // The processor holds the queue back while the store does not answer; the worker exists only below.
+    let holdQueue = (_ms: number): Promise<void> => Promise.resolve();
     const worker = createQueueWorker(
       QueueName.Ingest,
       redis,
-      createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' })),
+      createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' }), {
+        holdQueue: (ms) => holdQueue(ms),
+        metrics,
+      }),
       {
         prefix: config.QUEUE_PREFIX,
         concurrency: config.WORKER_CONCURRENCY,
         lockDurationMs: config.WORKER_LOCK_DURATION_MS,
+        // A job whose worker died is run again by another: harmless (upserts), and a worker killed
+        // again during that re-run must not fail it for good (1 did, losing its memories).
+        maxStalledCount: 5,
       },
       metrics,
       logger,
     );
+    holdQueue = (ms) => worker.rateLimit(ms);
     // Once a batch has completed, a delete of its memories no longer needs to find the job.
     worker.on('completed', (job) => {
       if (job.name !== JobName.StoreMemoryBatch) return;

@@ -7,7 +7,7 @@ export interface QueueWorkerSettings {
   concurrency: number;
   /** A job whose worker died (lock not renewed) goes back to the queue within about this long. */
   lockDurationMs: number;
-  /** How often a job may be taken over from a dead worker before it fails. @defaultValue 1 */
+  /** How often a job may be taken over from a dead worker before it fails for good. @defaultValue 1 */
   maxStalledCount?: number;
 }
 

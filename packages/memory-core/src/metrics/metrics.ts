@@ -31,6 +31,12 @@ export function createMetrics(service: string) {
       labelNames: ['name', 'retried'] as const,
       registers,
     }),
+    jobsDeferred: new Counter({
+      name: 'memory_jobs_deferred_total',
+      help: 'Jobs put back in the queue without using an attempt, because the store did not answer',
+      labelNames: ['name'] as const,
+      registers,
+    }),
     memoriesStored: new Counter({
       name: 'memory_memories_written_total',
       help: 'Memories written by the worker, by outcome (created, updated, duplicate, deleted)',

@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
 import {
   parseJobPayload,
   isAppError,
@@ -6,6 +6,7 @@ import {
   StoreMemoryBatchPayload,
   StoreMemoryPayload,
   type Logger,
+  type Metrics,
   type QueuedMemory,
   type StoreJobResult,
 } from 'memory-core';
@@ -27,11 +28,50 @@ function memoriesOf(job: Job): { userId: string; requestId?: string; memories: Q
 }
 
 /**
+ * How long the queue waits while the store does not answer: doubling from `minMs` with each failure in
+ * a row, up to `maxMs`; back to `minMs` once a job is stored.
+ */
+export class StoreOutageBackoff {
+  private failures = 0;
+
+  constructor(
+    readonly minMs = 1_000,
+    readonly maxMs = 30_000,
+  ) {}
+
+  next(): number {
+    this.failures += 1;
+    return Math.min(this.minMs * 2 ** (this.failures - 1), this.maxMs);
+  }
+
+  reset(): void {
+    this.failures = 0;
+  }
+}
+
+export interface StoreProcessorOptions {
+  /** Holds the whole queue back for `ms` (BullMQ's `worker.rateLimit`), for every worker. */
+  holdQueue: (ms: number) => Promise<void>;
+  metrics: Pick<Metrics, 'jobsDeferred'>;
+  backoff?: StoreOutageBackoff;
+}
+
+/**
  * Processes store jobs (one memory or a batch): validates the payload again, then hands the memories
  * to the micro-batcher. Writes are upserts keyed by the memory id chosen at enqueue time, so a job
  * that runs twice (a retry, or a stalled job taken over) stores nothing twice.
+ *
+ * While the store does not answer (503), a job goes back to the queue without using one of its
+ * attempts, and the queue waits (1 s, doubling up to 30 s): an outage of any length loses nothing,
+ * where attempts with backoff would have run out after about 2 minutes and failed every job accepted
+ * meanwhile. Attempts are left for failures a retry may fix otherwise.
  */
-export function createStoreMemoryProcessor(batcher: MicroBatcher, logger: Logger) {
+export function createStoreMemoryProcessor(
+  batcher: MicroBatcher,
+  logger: Logger,
+  options: StoreProcessorOptions,
+) {
+  const backoff = options.backoff ?? new StoreOutageBackoff();
   return async (job: Job): Promise<StoreJobResult> => {
     const { userId, requestId, memories } = memoriesOf(job);
     const log = logger.child({ jobId: job.id, requestId, attempt: job.attemptsMade + 1 });
@@ -55,8 +95,16 @@ export function createStoreMemoryProcessor(batcher: MicroBatcher, logger: Logger
       // The store refused what the memory holds: retrying cannot help.
       if (isAppError(error) && error.httpStatus < 500)
         throw new UnrecoverableError(`${error.code}: ${error.message}`);
+      if (isAppError(error) && error.httpStatus === 503) {
+        const waitMs = backoff.next();
+        log.warn({ err: error.message, waitMs }, 'store unavailable: job back in the queue, queue waits');
+        await options.holdQueue(waitMs);
+        options.metrics.jobsDeferred.inc({ name: job.name });
+        throw new RateLimitError();
+      }
       throw error;
     }
+    backoff.reset();
     log.info(
       { count: outcomes.length, memoryId: memories.length === 1 ? outcomes[0]!.id : undefined },
       'memories stored',

@@ -1,0 +1,79 @@
+import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import pino from 'pino';
+import { UnavailableError, ValidationError } from 'memory-core';
+import type { MicroBatcher } from '../micro-batcher';
+import { createStoreMemoryProcessor, StoreOutageBackoff } from './store-memory.processor';
+
+const job = {
+  id: 'store-1',
+  name: 'store-memory',
+  attemptsMade: 0,
+  data: {
+    user_id: 'u1',
+    memory: {
+      id: '00000000-0000-4000-8000-000000000001',
+      content: 'kept through an outage',
+      session_id: null,
+      session_type: null,
+      project: null,
+      content_type: 'note',
+      metadata: {},
+      created_at: '2025-01-01T00:00:00.000Z',
+    },
+  },
+  updateProgress: async () => undefined,
+} as unknown as Job;
+
+/** A micro-batcher whose store answers each call as `outcomes` says, in turn. */
+function batcherAnswering(outcomes: (Error | 'stored')[]): MicroBatcher {
+  return {
+    submit: async () => {
+      const next = outcomes.shift();
+      if (next instanceof Error) throw next;
+      return [{ requested_id: job.data.memory.id, id: job.data.memory.id, status: 'created' }];
+    },
+  } as unknown as MicroBatcher;
+}
+
+describe('store processor while the store does not answer', () => {
+  const down = () =>
+    new UnavailableError('PostgreSQL is unavailable (upsert)', { code: 'backend_unavailable' });
+
+  it('puts the job back without an attempt and holds the queue for a doubling, capped wait, back to the shortest after a success', async () => {
+    const holds: number[] = [];
+    const deferred: string[] = [];
+    const process = createStoreMemoryProcessor(
+      batcherAnswering([down(), down(), down(), 'stored', down()]),
+      pino({ level: 'silent' }),
+      {
+        holdQueue: async (ms) => void holds.push(ms),
+        metrics: { jobsDeferred: { inc: ({ name }: { name: string }) => void deferred.push(name) } } as never,
+        backoff: new StoreOutageBackoff(1_000, 3_000),
+      },
+    );
+    for (let i = 0; i < 3; i += 1) await expect(process(job)).rejects.toBeInstanceOf(RateLimitError);
+    await expect(process(job)).resolves.toEqual({
+      memories: [{ requested_id: job.data.memory.id, id: job.data.memory.id, status: 'created' }],
+    });
+    await expect(process(job)).rejects.toBeInstanceOf(RateLimitError);
+    expect(holds).toEqual([1_000, 2_000, 3_000, 1_000]);
+    expect(deferred).toEqual(Array(4).fill('store-memory'));
+  });
+
+  it('fails for good on what the store refuses, and retries (an attempt) other errors', async () => {
+    const holds: number[] = [];
+    const process = createStoreMemoryProcessor(
+      batcherAnswering([new ValidationError('metadata key "x:y" is reserved'), new Error('model crashed')]),
+      pino({ level: 'silent' }),
+      {
+        holdQueue: async (ms) => void holds.push(ms),
+        metrics: { jobsDeferred: { inc: () => undefined } } as never,
+      },
+    );
+    await expect(process(job)).rejects.toBeInstanceOf(UnrecoverableError);
+    const other = await process(job).catch((e: unknown) => e);
+    expect(other).toBeInstanceOf(Error);
+    expect(other).not.toBeInstanceOf(RateLimitError);
+    expect(holds).toEqual([]);
+  });
+});
