@@ -28,7 +28,7 @@ describe('worker faults and shutdown (postgres backend)', () => {
     await schema?.drop();
   });
 
-  it('stores every memory exactly once after SIGKILL and restart', async () => {
+  it('stores every memory exactly once after SIGKILL and restart, twice', async () => {
     const jobs: { job_id: string; memory_ids: string[] }[] = [];
     for (const part of [0, 1]) {
       const memories = Array.from({ length: 1000 }, (_, i) => ({
@@ -61,6 +61,29 @@ describe('worker faults and shutdown (postgres backend)', () => {
     expect(partial).toBeGreaterThan(0);
     expect(partial).toBeLessThan(2000);
 
+    await stack.services.worker.start();
+    // Kill it again while it runs a job it took over from the dead worker: a second death must not
+    // fail that job for good.
+    const connection = new Redis(servers.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue('memory-ingest', { connection, prefix: stack.queuePrefix });
+    try {
+      const takenOver = async () => {
+        for (const { job_id: id } of jobs) {
+          const job = await queue.getJob(id);
+          if (job && job.stalledCounter >= 1 && (await job.getState()) === 'active') return true;
+        }
+        return false;
+      };
+      const until = Date.now() + 60_000;
+      while (!(await takenOver())) {
+        if (Date.now() > until) throw new Error('no job was taken over');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      await queue.close();
+      await connection.quit();
+    }
+    expect(await stack.services.worker.stop('SIGKILL')).toBeNull();
     await stack.services.worker.start();
     for (const job of jobs) expect((await waitForJob(stack, job.job_id, 180_000)).state).toBe('completed');
 
