@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import {
@@ -180,5 +180,44 @@ describe('a delete racing its store job', () => {
     const taken = await take();
     tombstones.between = () => completeAsDropped(taken, [memoryIds[0]!]);
     expect(await service.deleteOne(memoryIds[0]!, caller)).toBe(true);
+  });
+  describe('an Idempotency-Key retry of a store job that failed', () => {
+    /** Takes the next job and fails it for good, as a worker does on a permanent error. */
+    async function failNext(): Promise<string> {
+      const { job, token } = await take();
+      await job.moveToFailed(new UnrecoverableError('lost for this test'), token, false);
+      expect(await job.getState()).toBe('failed');
+      return job.id!;
+    }
+
+    it.each([
+      [
+        'a single store',
+        (key: string) => service.storeOne(input(`retried single ${key}`), { ...caller, idempotencyKey: key }),
+      ],
+      [
+        'a batch',
+        (key: string) =>
+          service.storeBatch([input(`retried batch a ${key}`), input(`retried batch b ${key}`)], {
+            ...caller,
+            idempotencyKey: key,
+          }),
+      ],
+    ])('%s runs again, its attempts anew, instead of answering with the failed job', async (_, send) => {
+      const key = randomUUID();
+      const first = await send(key);
+      expect(await failNext()).toBe(first.job.id);
+
+      const retried = await send(key);
+      expect(retried.job.id).toBe(first.job.id);
+      const job = (await queue.getJob(first.job.id!))!;
+      expect(await job.getState()).toBe('waiting');
+      expect(job.attemptsMade).toBe(0);
+      expect(job.failedReason ?? null).toBeNull();
+      // Retried again while it waits: the same job, still waiting, once.
+      await send(key);
+      expect(await (await queue.getJob(first.job.id!))!.getState()).toBe('waiting');
+      expect((await take()).job.id).toBe(first.job.id);
+    });
   });
 });

@@ -103,8 +103,25 @@ export class IngestService {
     return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
   }
 
-  private add(name: string, data: unknown, jobId: string): Promise<Job> {
-    return orUnavailable(() => this.queues.ingest.add(name, data, { jobId }), RedisDown.queue);
+  /**
+   * Queues a store job. With an Idempotency-Key the id may be taken already: BullMQ then answers with
+   * that job, whatever its state. One that failed for good (e.g. its worker died again and again) runs
+   * again with its attempts anew, so that the client's retry can still store what the failure lost.
+   */
+  private async add(name: string, data: unknown, jobId: string, mayExist: boolean): Promise<Job> {
+    const job = await orUnavailable(() => this.queues.ingest.add(name, data, { jobId }), RedisDown.queue);
+    if (!mayExist) return job;
+    await orUnavailable(async () => {
+      if ((await job.getState()) !== 'failed') return;
+      // Two retries at once: the second finds the job no longer failed, which is what it wanted.
+      await job
+        .retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
+        .catch(async (error) => {
+          if ((await job.getState()) === 'failed') throw error;
+        });
+      this.logger.info({ jobId }, 'failed job queued again by a retried request');
+    }, RedisDown.queue);
+    return job;
   }
 
   async storeOne(input: MemoryInputParsed, caller: Caller): Promise<{ memoryId: string; job: Job }> {
@@ -114,7 +131,12 @@ export class IngestService {
       request_id: caller.requestId,
       memory: toQueuedMemory(input, memoryId, new Date()),
     });
-    const job = await this.add(JobName.StoreMemory, payload, jobIds.storeMemory(memoryId));
+    const job = await this.add(
+      JobName.StoreMemory,
+      payload,
+      jobIds.storeMemory(memoryId),
+      caller.idempotencyKey !== undefined,
+    );
     this.logger.info({ requestId: caller.requestId, jobId: job.id, memoryId }, 'memory queued');
     return { memoryId, job };
   }
@@ -136,7 +158,7 @@ export class IngestService {
       jobId,
       memories.map((m) => m.id),
     );
-    const job = await this.add(JobName.StoreMemoryBatch, payload, jobId);
+    const job = await this.add(JobName.StoreMemoryBatch, payload, jobId, caller.idempotencyKey !== undefined);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
     return { memoryIds: memories.map((m) => m.id), job };
   }
