@@ -583,20 +583,33 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     await stack.services.search.stop();
     try {
       const status = await stack.call('GET', '/api/memory/status');
-      expect(status.body).toMatchObject({ status: 'degraded', search_service: { reachable: false } });
+      expect(status.body).toMatchObject({
+        status: 'degraded',
+        problems: ['the search service does not answer'],
+        search_service: { reachable: false },
+      });
       const search = await stack.call('POST', '/api/memory/search', { query: 'anything' });
       expect(search.status).toBe(503);
       expect(search.body.error.code).toBe('search_service_unavailable');
     } finally {
       await stack.services.search.start();
     }
-    expect((await stack.call('GET', '/api/memory/status')).body.status).toBe('ok');
+    expect((await stack.call('GET', '/api/memory/status')).body).toMatchObject({
+      status: 'ok',
+      problems: [],
+    });
   });
 
   it('deletes one memory of a batch still in the queue, and stores the others', async () => {
     await stack.services.worker.stop();
     let batch: { memory_ids: string[]; job_id: string };
     try {
+      // Stores are still accepted, and the status says they wait.
+      expect((await stack.call('GET', '/api/memory/status')).body).toMatchObject({
+        status: 'degraded',
+        problems: ['no embedding worker serves queue memory-ingest: stores wait in it'],
+        workers: 0,
+      });
       const { status, body } = await stack.call('POST', '/api/memory/store/batch', {
         memories: ['kept first', 'deleted from its batch', 'kept last'].map((content) => ({
           content,
@@ -613,6 +626,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       await stack.services.worker.start();
     }
     const job = await waitForJob(stack, batch.job_id);
+    expect((await stack.call('GET', '/api/memory/status')).body).toMatchObject({ status: 'ok', problems: [] });
     expect(job.result.memories.map((m: { status: string }) => m.status)).toEqual([
       'created',
       'deleted',

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { BackendChoice, DeploymentRegistry, MemoryStore } from 'memory-core';
+import { QueueName, type BackendChoice, type DeploymentRegistry, type MemoryStore } from 'memory-core';
 import type { SearchClient } from './search-client';
 
 /** What `GET /api/memory/status` reports: backend and why, model, counts, queues, workers, peers. */
@@ -47,12 +47,22 @@ export class StatusService {
     ]);
     const queueMap = Object.fromEntries(queues);
     const workers = Math.max(0, ...queues.map(([, q]) => ('workers' in q ? q.workers : 0)));
+    // Degraded when any part a request needs does not answer. Without a worker, stores are accepted
+    // but wait: their memories are safe in the queue, yet nothing is embedded or written.
+    const problems = [
+      ...(store.reachable ? [] : [`the ${this.choice.backend} store does not answer`]),
+      ...(searchService.reachable ? [] : ['the search service does not answer']),
+      ...queues.flatMap(([name, q]) =>
+        'error' in q
+          ? [`queue ${name} cannot be read (Redis)`]
+          : name === QueueName.Ingest && q.workers === 0
+            ? [`no embedding worker serves queue ${name}: stores wait in it`]
+            : [],
+      ),
+    ];
     return {
-      // Degraded when any part a request may need does not answer: the store, Redis, the search service.
-      status:
-        store.reachable && searchService.reachable && queues.every(([, q]) => !('error' in q))
-          ? 'ok'
-          : 'degraded',
+      status: problems.length === 0 ? 'ok' : 'degraded',
+      problems,
       backend: this.choice.backend,
       backend_reason: this.choice.reason,
       store,
