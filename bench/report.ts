@@ -1044,7 +1044,7 @@ function graphFinding(r: BenchResults, split: ReturnType<typeof summarizeRuns> |
   return (
     `In a table of ${size(g.size)} memories PostgreSQL spends ${n2(shipped.write.pgCpuMsPerRow)} ms of CPU per memory written with the store's graph and ${n3(none.write.pgCpuMsPerRow)} ms with none (section 4, HNSW settings): maintaining the graph is ${n0(graphShare(shipped, none) * 100)}% of the write. ` +
     (split
-      ? `One core of PostgreSQL there keeps up with at most ${n0(1000 / shipped.write.pgCpuMsPerRow)} memories/s, against ${n0(split.rawRate)}/s for the model on one core (the split-cores runs): a core of its own per side ${1000 / shipped.write.pgCpuMsPerRow >= 0.9 * split.rawRate ? 'still holds at that size, with little to spare' : 'no longer holds at that size, as the graph grows'}. `
+      ? `One core of PostgreSQL there keeps up with at most ${n0(1000 / shipped.write.pgCpuMsPerRow)} memories/s, against ${n0(split.rawRate)}/s for the model on one core (the split-cores runs), ${n2(1000 / shipped.write.pgCpuMsPerRow / split.rawRate)}× its rate: a core of its own per side ${1000 / shipped.write.pgCpuMsPerRow >= 0.9 * split.rawRate ? 'still leaves room for the 0.90 goal at that size, with little to spare' : 'no longer leaves room for the 0.90 goal at that size, as the graph grows'}. `
       : '') +
     (cheapest?.search && shipped.search
       ? `The cheapest setting measured there, ${graphName(cheapest.graph)}, takes ${n2(cheapest.write.pgCpuMsPerRow / shipped.write.pgCpuMsPerRow)}× that CPU, at recall@10 ${n3(cheapest.search.user.recall)} with a user filter (${n3(shipped.search.user.recall)} with the store's) and ${n3(cheapest.search.none.recall)} without (${n3(shipped.search.none.recall)}). `
