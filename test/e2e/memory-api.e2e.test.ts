@@ -626,7 +626,10 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       await stack.services.worker.start();
     }
     const job = await waitForJob(stack, batch.job_id);
-    expect((await stack.call('GET', '/api/memory/status')).body).toMatchObject({ status: 'ok', problems: [] });
+    expect((await stack.call('GET', '/api/memory/status')).body).toMatchObject({
+      status: 'ok',
+      problems: [],
+    });
     expect(job.result.memories.map((m: { status: string }) => m.status)).toEqual([
       'created',
       'deleted',
