@@ -40,15 +40,19 @@ describe('store processor while the store does not answer', () => {
     new UnavailableError('PostgreSQL is unavailable (upsert)', { code: 'backend_unavailable' });
 
   it('puts the job back without an attempt and holds the queue for a doubling, capped wait, back to the shortest after a success', async () => {
+    let now = 0;
     const holds: number[] = [];
     const deferred: string[] = [];
     const process = createStoreMemoryProcessor(
       batcherAnswering([down(), down(), down(), 'stored', down()]),
       pino({ level: 'silent' }),
       {
-        holdQueue: async (ms) => void holds.push(ms),
+        holdQueue: async (ms) => {
+          holds.push(ms);
+          now += ms; // the next job arrives once the wait has run out
+        },
         metrics: { jobsDeferred: { inc: ({ name }: { name: string }) => void deferred.push(name) } } as never,
-        backoff: new StoreOutageBackoff(1_000, 3_000),
+        backoff: new StoreOutageBackoff(1_000, 3_000, () => now),
       },
     );
     for (let i = 0; i < 3; i += 1) await expect(process(job)).rejects.toBeInstanceOf(RateLimitError);
@@ -58,6 +62,16 @@ describe('store processor while the store does not answer', () => {
     await expect(process(job)).rejects.toBeInstanceOf(RateLimitError);
     expect(holds).toEqual([1_000, 2_000, 3_000, 1_000]);
     expect(deferred).toEqual(Array(4).fill('store-memory'));
+  });
+
+  it('lets the jobs of one failed micro-batch share the wait already running instead of doubling it', () => {
+    let now = 0;
+    const backoff = new StoreOutageBackoff(1_000, 30_000, () => now);
+    expect([backoff.next(), backoff.next(), backoff.next()]).toEqual([1_000, 1_000, 1_000]);
+    now = 400;
+    expect(backoff.next()).toBe(600);
+    now = 1_000;
+    expect(backoff.next()).toBe(2_000);
   });
 
   it('fails for good on what the store refuses, and retries (an attempt) other errors', async () => {

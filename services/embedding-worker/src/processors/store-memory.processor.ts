@@ -28,24 +28,33 @@ function memoriesOf(job: Job): { userId: string; requestId?: string; memories: Q
 }
 
 /**
- * How long the queue waits while the store does not answer: doubling from `minMs` with each failure in
- * a row, up to `maxMs`; back to `minMs` once a job is stored.
+ * How long the queue waits while the store does not answer: doubling from `minMs` with each wait that
+ * ran out with the store still down, up to `maxMs`; back to `minMs` once a job is stored. The jobs of
+ * one failed micro-batch fail together: they share the wait already running instead of each doubling
+ * it (a blip of a second would otherwise hold the queue for the longest wait).
  */
 export class StoreOutageBackoff {
   private failures = 0;
+  private holdUntil = 0;
 
   constructor(
     readonly minMs = 1_000,
     readonly maxMs = 30_000,
+    private readonly clock: () => number = Date.now,
   ) {}
 
   next(): number {
+    const now = this.clock();
+    if (now < this.holdUntil) return this.holdUntil - now;
     this.failures += 1;
-    return Math.min(this.minMs * 2 ** (this.failures - 1), this.maxMs);
+    const waitMs = Math.min(this.minMs * 2 ** (this.failures - 1), this.maxMs);
+    this.holdUntil = now + waitMs;
+    return waitMs;
   }
 
   reset(): void {
     this.failures = 0;
+    this.holdUntil = 0;
   }
 }
 
