@@ -37,13 +37,10 @@ void startService(
       logger.child({ module: 'micro-batcher' }),
       { maxBatch: config.MICRO_BATCH_SIZE, waitMs: config.MICRO_BATCH_WAIT_MS },
     );
-    // The processor holds the queue back while the store does not answer; the worker exists only below.
-    let holdQueue = (_ms: number): Promise<void> => Promise.resolve();
     const worker = createQueueWorker(
       QueueName.Ingest,
       redis,
       createStoreMemoryProcessor(batcher, logger.child({ module: 'store-processor' }), {
-        holdQueue: (ms) => holdQueue(ms),
         metrics,
       }),
       {
@@ -57,7 +54,6 @@ void startService(
       metrics,
       logger,
     );
-    holdQueue = (ms) => worker.rateLimit(ms);
     // Once a batch has completed, a delete of its memories no longer needs to find the job.
     worker.on('completed', (job) => {
       if (job.name !== JobName.StoreMemoryBatch) return;

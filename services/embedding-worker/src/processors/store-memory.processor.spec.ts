@@ -1,9 +1,12 @@
-import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import pino from 'pino';
 import { UnavailableError, ValidationError } from 'memory-core';
 import type { MicroBatcher } from '../micro-batcher';
 import { createStoreMemoryProcessor, StoreOutageBackoff } from './store-memory.processor';
 
+/** Delays asked of the job: how long from now, as `moveToDelayed` got them (with the lock token). */
+const delays: { ms: number; token: string | undefined }[] = [];
+let now = 0;
 const job = {
   id: 'store-1',
   name: 'store-memory',
@@ -22,6 +25,8 @@ const job = {
     },
   },
   updateProgress: async () => undefined,
+  moveToDelayed: async (timestamp: number, token?: string) =>
+    void delays.push({ ms: timestamp - Date.now(), token }),
 } as unknown as Job;
 
 /** A micro-batcher whose store answers each call as `outcomes` says, in turn. */
@@ -39,28 +44,30 @@ describe('store processor while the store does not answer', () => {
   const down = () =>
     new UnavailableError('PostgreSQL is unavailable (upsert)', { code: 'backend_unavailable' });
 
-  it('puts the job back without an attempt and holds the queue for a doubling, capped wait, back to the shortest after a success', async () => {
-    let now = 0;
-    const holds: number[] = [];
+  it('delays the job without an attempt, for a doubling, capped wait, back to the shortest after a success', async () => {
+    delays.length = 0;
     const deferred: string[] = [];
     const process = createStoreMemoryProcessor(
       batcherAnswering([down(), down(), down(), 'stored', down()]),
       pino({ level: 'silent' }),
       {
-        holdQueue: async (ms) => {
-          holds.push(ms);
-          now += ms; // the next job arrives once the wait has run out
-        },
         metrics: { jobsDeferred: { inc: ({ name }: { name: string }) => void deferred.push(name) } } as never,
         backoff: new StoreOutageBackoff(1_000, 3_000, () => now),
       },
     );
-    for (let i = 0; i < 3; i += 1) await expect(process(job)).rejects.toBeInstanceOf(RateLimitError);
-    await expect(process(job)).resolves.toEqual({
+    const run = async () => {
+      const outcome = await process(job, 'lock-token').catch((e: unknown) => e);
+      // The job comes back once its delay has run out.
+      if (outcome instanceof DelayedError) now += delays.at(-1)!.ms;
+      return outcome;
+    };
+    for (let i = 0; i < 3; i += 1) expect(await run()).toBeInstanceOf(DelayedError);
+    expect(await run()).toEqual({
       memories: [{ requested_id: job.data.memory.id, id: job.data.memory.id, status: 'created' }],
     });
-    await expect(process(job)).rejects.toBeInstanceOf(RateLimitError);
-    expect(holds).toEqual([1_000, 2_000, 3_000, 1_000]);
+    expect(await run()).toBeInstanceOf(DelayedError);
+    expect(delays.map((d) => Math.round(d.ms / 100) * 100)).toEqual([1_000, 2_000, 3_000, 1_000]);
+    expect(delays.every((d) => d.token === 'lock-token')).toBe(true);
     expect(deferred).toEqual(Array(4).fill('store-memory'));
   });
 
@@ -75,19 +82,16 @@ describe('store processor while the store does not answer', () => {
   });
 
   it('fails for good on what the store refuses, and retries (an attempt) other errors', async () => {
-    const holds: number[] = [];
+    delays.length = 0;
     const process = createStoreMemoryProcessor(
       batcherAnswering([new ValidationError('metadata key "x:y" is reserved'), new Error('model crashed')]),
       pino({ level: 'silent' }),
-      {
-        holdQueue: async (ms) => void holds.push(ms),
-        metrics: { jobsDeferred: { inc: () => undefined } } as never,
-      },
+      { metrics: { jobsDeferred: { inc: () => undefined } } as never },
     );
     await expect(process(job)).rejects.toBeInstanceOf(UnrecoverableError);
     const other = await process(job).catch((e: unknown) => e);
     expect(other).toBeInstanceOf(Error);
-    expect(other).not.toBeInstanceOf(RateLimitError);
-    expect(holds).toEqual([]);
+    expect(other).not.toBeInstanceOf(DelayedError);
+    expect(delays).toEqual([]);
   });
 });

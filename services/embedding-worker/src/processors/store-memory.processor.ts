@@ -1,4 +1,4 @@
-import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import {
   parseJobPayload,
   isAppError,
@@ -39,7 +39,7 @@ export class StoreOutageBackoff {
 
   constructor(
     readonly minMs = 1_000,
-    readonly maxMs = 30_000,
+    readonly maxMs = 10_000,
     private readonly clock: () => number = Date.now,
   ) {}
 
@@ -59,8 +59,6 @@ export class StoreOutageBackoff {
 }
 
 export interface StoreProcessorOptions {
-  /** Holds the whole queue back for `ms` (BullMQ's `worker.rateLimit`), for every worker. */
-  holdQueue: (ms: number) => Promise<void>;
   metrics: Pick<Metrics, 'jobsDeferred'>;
   backoff?: StoreOutageBackoff;
 }
@@ -70,8 +68,8 @@ export interface StoreProcessorOptions {
  * to the micro-batcher. Writes are upserts keyed by the memory id chosen at enqueue time, so a job
  * that runs twice (a retry, or a stalled job taken over) stores nothing twice.
  *
- * While the store does not answer (503), a job goes back to the queue without using one of its
- * attempts, and the queue waits (1 s, doubling up to 30 s): an outage of any length loses nothing,
+ * While the store does not answer (503), a job is delayed without using one of its attempts (1 s,
+ * doubling up to 10 s; BullMQ's `moveToDelayed` + `DelayedError`): an outage of any length loses nothing,
  * where attempts with backoff would have run out after about 2 minutes and failed every job accepted
  * meanwhile. Attempts are left for failures a retry may fix otherwise.
  */
@@ -81,7 +79,7 @@ export function createStoreMemoryProcessor(
   options: StoreProcessorOptions,
 ) {
   const backoff = options.backoff ?? new StoreOutageBackoff();
-  return async (job: Job): Promise<StoreJobResult> => {
+  return async (job: Job, token?: string): Promise<StoreJobResult> => {
     const { userId, requestId, memories } = memoriesOf(job);
     const log = logger.child({ jobId: job.id, requestId, attempt: job.attemptsMade + 1 });
     log.info({ count: memories.length }, 'storing memories');
@@ -106,10 +104,12 @@ export function createStoreMemoryProcessor(
         throw new UnrecoverableError(`${error.code}: ${error.message}`);
       if (isAppError(error) && error.httpStatus === 503) {
         const waitMs = backoff.next();
-        log.warn({ err: error.message, waitMs }, 'store unavailable: job back in the queue, queue waits');
-        await options.holdQueue(waitMs);
+        log.warn({ err: error.message, waitMs }, 'store unavailable: job delayed, no attempt used');
+        // A delayed job keeps its lock until it moves; a queue-wide rate limit (tried first) lost locks
+        // of jobs held longer than the lock duration.
+        await job.moveToDelayed(Date.now() + waitMs, token);
         options.metrics.jobsDeferred.inc({ name: job.name });
-        throw new RateLimitError();
+        throw new DelayedError();
       }
       throw error;
     }
