@@ -47,9 +47,6 @@ void startService(
         prefix: config.QUEUE_PREFIX,
         concurrency: config.WORKER_CONCURRENCY,
         lockDurationMs: config.WORKER_LOCK_DURATION_MS,
-        // A job whose worker died is run again by another: harmless (upserts), and a worker killed
-        // again during that re-run must not fail it for good (1 did, losing its memories).
-        maxStalledCount: 5,
       },
       metrics,
       logger,
@@ -83,7 +80,6 @@ void startService(
         prefix: config.QUEUE_PREFIX,
         concurrency: 1,
         lockDurationMs: config.WORKER_LOCK_DURATION_MS,
-        maxStalledCount: 5,
       },
       metrics,
       logger,

@@ -2,13 +2,18 @@ import { Worker, type Job, type Processor } from 'bullmq';
 import type { Logger, Metrics } from 'memory-core';
 import type { Redis } from 'ioredis';
 
+/**
+ * How often a job may be taken over from a dead worker before it fails for good. Running a job again
+ * is harmless (upserts; a migration resumes from its checkpoint), and a worker killed again during
+ * that re-run must not fail it (1 did, losing its memories).
+ */
+const MAX_STALLED_COUNT = 5;
+
 export interface QueueWorkerSettings {
   prefix: string;
   concurrency: number;
   /** A job whose worker died (lock not renewed) goes back to the queue within about this long. */
   lockDurationMs: number;
-  /** How often a job may be taken over from a dead worker before it fails for good. @defaultValue 1 */
-  maxStalledCount?: number;
 }
 
 /**
@@ -29,7 +34,7 @@ export function createQueueWorker(
     concurrency: settings.concurrency,
     lockDuration: settings.lockDurationMs,
     stalledInterval: settings.lockDurationMs,
-    maxStalledCount: settings.maxStalledCount ?? 1,
+    maxStalledCount: MAX_STALLED_COUNT,
     autorun: false,
   });
   worker.on('completed', (job: Job) => metrics.jobsProcessed.inc({ name: job.name }));

@@ -33,7 +33,7 @@ export function createMetrics(service: string) {
     }),
     jobsDeferred: new Counter({
       name: 'memory_jobs_deferred_total',
-      help: 'Jobs put back in the queue without using an attempt, because the store did not answer',
+      help: 'Jobs delayed without using an attempt, because the store did not answer',
       labelNames: ['name'] as const,
       registers,
     }),

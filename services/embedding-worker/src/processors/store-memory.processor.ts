@@ -28,10 +28,10 @@ function memoriesOf(job: Job): { userId: string; requestId?: string; memories: Q
 }
 
 /**
- * How long the queue waits while the store does not answer: doubling from `minMs` with each wait that
- * ran out with the store still down, up to `maxMs`; back to `minMs` once a job is stored. The jobs of
- * one failed micro-batch fail together: they share the wait already running instead of each doubling
- * it (a blip of a second would otherwise hold the queue for the longest wait).
+ * How long a store job is delayed while the store does not answer: doubling from `minMs` with each
+ * wait that ran out with the store still down, up to `maxMs`; back to `minMs` once a job is stored.
+ * The jobs of one failed micro-batch fail together: they share the wait already running instead of
+ * each doubling it (a blip of a second would otherwise delay them by the longest wait).
  */
 export class StoreOutageBackoff {
   private failures = 0;
