@@ -41,11 +41,15 @@ function batcherAnswering(outcomes: (Error | 'stored')[]): MicroBatcher {
 }
 
 describe('store processor while the store does not answer', () => {
+  afterEach(() => jest.restoreAllMocks());
+
   const down = () =>
     new UnavailableError('PostgreSQL is unavailable (upsert)', { code: 'backend_unavailable' });
 
   it('delays the job without an attempt, for a doubling, capped wait, back to the shortest after a success', async () => {
     delays.length = 0;
+    // Frozen, so that the delay the job got (its timestamp less now) is the wait exactly.
+    jest.spyOn(Date, 'now').mockReturnValue(1_700_000_000_000);
     const deferred: string[] = [];
     const process = createStoreMemoryProcessor(
       batcherAnswering([down(), down(), down(), 'stored', down()]),
@@ -66,7 +70,7 @@ describe('store processor while the store does not answer', () => {
       memories: [{ requested_id: job.data.memory.id, id: job.data.memory.id, status: 'created' }],
     });
     expect(await run()).toBeInstanceOf(DelayedError);
-    expect(delays.map((d) => Math.round(d.ms / 100) * 100)).toEqual([1_000, 2_000, 3_000, 1_000]);
+    expect(delays.map((d) => d.ms)).toEqual([1_000, 2_000, 3_000, 1_000]);
     expect(delays.every((d) => d.token === 'lock-token')).toBe(true);
     expect(deferred).toEqual(Array(4).fill('store-memory'));
   });
