@@ -101,18 +101,19 @@ describe('Chroma → PostgreSQL migration through the services', () => {
     await schema?.drop();
   });
 
-  it('POST /api/memory/migrate answers bad requests with a 400 JSON error', async () => {
-    for (const body of [
-      { batch_size: 0 },
-      { batch_size: 'ten' },
-      { dry_run: true, unknown_option: 1 },
-      { mapping: { user_id: 5 } },
-      { mapping: { owner: 'user' } },
-      { collection: '../etc' },
-    ]) {
+  it('POST /api/memory/migrate answers bad requests with a 400 JSON error; a bad mapping is invalid_mapping', async () => {
+    for (const [body, code] of [
+      [{ batch_size: 0 }, 'validation_failed'],
+      [{ batch_size: 'ten' }, 'validation_failed'],
+      [{ dry_run: true, unknown_option: 1 }, 'validation_failed'],
+      [{ mapping: { user_id: 5 } }, 'invalid_mapping'],
+      [{ mapping: { owner: 'user' } }, 'invalid_mapping'],
+      [{ collection: '../etc' }, 'validation_failed'],
+    ] as const) {
       const { status, body: answer } = await stack.call('POST', '/api/memory/migrate', body);
       expect(status).toBe(400);
-      expect(answer.error).toMatchObject({ code: 'validation_failed', message: expect.any(String) });
+      expect(answer.error).toMatchObject({ code, message: expect.any(String) });
+      if (code === 'invalid_mapping') expect(answer.error.message).toMatch(/^invalid mapping: mapping\b/);
     }
   });
 

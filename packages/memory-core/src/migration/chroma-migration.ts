@@ -15,10 +15,12 @@ import {
 import type { Logger } from '../logging';
 import { EMBEDDING_DIMENSION, type Memory, type MemoryRecord } from '../memory/memory.schemas';
 import type { StoreStatus, UpsertResult } from '../storage/memory-store';
+import { validate } from '../http/validate';
 import { isConnectionError } from '../storage/pgvector/pg-errors';
 import type { ChromaMapping, SkipReason } from './chroma-mapping.schema';
 import type { MigrationSource } from './chroma-collection.source';
 import type { MigrationCheckpoint, MigrationCheckpoints } from './migration-checkpoints';
+import { migrationIssue } from './migration-jobs';
 import { RecordMapper, type MappedRecord, type SourceRow } from './record-mapper';
 
 /**
@@ -382,18 +384,7 @@ export class ChromaMigration {
   }
 
   private async prepare(payload: unknown): Promise<RunContext | { finished: MigrationResult }> {
-    const parsed = MigrateChromaPayload.safeParse(payload);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      const path = issue.path.map(String).join('.');
-      const isMapping = issue.path[0] === 'mapping';
-      throw new ValidationError(
-        `invalid ${isMapping ? 'mapping' : 'migration request'}: ${path ? `${path}: ` : ''}${issue.message}`,
-        parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
-        isMapping ? 'invalid_mapping' : 'validation_failed',
-      );
-    }
-    const input = parsed.data;
+    const input = validate(MigrateChromaPayload, payload, migrationIssue);
     const collection = input.collection ?? this.deps.defaults.collection;
     let mapping: ChromaMapping | undefined = input.mapping;
     if (mapping && mapping.user_id === undefined && input.user_id !== undefined) {

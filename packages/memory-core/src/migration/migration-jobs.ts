@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Job, Queue } from 'bullmq';
 import { orUnavailable, RedisDown } from '../errors';
-import { validate } from '../http/validate';
+import { validate, type IssueKind } from '../http/validate';
 import {
   JobName,
   MigrateChromaPayload,
@@ -20,6 +20,12 @@ function add(queue: Queue, name: string, data: unknown, jobId: string): Promise<
   return orUnavailable(() => queue.add(name, data, { ...migrationJobOptions, jobId }), RedisDown.queue);
 }
 
+/** A migration request's problem: in its `mapping`, `invalid_mapping`; elsewhere `validation_failed`. */
+export const migrationIssue: IssueKind = (path) =>
+  path[0] === 'mapping'
+    ? { what: 'mapping', code: 'invalid_mapping' }
+    : { what: 'migration request', code: 'validation_failed' };
+
 /**
  * Validates a migration request and queues it on the migration queue under a job id derived from the
  * migration id, so that queuing the same migration twice is one job.
@@ -33,7 +39,7 @@ export async function enqueueMigration(
   const payload = validate(
     MigrateChromaPayload,
     { ...request, migration_id: migrationId, request_id: options.requestId },
-    'migration request',
+    migrationIssue,
   );
   const job = await add(queue, JobName.MigrateChroma, payload, jobIds.migration(migrationId));
   return { job, migrationId };

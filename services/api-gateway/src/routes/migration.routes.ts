@@ -4,6 +4,7 @@ import {
   enqueueMigration,
   methodNotAllowed,
   MigrateChromaRequest,
+  migrationIssue,
   QueueName,
   routeBase,
   validate,
@@ -30,7 +31,7 @@ export function migrationRoutes(deps: MigrationRoutesDeps): Router {
 
   // A migration reads every user's memories in the collection: an operator's action.
   router.post('/migrate', operatorOnly(deps.operator), async (req, res) => {
-    const request = validate(MigrateChromaRequest, req.body ?? {}, 'migration request');
+    const request = validate(MigrateChromaRequest, req.body ?? {}, migrationIssue);
     const requestId = String(res.locals.requestId);
     const { job, migrationId } = await enqueueMigration(queue, request, { requestId });
     log.info({ requestId, jobId: job.id, migrationId, dryRun: request.dry_run }, 'migration queued');
