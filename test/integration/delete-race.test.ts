@@ -128,6 +128,42 @@ describe('a delete racing its store job', () => {
     await completeAsDropped(await take(), []);
   });
 
+  it('does nothing when the store does not answer, so that the retry deletes the queued memory', async () => {
+    // The same gateway with PostgreSQL down: nothing listens on the store's port.
+    const downStore = new PgvectorMemoryStore(
+      { connectionString: 'postgres://memory:memory@127.0.0.1:1/memory', schema: schema.schema },
+      logger,
+    );
+    const down = new IngestService(
+      { ingest: queue, all: [queue] },
+      events,
+      connection,
+      prefix,
+      downStore,
+      tombstones,
+      logger,
+    );
+    try {
+      const { memoryId, job } = await service.storeOne(input('deleted while the store was down'), caller);
+      await expect(down.deleteOne(memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      const candidate = {
+        id: memoryId,
+        user_id: caller.userId,
+        session_id: 's',
+        created_at: new Date().toISOString(),
+      };
+      expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
+      // Retried once the store answers: a first delete of the queued memory, not one that finds it gone.
+      expect(await service.deleteOne(memoryId, caller)).toBe(true);
+      expect(await tombstones.deletedAmong([candidate])).toEqual(new Set([memoryId]));
+      const taken = await take();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, [memoryId]);
+    } finally {
+      await downStore.close();
+    }
+  });
+
   it('answers not found when an earlier delete had already dropped it', async () => {
     const { memoryId } = await service.storeOne(input('deleted twice'), caller);
     const taken = await take();

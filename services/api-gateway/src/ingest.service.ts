@@ -233,8 +233,14 @@ export class IngestService {
     // The job stays: it drops the memory when it runs (before embedding it) and completes saying so,
     // so a `wait=true` store and the job's own view both learn of the delete.
     const pending = PENDING_STATES.has(state);
+    // A store that does not answer fails the delete (503): it takes its tombstone back, so that it did
+    // nothing and the client's retry is a first delete again, not one that finds it already gone.
+    const stored = await this.store.delete(caller.userId, id).catch(async (error: unknown) => {
+      if (first) await this.tombstones.unmarkMemoryDeleted(caller.userId, id);
+      throw error;
+    });
     // A repeated delete of a memory still queued finds the first one's tombstone: it is already gone.
-    const deleted = (await this.store.delete(caller.userId, id)) || (pending && first);
+    const deleted = stored || (pending && first);
     // A job that completed between the two state reads may have dropped the memory for this delete's
     // tombstone: it did when its result says so and no earlier delete had left one.
     const droppedForThis =
