@@ -77,6 +77,14 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
     const view = await stack.call('GET', `/api/memory/jobs/${queued.body.job_id}`);
     expect(view.body).toMatchObject({ attempts_made: 0, failed_reason: null });
     expect(view.body.state).not.toBe('failed');
+    // While it waits, its view says why, and until when.
+    let waiting = view.body;
+    await until('the job seen waiting', async () => {
+      waiting = (await stack.call('GET', `/api/memory/jobs/${queued.body.job_id}`)).body;
+      return waiting.state === 'delayed';
+    });
+    expect(waiting.deferred).toEqual({ reason: 'backend_unavailable', retry_at: expect.any(String) });
+    expect(Date.parse(waiting.deferred.retry_at)).toBeGreaterThan(Date.now() - 2_000);
     const status = await stack.call('GET', '/api/memory/status');
     expect(status.body).toMatchObject({
       backend: 'postgres',
@@ -86,7 +94,8 @@ describe('PostgreSQL goes down and comes back while the services run', () => {
     expect((await fetch(`${stack.gatewayUrl}/readyz`)).status).toBe(503);
 
     await proxy.up();
-    expect((await waitForJob(stack, queued.body.job_id, 60_000)).state).toBe('completed');
+    const done = await waitForJob(stack, queued.body.job_id, 60_000);
+    expect(done).toMatchObject({ state: 'completed', deferred: null });
     const found = await stack.call('POST', '/api/memory/search', {
       query: 'accepted during the outage',
       n_results: 5,

@@ -13,9 +13,11 @@ import {
   orUnavailable,
   RedisDown,
   ValidationError,
+  jobDeferral,
   jobIds,
   toQueuedMemory,
   validate,
+  type JobDeferral,
   type Logger,
   type Memory,
   type MemoryInputParsed,
@@ -47,6 +49,8 @@ export interface JobView {
   attempts_made: number;
   result: unknown;
   failed_reason: string | null;
+  /** While a store job waits out a store that does not answer: why, and until when. */
+  deferred: JobDeferral | null;
   created_at: string;
   finished_at: string | null;
 }
@@ -207,11 +211,22 @@ export class IngestService {
         attempts_made: job.attemptsMade,
         result: job.returnvalue ?? null,
         failed_reason: job.failedReason || null,
+        deferred: state === 'delayed' ? await this.deferralOf(queue, job) : null,
         created_at: new Date(job.timestamp).toISOString(),
         finished_at: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
       };
     }
     throw new NotFoundError(`job ${id} not found`, undefined, 'job_not_found');
+  }
+
+  /**
+   * Why a delayed job waits, from the last line of its log: a deferral written while it last ran (an
+   * older one, followed by a failed attempt's backoff, is not why it waits now).
+   */
+  private async deferralOf(queue: Queue, job: Job): Promise<JobDeferral | null> {
+    const { logs } = await orUnavailable(() => queue.getJobLogs(job.id!, 0, 0, false), RedisDown.queue);
+    const deferral = jobDeferral.parse(logs[0]);
+    return deferral && Date.parse(deferral.retry_at) >= (job.processedOn ?? 0) ? deferral : null;
   }
 
   /**

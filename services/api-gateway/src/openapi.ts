@@ -113,7 +113,7 @@ export function openApiDocument() {
       '/api/memory/jobs/{id}': {
         get: {
           summary:
-            'State, progress, result or failure reason of a job: a store job to its user, a migration job to operators',
+            'State, progress, result or failure reason of a job: a store job to its user, a migration job to operators. A store job waiting out a store that does not answer has `state: delayed` and `deferred: {reason, retry_at}`',
           parameters: [stringParam('id')],
           responses: {
             '200': { description: 'Job', content: anyObject },

@@ -56,6 +56,31 @@ export interface StoreJobResult {
   memories: { requested_id: string; id: string; status: 'created' | 'updated' | 'duplicate' | 'deleted' }[];
 }
 
+/** Why a store job waits in the delayed set, and until when (a job view shows it while it waits). */
+export interface JobDeferral {
+  /** The store's error code, e.g. `store_unavailable`. */
+  reason: string;
+  retry_at: string;
+}
+
+/** How many deferral lines a job's log keeps (one per wait; an outage of hours adds hundreds). */
+export const DEFERRAL_LOG_ROWS = 20;
+
+const DEFERRAL_LINE = /^deferred: ([a-z_]+) until (\S+) \(no attempt used\)$/;
+
+/**
+ * A deferral as a line of the job's log: readable in Bull Board's log tab, and parsed back by the
+ * job view. `parseJobDeferral` is its inverse; any other line is not a deferral.
+ */
+export const jobDeferral = {
+  format: (deferral: JobDeferral): string =>
+    `deferred: ${deferral.reason} until ${deferral.retry_at} (no attempt used)`,
+  parse(line: string | undefined): JobDeferral | null {
+    const match = line === undefined ? null : DEFERRAL_LINE.exec(line);
+    return match ? { reason: match[1]!, retry_at: match[2]! } : null;
+  },
+};
+
 /** Deterministic job ids, so that enqueuing the same memory (or migration) twice is one job. */
 export const jobIds = {
   storeMemory: (memoryId: string) => `store-${memoryId}`,
@@ -64,9 +89,13 @@ export const jobIds = {
   rollback: (migrationId: string) => `rollback-${migrationId}`,
 };
 
-/** Bounded retries with exponential backoff; finished jobs are trimmed by age and count. */
+/**
+ * Bounded retries with exponential backoff; finished jobs are trimmed by age and count, a job's log
+ * (its deferrals) to its last lines.
+ */
 export const defaultJobOptions: DefaultJobOptions = {
   attempts: 8,
+  keepLogs: DEFERRAL_LOG_ROWS,
   backoff: { type: 'exponential', delay: 1_000 },
   removeOnComplete: { age: 24 * 3600, count: 10_000 },
   removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },

@@ -1,11 +1,13 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import pino from 'pino';
-import { UnavailableError, ValidationError } from 'memory-core';
+import { jobDeferral, UnavailableError, ValidationError } from 'memory-core';
 import type { MicroBatcher } from '../micro-batcher';
 import { createStoreMemoryProcessor, StoreOutageBackoff } from './store-memory.processor';
 
 /** Delays asked of the job: how long from now, as `moveToDelayed` got them (with the lock token). */
 const delays: { ms: number; token: string | undefined }[] = [];
+/** The job's log lines. */
+const logged: string[] = [];
 let now = 0;
 const job = {
   id: 'store-1',
@@ -25,6 +27,7 @@ const job = {
     },
   },
   updateProgress: async () => undefined,
+  log: async (line: string) => logged.push(line),
   moveToDelayed: async (timestamp: number, token?: string) =>
     void delays.push({ ms: timestamp - Date.now(), token }),
 } as unknown as Job;
@@ -48,6 +51,7 @@ describe('store processor while the store does not answer', () => {
 
   it('delays the job without an attempt, for a doubling, capped wait, back to the shortest after a success', async () => {
     delays.length = 0;
+    logged.length = 0;
     // Frozen, so that the delay the job got (its timestamp less now) is the wait exactly.
     jest.spyOn(Date, 'now').mockReturnValue(1_700_000_000_000);
     const deferred: string[] = [];
@@ -73,6 +77,13 @@ describe('store processor while the store does not answer', () => {
     expect(delays.map((d) => d.ms)).toEqual([1_000, 2_000, 3_000, 1_000]);
     expect(delays.every((d) => d.token === 'lock-token')).toBe(true);
     expect(deferred).toEqual(Array(4).fill('store-memory'));
+    // Each wait is in the job's log, with the store's error and the time the job comes back.
+    expect(logged.map((line) => jobDeferral.parse(line))).toEqual(
+      [1_000, 2_000, 3_000, 1_000].map((ms) => ({
+        reason: 'backend_unavailable',
+        retry_at: new Date(1_700_000_000_000 + ms).toISOString(),
+      })),
+    );
   });
 
   it('lets the jobs of one failed micro-batch share the wait already running instead of doubling it', () => {

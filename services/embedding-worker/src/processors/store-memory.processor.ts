@@ -2,6 +2,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import {
   parseJobPayload,
   isAppError,
+  jobDeferral,
   JobName,
   StoreMemoryBatchPayload,
   StoreMemoryPayload,
@@ -107,7 +108,10 @@ export function createStoreMemoryProcessor(
         log.warn({ err: error.message, waitMs }, 'store unavailable: job delayed, no attempt used');
         // A delayed job keeps its lock until it moves; a queue-wide rate limit (tried first) lost locks
         // of jobs held longer than the lock duration.
-        await job.moveToDelayed(Date.now() + waitMs, token);
+        const until = Date.now() + waitMs;
+        // The job's log says why it waits, for its view and Bull Board (store jobs keep a few lines).
+        await job.log(jobDeferral.format({ reason: error.code, retry_at: new Date(until).toISOString() }));
+        await job.moveToDelayed(until, token);
         options.metrics.jobsDeferred.inc({ name: job.name });
         throw new DelayedError();
       }
