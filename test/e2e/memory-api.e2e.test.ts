@@ -231,7 +231,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     expect((await stack.call('GET', `/api/memory/${a.body.id}`)).status).toBe(404);
     expect((await stack.call('DELETE', `/api/memory/${a.body.id}`)).status).toBe(404);
     const session = await stack.call('DELETE', '/api/memory/session/del');
-    expect(session.body).toEqual({ session_id: 'del', deleted: 1 });
+    expect(session.body).toEqual({ session_id: 'del', deleted: 1, queued: 0 });
     expect((await stack.call('GET', '/api/memory/session/del')).body.total).toBe(0);
     expect((await stack.call('GET', `/api/memory/${kept.body.id}`)).status).toBe(200);
   });
@@ -658,6 +658,7 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
 
   it('lets a delete win over a store job still in the queue', async () => {
     let queuedJob = '';
+    const sessionJobs: string[] = [];
     await stack.services.worker.stop();
     try {
       const { status, body } = await store({ content: 'deleted before it was stored', session_id: 'race' });
@@ -665,6 +666,20 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       queuedJob = body.job_id;
       const deleted = await stack.call('DELETE', `/api/memory/${body.memory_id}`);
       expect(deleted.status).toBe(200);
+      // A session delete counts the session's memories still queued: a batch's and a single store's.
+      const batch = await stack.call('POST', '/api/memory/store/batch', {
+        memories: [
+          { content: 'queued in a deleted session', session_id: 'race3' },
+          { content: 'queued elsewhere', session_id: 'race4' },
+          { content: 'queued in a deleted session too', session_id: 'race3' },
+        ],
+      });
+      expect(batch.status).toBe(202);
+      const alone = await store({ content: 'queued alone', session_id: 'race3' });
+      expect(alone.status).toBe(202);
+      sessionJobs.push(batch.body.job_id, alone.body.job_id);
+      const session = await stack.call('DELETE', '/api/memory/session/race3');
+      expect(session.body).toEqual({ session_id: 'race3', deleted: 3, queued: 3 });
     } finally {
       await stack.services.worker.start();
     }
@@ -683,5 +698,17 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       ),
     ).toEqual(['after the race']);
     expect((await stack.call('GET', '/api/memory/session/race2')).body.total).toBe(0);
+    // Once their jobs have run: the other session's memory stored, the deleted session's counted no more
+    // (the worker forgets them just after the jobs complete).
+    for (const job of sessionJobs) expect((await waitForJob(stack, job)).state).toBe('completed');
+    expect((await stack.call('GET', '/api/memory/session/race4')).body.total).toBe(1);
+    expect((await stack.call('GET', '/api/memory/session/race3')).body.total).toBe(0);
+    let again: unknown;
+    for (let i = 0; i < 50; i += 1) {
+      again = (await stack.call('DELETE', '/api/memory/session/race3')).body;
+      if ((again as { queued: number }).queued === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(again).toEqual({ session_id: 'race3', deleted: 0, queued: 0 });
   });
 });

@@ -283,9 +283,9 @@ describe('ChromaMemoryStore (real Chroma server)', () => {
     expect(await store.delete('u-other', mine[0]!.id)).toBe(false);
     expect(await store.delete('u-list', mine[0]!.id)).toBe(true);
     expect(await store.delete('u-list', mine[0]!.id)).toBe(false);
-    expect(await store.deleteByScope({ user_id: 'u-list', where: parseWhere({ session_id: 'odd' }) })).toBe(
-      2,
-    );
+    expect(
+      (await store.deleteByScope({ user_id: 'u-list', where: parseWhere({ session_id: 'odd' }) })).count,
+    ).toBe(2);
     expect(
       (await store.list({ user_id: 'u-list' }, { limit: 10, offset: 0 })).items.map((m) => m.content),
     ).toEqual(['list 4', 'list 2']);
@@ -500,7 +500,7 @@ describe('ChromaMemoryStore filters agree with matchesFilter (property test, rea
     const node = parseWhere({ $or: [{ k1: { $ne: 'a' } }, { num: { $lt: 0.5 } }] });
     const want = expected('owner', node);
     const intruderBefore = expected('intruder', undefined).length;
-    expect(await store.deleteByScope({ user_id: 'owner', where: node })).toBe(want.length);
+    expect((await store.deleteByScope({ user_id: 'owner', where: node })).count).toBe(want.length);
     expect(await listIds('owner', node)).toEqual([]);
     expect((await listIds('intruder', undefined)).length).toBe(intruderBefore);
     expect((await store.stats({ user_id: 'owner' })).total).toBe(

@@ -8,10 +8,13 @@ import {
   Tombstones,
   defaultJobOptions,
   MemoryInput,
+  toMemoryRecord,
+  toQueuedMemory,
   validate,
   type StoreJobResult,
 } from 'memory-core';
 import { IngestService } from '../../services/api-gateway/src/ingest.service';
+import { forgetFinishedJob } from '../../services/embedding-worker/src/processors/store-memory.processor';
 import { createTestSchema, servers, uniqueName } from '../setup/servers';
 
 const logger = pino({ level: 'silent' });
@@ -204,7 +207,11 @@ describe('a delete racing its store job', () => {
     const taken = await take();
     expect(taken.job.id).toBe(job.id);
     await completeAsDropped(taken, [memoryIds[1]!]);
-    await tombstones.forgetBatchMembers(memoryIds);
+    await tombstones.forgetQueued(
+      caller.userId,
+      memoryIds.map((id) => ({ id, session_id: 's', created_at: new Date().toISOString() })),
+      true,
+    );
     expect(await tombstones.batchOf(memoryIds[0]!)).toBeNull();
   });
 
@@ -217,6 +224,66 @@ describe('a delete racing its store job', () => {
     tombstones.between = () => completeAsDropped(taken, [memoryIds[0]!]);
     expect(await service.deleteOne(memoryIds[0]!, caller)).toBe(true);
   });
+  it("counts a session's memories still queued in its delete, each once, and not once their jobs have finished", async () => {
+    const session = `counted-${randomUUID()}`;
+    const inSession = (content: string) => validate(MemoryInput, { content, session_id: session });
+    /** A memory of the session as the worker writes it, with a vector of its own. */
+    const written = (id: string, content: string, axis: number) =>
+      toMemoryRecord(
+        caller.userId,
+        toQueuedMemory(inSession(content), id, new Date()),
+        Float32Array.from({ length: 384 }, (_, i) => (i === axis ? 1 : 0)),
+        'test',
+      );
+    // Stored earlier: the store holds it, no job does.
+    const [stored] = await store.upsert([written(randomUUID(), 'stored before the delete', 0)]);
+    const batch = await service.storeBatch(
+      [inSession('queued one'), inSession('queued two'), inSession('queued three')],
+      caller,
+    );
+    const single = await service.storeOne(inSession('queued single'), caller);
+    const other = `other-${randomUUID()}`;
+    const elsewhere = await service.storeOne(
+      validate(MemoryInput, { content: 'queued in another session', session_id: other }),
+      caller,
+    );
+    // The batch's first memory is written already, its job not yet completed: counted once.
+    await store.upsert([written(batch.memoryIds[0]!, 'queued one', 1)]);
+
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 5, queued: 3 });
+    expect(stored!.status).toBe('created');
+
+    // The worker's side: each job completes (the tombstone dropped its memories) and is forgotten.
+    const jobs = new Set([batch.job.id, single.job.id, elsewhere.job.id]);
+    for (let i = 0; i < jobs.size; i += 1) {
+      const taken = await take();
+      expect(jobs.has(taken.job.id)).toBe(true);
+      await completeAsDropped(taken, []);
+      await forgetFinishedJob(tombstones, taken.job);
+    }
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 0, queued: 0 });
+    // Forgotten for the other session too; the batch's memories no longer lead to its job.
+    expect(await service.deleteSession(other, caller)).toEqual({ deleted: 0, queued: 0 });
+    expect(await tombstones.batchOf(batch.memoryIds[1]!)).toBeNull();
+  });
+
+  it('counts nothing as queued for a retried request whose job had already completed', async () => {
+    const session = `retried-${randomUUID()}`;
+    const keyed = { ...caller, idempotencyKey: `done-${randomUUID()}` };
+    const memory = validate(MemoryInput, {
+      content: 'stored, then its request retried',
+      session_id: session,
+    });
+    const first = await service.storeOne(memory, keyed);
+    const taken = await take();
+    expect(taken.job.id).toBe(first.job.id);
+    await completeAsDropped(taken, []);
+    await forgetFinishedJob(tombstones, taken.job);
+    // The retry answers with the completed job: nothing of it waits in the queue.
+    expect((await service.storeOne(memory, keyed)).job.id).toBe(first.job.id);
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 0, queued: 0 });
+  });
+
   describe('an Idempotency-Key retry of a store job that failed', () => {
     /** Takes the next job and fails it for good, as a worker does on a permanent error. */
     async function failNext(): Promise<string> {

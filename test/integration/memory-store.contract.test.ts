@@ -793,16 +793,27 @@ describe.each([postgresBackend(), chromaBackend()])('MemoryStore contract: $name
         record({ user_id: 'u-scope-other', content: '5', session_id: 's1', project: 'p' }),
       ];
       await store.upsert(rows);
-      expect(await store.deleteByScope({ user_id: 'u-scope', where: parseWhere({ session_id: 's1' }) })).toBe(
-        2,
+      // Asked which of some ids it removed: of the session's two, one other scope's, another user's, an
+      // id nobody holds and a string that is no id, only the session's own.
+      const asked = [rows[1]!.id, rows[2]!.id, rows[4]!.id, rows[0]!.id, randomUUID(), 'not-an-id'];
+      const removed = await store.deleteByScope(
+        { user_id: 'u-scope', where: parseWhere({ session_id: 's1' }) },
+        asked,
       );
+      expect(removed.count).toBe(2);
+      expect(removed.among.sort()).toEqual([rows[0]!.id, rows[1]!.id].sort());
       const left = await store.list({ user_id: 'u-scope' }, { limit: 10, offset: 0 });
       expect(sorted(ids(left.items))).toEqual(sorted([rows[2]!.id, rows[3]!.id]));
       expect(await store.get('u-scope-other', rows[4]!.id)).not.toBeNull();
 
-      expect(await store.deleteByScope({ user_id: 'u-scope', where: parseWhere({ project: 'p' }) })).toBe(1);
-      expect(await store.deleteByScope({ user_id: 'u-scope', where: parseWhere({ project: 'p' }) })).toBe(0);
-      expect(await store.deleteByScope({ user_id: 'u-scope' })).toBe(1);
+      expect(await store.deleteByScope({ user_id: 'u-scope', where: parseWhere({ project: 'p' }) })).toEqual({
+        count: 1,
+        among: [],
+      });
+      expect(
+        (await store.deleteByScope({ user_id: 'u-scope', where: parseWhere({ project: 'p' }) })).count,
+      ).toBe(0);
+      expect((await store.deleteByScope({ user_id: 'u-scope' })).count).toBe(1);
       expect((await store.list({ user_id: 'u-scope' }, { limit: 10, offset: 0 })).total).toBe(0);
       expect((await store.list({ user_id: 'u-scope-other' }, { limit: 10, offset: 0 })).total).toBe(1);
     });

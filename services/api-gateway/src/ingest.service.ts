@@ -21,6 +21,7 @@ import {
   type Logger,
   type Memory,
   type MemoryInputParsed,
+  type QueuedRef,
   type MemoryStore,
   type StoreJobResult,
   type Tombstones,
@@ -128,6 +129,16 @@ export class IngestService {
     return job;
   }
 
+  /**
+   * A retried request (Idempotency-Key) whose job had already completed queued nothing: what it noted
+   * as queued is forgotten again, as the worker did when the job completed.
+   */
+  private async forgetIfFinished(job: Job, caller: Caller, memories: QueuedRef[], batch: boolean) {
+    if (caller.idempotencyKey === undefined) return;
+    if ((await orUnavailable(() => job.getState(), RedisDown.queue)) !== 'completed') return;
+    await this.tombstones.forgetQueued(caller.userId, memories, batch);
+  }
+
   async storeOne(input: MemoryInputParsed, caller: Caller): Promise<{ memoryId: string; job: Job }> {
     const memoryId = await this.idsFor(caller, 'store', input);
     const payload = validate(StoreMemoryPayload, {
@@ -135,12 +146,15 @@ export class IngestService {
       request_id: caller.requestId,
       memory: toQueuedMemory(input, memoryId, new Date()),
     });
+    // Before the job exists: a session delete must count this memory from then on.
+    await this.tombstones.noteQueued(caller.userId, [payload.memory]);
     const job = await this.add(
       JobName.StoreMemory,
       payload,
       jobIds.storeMemory(memoryId),
       caller.idempotencyKey !== undefined,
     );
+    await this.forgetIfFinished(job, caller, [payload.memory], false);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, memoryId }, 'memory queued');
     return { memoryId, job };
   }
@@ -157,12 +171,11 @@ export class IngestService {
       memories,
     });
     const jobId = jobIds.storeBatch(batchId);
-    // Before the job exists: a delete of one of these memories must find the job from then on.
-    await this.tombstones.noteBatchMembers(
-      jobId,
-      memories.map((m) => m.id),
-    );
+    // Before the job exists: a delete of one of these memories must find the job from then on, and a
+    // session delete count them.
+    await this.tombstones.noteQueued(caller.userId, payload.memories, jobId);
     const job = await this.add(JobName.StoreMemoryBatch, payload, jobId, caller.idempotencyKey !== undefined);
+    await this.forgetIfFinished(job, caller, payload.memories, true);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
     return { memoryIds: memories.map((m) => m.id), job };
   }
@@ -283,13 +296,24 @@ export class IngestService {
     return result?.memories.some((m) => m.requested_id === id && m.status === 'deleted') ?? false;
   }
 
-  async deleteSession(sessionId: string, caller: Caller): Promise<number> {
-    await this.tombstones.markSessionDeleted(caller.userId, sessionId, new Date());
-    const count = await this.store.deleteByScope({
-      user_id: caller.userId,
-      where: { field: 'session_id', op: '$eq', value: sessionId },
-    });
-    this.logger.info({ requestId: caller.requestId, count }, 'session deleted');
-    return count;
+  /**
+   * Deletes a session's memories: the stored ones now, and the ones still queued by the tombstone,
+   * which drops them when their job runs. `deleted` counts both; `queued` the second.
+   */
+  async deleteSession(sessionId: string, caller: Caller): Promise<{ deleted: number; queued: number }> {
+    const at = new Date();
+    await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
+    const queued = await this.tombstones.queuedInSession(caller.userId, sessionId, at);
+    const removed = await this.store.deleteByScope(
+      { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
+      queued,
+    );
+    // A queued memory the store already held (written, its job not yet completed) counts once.
+    const dropped = queued.length - removed.among.length;
+    this.logger.info(
+      { requestId: caller.requestId, count: removed.count, queued: dropped },
+      'session deleted',
+    );
+    return { deleted: removed.count + dropped, queued: dropped };
   }
 }

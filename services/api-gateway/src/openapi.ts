@@ -183,9 +183,18 @@ export function openApiDocument() {
           responses: { '200': { description: 'Page', content: json(ListResponse) }, ...errors },
         },
         delete: {
-          summary: 'Delete every memory of a session',
+          summary: 'Delete every memory of a session, including ones still queued',
           parameters: [stringParam('id')],
-          responses: { '200': { description: 'Deleted', content: anyObject }, ...errors },
+          responses: {
+            '200': {
+              description:
+                '`deleted`: the memories removed, stored or still queued (dropped when their job runs); `queued`: how many of them were still queued',
+              content: json(
+                z.object({ session_id: z.string(), deleted: z.number().int(), queued: z.number().int() }),
+              ),
+            },
+            ...errors,
+          },
         },
       },
       '/api/memory/project/{name}': {

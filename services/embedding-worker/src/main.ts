@@ -1,9 +1,9 @@
+import type { Job } from 'bullmq';
 import express from 'express';
 import {
   closeServer,
   createMetrics,
   exitOnStartupError,
-  JobName,
   listen,
   loadEmbedder,
   metricsRoute,
@@ -16,9 +16,9 @@ import {
 import { loadWorkerConfig } from './config';
 import { MicroBatcher } from './micro-batcher';
 import { createMigration } from './processors/migrate-chroma.processor';
-import { createStoreMemoryProcessor } from './processors/store-memory.processor';
+import { createStoreMemoryProcessor, forgetFinishedJob } from './processors/store-memory.processor';
 import { TenantIndexMaintainer } from './tenant-indexes';
-import { createQueueWorker } from './worker';
+import { createQueueWorker, isFinalFailure } from './worker';
 
 void startService(
   'embedding-worker',
@@ -51,15 +51,14 @@ void startService(
       metrics,
       logger,
     );
-    // Once a batch has completed, a delete of its memories no longer needs to find the job.
-    worker.on('completed', (job) => {
-      if (job.name !== JobName.StoreMemoryBatch) return;
-      const ids = (job.data as { memories: { id: string }[] }).memories.map((m) => m.id);
-      tombstones
-        .forgetBatchMembers(ids)
-        .catch((error: unknown) =>
-          logger.warn({ jobId: job.id, err: (error as Error).message }, 'batch members not forgotten'),
-        );
+    // Once a store job has finished, deletes no longer need to know its memories were queued.
+    const forget = (job: Job) =>
+      forgetFinishedJob(tombstones, job).catch((error: unknown) =>
+        logger.warn({ jobId: job.id, err: (error as Error).message }, 'queued memories not forgotten'),
+      );
+    worker.on('completed', (job) => void forget(job));
+    worker.on('failed', (job, error) => {
+      if (job && isFinalFailure(job, error)) void forget(job);
     });
     // Aborted on shutdown: a running migration pauses at its next batch and resumes later.
     const stopping = new AbortController();

@@ -12,6 +12,20 @@ export interface TombstoneCandidate {
   created_at: string;
 }
 
+/** A queued memory, as far as the bookkeeping of deletes needs it. */
+export type QueuedRef = Pick<TombstoneCandidate, 'id' | 'session_id' | 'created_at'>;
+
+function bySession(memories: QueuedRef[]): Map<string, QueuedRef[]> {
+  const sessions = new Map<string, QueuedRef[]>();
+  for (const m of memories) {
+    if (m.session_id === null) continue;
+    const members = sessions.get(m.session_id);
+    if (members) members.push(m);
+    else sessions.set(m.session_id, [m]);
+  }
+  return sessions;
+}
+
 /**
  * Deletes win over store jobs still in the queue: the gateway leaves a tombstone when it deletes, and
  * the worker drops (or removes right after writing) every memory a tombstone covers. Keys live under
@@ -54,21 +68,49 @@ export class Tombstones {
     return this.run(() => this.redis.get(this.batchKey(id)));
   }
 
+  /** Per user and session: the memories of the session still queued, scored by when they were accepted. */
+  private queuedKey(userId: string, sessionId: string) {
+    return `${this.prefix}:queued:session:${userId}:${sessionId}`;
+  }
+
   /**
-   * Records which batch job holds each memory, until that job completes: a memory's own id leads to
-   * its job only for single stores (the job id derives from it), so a delete needs this for batches.
+   * Records queued memories, before their job exists, until it has finished: for a batch job, which
+   * job holds each memory (a memory's own id leads to its job only for single stores, so a delete by
+   * id needs this); for each session, which of its memories are still queued (a session delete
+   * counts the ones its tombstone drops).
    */
-  async noteBatchMembers(jobId: string, memoryIds: string[]): Promise<void> {
-    if (memoryIds.length === 0) return;
+  async noteQueued(userId: string, memories: QueuedRef[], batchJobId?: string): Promise<void> {
+    const sessions = bySession(memories);
+    if (batchJobId === undefined && sessions.size === 0) return;
     const pipeline = this.redis.multi();
-    for (const id of memoryIds) pipeline.set(this.batchKey(id), jobId, 'EX', TOMBSTONE_TTL_SECONDS);
+    if (batchJobId !== undefined) {
+      for (const m of memories) pipeline.set(this.batchKey(m.id), batchJobId, 'EX', TOMBSTONE_TTL_SECONDS);
+    }
+    for (const [sessionId, members] of sessions) {
+      const key = this.queuedKey(userId, sessionId);
+      // NX: a retried request keeps the time its memory was first accepted.
+      pipeline.zadd(key, 'NX', ...members.flatMap((m) => [Date.parse(m.created_at), m.id]));
+      pipeline.expire(key, TOMBSTONE_TTL_SECONDS);
+    }
+    // Part of queuing the memories: a store that cannot do it answers as the queue does.
+    await orUnavailable(() => pipeline.exec(), RedisDown.queue);
+  }
+
+  /** Forgets what `noteQueued` recorded: called once the job has completed, or failed for good. */
+  async forgetQueued(userId: string, memories: QueuedRef[], batch: boolean): Promise<void> {
+    const sessions = bySession(memories);
+    if (!(batch && memories.length > 0) && sessions.size === 0) return;
+    const pipeline = this.redis.multi();
+    if (batch && memories.length > 0) pipeline.del(...memories.map((m) => this.batchKey(m.id)));
+    for (const [sessionId, members] of sessions) {
+      pipeline.zrem(this.queuedKey(userId, sessionId), ...members.map((m) => m.id));
+    }
     await this.run(() => pipeline.exec());
   }
 
-  /** Forgets the batch job of these memories: called once the job has completed. */
-  async forgetBatchMembers(memoryIds: string[]): Promise<void> {
-    if (memoryIds.length === 0) return;
-    await this.run(() => this.redis.del(...memoryIds.map((id) => this.batchKey(id))));
+  /** The memories of a session still queued that were accepted at or before `at`. */
+  queuedInSession(userId: string, sessionId: string, at: Date): Promise<string[]> {
+    return this.run(() => this.redis.zrangebyscore(this.queuedKey(userId, sessionId), '-inf', at.getTime()));
   }
 
   async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {

@@ -48,6 +48,13 @@ export interface StoreStatus {
   error?: string;
 }
 
+/** What `deleteByScope` removed. */
+export interface ScopeDeletion {
+  count: number;
+  /** The ids asked about that it removed. */
+  among: string[];
+}
+
 /**
  * The storage port. Every read and delete is scoped to one user; ids are UUIDs chosen by the caller,
  * so that writing the same record twice (a retried job) does no harm.
@@ -69,8 +76,11 @@ export interface MemoryStore {
   list(filter: MemoryFilter, page: Page): Promise<ListResult>;
   /** True when a memory was removed. */
   delete(userId: string, id: string): Promise<boolean>;
-  /** Removes every memory of the user that matches; returns how many. */
-  deleteByScope(filter: MemoryFilter): Promise<number>;
+  /**
+   * Removes every memory of the user that matches; says how many, and which of the ids in `among`
+   * were among them (a session delete asks about the session's memories still queued).
+   */
+  deleteByScope(filter: MemoryFilter, among?: readonly string[]): Promise<ScopeDeletion>;
   stats(filter: MemoryFilter): Promise<MemoryStats>;
   status(): Promise<StoreStatus>;
   close(): Promise<void>;

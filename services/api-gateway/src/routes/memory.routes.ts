@@ -108,8 +108,8 @@ export function memoryRoutes(deps: MemoryRoutesDeps): Router {
 
   router.delete('/session/:sessionId', async (req, res) => {
     const sessionId = validate(SessionIdParam, req.params.sessionId, 'session id');
-    const deleted = await deps.ingest.deleteSession(sessionId, caller(req, res));
-    res.json({ session_id: sessionId, deleted });
+    const { deleted, queued } = await deps.ingest.deleteSession(sessionId, caller(req, res));
+    res.json({ session_id: sessionId, deleted, queued });
   });
 
   router.get('/project/:project', async (req, res) => {

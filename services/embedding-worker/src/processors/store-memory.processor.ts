@@ -10,6 +10,7 @@ import {
   type Metrics,
   type QueuedMemory,
   type StoreJobResult,
+  type Tombstones,
 } from 'memory-core';
 import type { MicroBatcher } from '../micro-batcher';
 
@@ -26,6 +27,21 @@ function memoriesOf(job: Job): { userId: string; requestId?: string; memories: Q
     return { userId: data.user_id, requestId: data.request_id, memories: data.memories };
   }
   throw new UnrecoverableError(`unknown job name "${job.name}"`);
+}
+
+/**
+ * Once a store job has finished (completed, or failed for good), what the gateway noted of its
+ * memories while they were queued is forgotten: a delete by id no longer needs to find their batch
+ * job, and a session delete no longer counts them as queued.
+ */
+export async function forgetFinishedJob(tombstones: Tombstones, job: Job): Promise<void> {
+  let queued: ReturnType<typeof memoriesOf>;
+  try {
+    queued = memoriesOf(job);
+  } catch {
+    return; // not a payload the gateway queued: it noted nothing
+  }
+  await tombstones.forgetQueued(queued.userId, queued.memories, job.name === JobName.StoreMemoryBatch);
 }
 
 /**

@@ -18,7 +18,15 @@ import { AppError, ConflictError, UnavailableError, ValidationError } from '../.
 import type { Logger } from '../../logging';
 import type { Memory, MemoryRecord, SearchHit } from '../../memory/memory.schemas';
 import type { MemoryFilter } from '../../memory/filter';
-import type { ListResult, MemoryStats, MemoryStore, Page, StoreStatus, UpsertResult } from '../memory-store';
+import type {
+  ListResult,
+  MemoryStats,
+  MemoryStore,
+  Page,
+  ScopeDeletion,
+  StoreStatus,
+  UpsertResult,
+} from '../memory-store';
 import { assertStorable, createdAtMs, fromChroma, toChromaMetadata } from './chroma-metadata';
 import { toChromaWhere } from './chroma-where';
 
@@ -291,7 +299,7 @@ export class ChromaMemoryStore implements MemoryStore {
     return true;
   }
 
-  async deleteByScope(filter: MemoryFilter): Promise<number> {
+  async deleteByScope(filter: MemoryFilter, among: readonly string[] = []): Promise<ScopeDeletion> {
     const collection = await this.ready();
     const where = toChromaWhere(filter);
     const ids = (await this.getRows(collection, { where, include: [] }, 'deleteByScope')).map(
@@ -301,7 +309,8 @@ export class ChromaMemoryStore implements MemoryStore {
       await this.call('deleteByScope', () => collection.delete({ ids: part, where }));
     }
     this.log.debug({ deleted: ids.length }, 'memories deleted by scope');
-    return ids.length;
+    const removed = new Set(ids);
+    return { count: ids.length, among: among.filter((id) => removed.has(id)) };
   }
 
   async stats(filter: MemoryFilter): Promise<MemoryStats> {

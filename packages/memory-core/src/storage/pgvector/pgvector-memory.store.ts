@@ -11,7 +11,15 @@ import {
   type MemoryRecord,
   type SearchHit,
 } from '../../memory/memory.schemas';
-import type { ListResult, MemoryStats, MemoryStore, Page, StoreStatus, UpsertResult } from '../memory-store';
+import type {
+  ListResult,
+  MemoryStats,
+  MemoryStore,
+  Page,
+  ScopeDeletion,
+  StoreStatus,
+  UpsertResult,
+} from '../memory-store';
 import { filterToSql, SqlParams } from './filter-sql';
 import { runMigrations } from './migration-runner';
 import { pgvectorWarnings } from './pgvector-version';
@@ -823,15 +831,22 @@ export class PgvectorMemoryStore implements MemoryStore {
     return (result.rowCount ?? 0) > 0;
   }
 
-  async deleteByScope(filter: MemoryFilter): Promise<number> {
+  async deleteByScope(filter: MemoryFilter, among: readonly string[] = []): Promise<ScopeDeletion> {
     const params = new SqlParams();
     const where = filterToSql(filter, params, { alias: 'm', projectsTable: this.t.projects });
-    const result = await this.query(
+    const asked = params.add(
+      among.filter((id) => UUID.test(id)),
+      'uuid[]',
+    );
+    const result = await this.query<{ count: number; among: string[] }>(
       'delete by scope',
-      `DELETE FROM ${this.t.memories} AS m WHERE ${where}`,
+      `WITH removed AS (DELETE FROM ${this.t.memories} AS m WHERE ${where} RETURNING m.id)
+       SELECT count(*)::int AS count,
+              coalesce(array_agg(id::text) FILTER (WHERE id = ANY(${asked})), '{}') AS among
+         FROM removed`,
       params.values,
     );
-    return result.rowCount ?? 0;
+    return result.rows[0]!;
   }
 
   /** Removes every memory written by one Chroma → PostgreSQL migration (all users); returns how many. */
