@@ -495,6 +495,8 @@ export function summarizeRuns(runs: IngestRun[]) {
     ratio: median(runs.map((r) => r.ratio)),
     minRatio: Math.min(...runs.map((r) => r.ratio)),
     maxRatio: Math.max(...runs.map((r) => r.ratio)),
+    /** Runs at or above the ingestion goal (0.90 of the raw rate). */
+    atGoal: runs.filter((r) => r.ratio >= 0.9).length,
     meanBatch: median(runs.map((r) => r.meanBatch)),
     workerEmbedShare: median(runs.map((r) => r.workerEmbedMs / r.wallMs)),
     enqueueMs: median(runs.map((r) => r.enqueueMs)),
