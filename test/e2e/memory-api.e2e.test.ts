@@ -502,7 +502,12 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
       const memories = Array.from({ length: 1000 }, () => ({ content: 'y'.repeat(9_000) }));
       const response = await stack.call('POST', '/api/memory/store/batch', { memories });
       expect(response.status).toBe(413);
-      expect(response.body.error.code).toBe('payload_too_large');
+      expect(response.body.error).toMatchObject({
+        code: 'payload_too_large',
+        message: expect.stringMatching(/at most 5242880 bytes; send a large batch in smaller ones$/),
+        details: { limit_bytes: 5 * 1024 * 1024, length_bytes: expect.any(Number) },
+      });
+      expect(response.body.error.details.length_bytes).toBeGreaterThan(9_000_000);
     });
 
     it.each([

@@ -52,6 +52,8 @@ function fromBodyParser(error: {
   status?: number;
   message?: string;
   body?: unknown;
+  limit?: number;
+  length?: number;
 }): AppError | undefined {
   switch (error.type) {
     case 'entity.parse.failed':
@@ -62,8 +64,17 @@ function fromBodyParser(error: {
             'validation_failed',
           )
         : new ValidationError('the request body is not valid JSON', undefined, 'malformed_json');
-    case 'entity.too.large':
-      return new ValidationError('the request body is too large', undefined, 'payload_too_large', 413);
+    case 'entity.too.large': {
+      const limit = error.limit ?? 0;
+      const size = error.length === undefined ? '' : ` (${error.length} bytes)`;
+      // The gateway's limit is BODY_LIMIT; a batch that is valid memory by memory can still exceed it.
+      return new ValidationError(
+        `the request body is too large${size}: at most ${limit} bytes; send a large batch in smaller ones`,
+        { limit_bytes: limit, ...(error.length === undefined ? {} : { length_bytes: error.length }) },
+        'payload_too_large',
+        413,
+      );
+    }
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new ValidationError('unsupported body encoding', undefined, 'unsupported_media_type', 415);
