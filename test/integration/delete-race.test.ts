@@ -162,6 +162,16 @@ describe('a delete racing its store job', () => {
       const taken = await take();
       expect(taken.job.id).toBe(job.id);
       await completeAsDropped(taken, [memoryId]);
+
+      // Another delete of the same memory lands while the failing one waits on the store: it finds
+      // the tombstone (and answers that the memory is gone), so the failing one must leave it.
+      const raced = await service.storeOne(input('deleted twice while the store flapped'), caller);
+      tombstones.between = async () => expect(await service.deleteOne(raced.memoryId, caller)).toBe(false);
+      await expect(down.deleteOne(raced.memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      expect(await tombstones.deletedAmong([{ ...candidate, id: raced.memoryId }])).toEqual(
+        new Set([raced.memoryId]),
+      );
+      await completeAsDropped(await take(), [raced.memoryId]);
     } finally {
       await downStore.close();
     }
@@ -282,6 +292,48 @@ describe('a delete racing its store job', () => {
     // The retry answers with the completed job: nothing of it waits in the queue.
     expect((await service.storeOne(memory, keyed)).job.id).toBe(first.job.id);
     expect(await service.deleteSession(session, caller)).toEqual({ deleted: 0, queued: 0 });
+  });
+
+  it('counts a queued memory once: not again in a later session delete, nor after a delete by id', async () => {
+    const session = `once-${randomUUID()}`;
+    const inSession = (content: string) => validate(MemoryInput, { content, session_id: session });
+    const byId = await service.storeOne(inSession('deleted by id first'), caller);
+    const left = await service.storeOne(inSession('left for the session delete'), caller);
+    expect(await service.deleteOne(byId.memoryId, caller)).toBe(true);
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 1, queued: 1 });
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 0, queued: 0 });
+    for (const job of [byId.job, left.job]) {
+      const taken = await take();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, []);
+    }
+  });
+
+  it('does not count memories whose job was removed or failed for good', async () => {
+    const session = `gone-${randomUUID()}`;
+    const inSession = (content: string) => validate(MemoryInput, { content, session_id: session });
+    const removed = await service.storeOne(inSession('its job removed'), caller);
+    await removed.job.remove();
+    const failed = await service.storeBatch([inSession('failed one'), inSession('failed two')], caller);
+    const { job, token } = await take();
+    expect(job.id).toBe(failed.job.id);
+    await job.moveToFailed(new UnrecoverableError('refused for this test'), token, false);
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 0, queued: 0 });
+  });
+
+  it("keeps a failed batch's record, so that a delete by id after an operator's retry still wins", async () => {
+    const session = `retried-batch-${randomUUID()}`;
+    const inSession = (content: string) => validate(MemoryInput, { content, session_id: session });
+    const batch = await service.storeBatch([inSession('retried one'), inSession('retried two')], caller);
+    const { job, token } = await take();
+    await job.moveToFailed(new UnrecoverableError('refused for this test'), token, false);
+    // Bull Board's retry: the job waits again, and must still be found from its memories.
+    await job.retry('failed');
+    expect(await service.deleteOne(batch.memoryIds[0]!, caller)).toBe(true);
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 1, queued: 1 });
+    const again = await take();
+    expect(again.job.id).toBe(batch.job.id);
+    await completeAsDropped(again, batch.memoryIds);
   });
 
   describe('an Idempotency-Key retry of a store job that failed', () => {

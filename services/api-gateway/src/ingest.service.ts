@@ -21,7 +21,6 @@ import {
   type Logger,
   type Memory,
   type MemoryInputParsed,
-  type QueuedRef,
   type MemoryStore,
   type StoreJobResult,
   type Tombstones,
@@ -129,16 +128,6 @@ export class IngestService {
     return job;
   }
 
-  /**
-   * A retried request (Idempotency-Key) whose job had already completed queued nothing: what it noted
-   * as queued is forgotten again, as the worker did when the job completed.
-   */
-  private async forgetIfFinished(job: Job, caller: Caller, memories: QueuedRef[], batch: boolean) {
-    if (caller.idempotencyKey === undefined) return;
-    if ((await orUnavailable(() => job.getState(), RedisDown.queue)) !== 'completed') return;
-    await this.tombstones.forgetQueued(caller.userId, memories, batch);
-  }
-
   async storeOne(input: MemoryInputParsed, caller: Caller): Promise<{ memoryId: string; job: Job }> {
     const memoryId = await this.idsFor(caller, 'store', input);
     const payload = validate(StoreMemoryPayload, {
@@ -154,7 +143,6 @@ export class IngestService {
       jobIds.storeMemory(memoryId),
       caller.idempotencyKey !== undefined,
     );
-    await this.forgetIfFinished(job, caller, [payload.memory], false);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, memoryId }, 'memory queued');
     return { memoryId, job };
   }
@@ -175,7 +163,6 @@ export class IngestService {
     // session delete count them.
     await this.tombstones.noteQueued(caller.userId, payload.memories, jobId);
     const job = await this.add(JobName.StoreMemoryBatch, payload, jobId, caller.idempotencyKey !== undefined);
-    await this.forgetIfFinished(job, caller, payload.memories, true);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
     return { memoryIds: memories.map((m) => m.id), job };
   }
@@ -264,7 +251,7 @@ export class IngestService {
     // A store that does not answer fails the delete (503): it takes its tombstone back, so that it did
     // nothing and the client's retry is a first delete again, not one that finds it already gone.
     const stored = await this.store.delete(caller.userId, id).catch(async (error: unknown) => {
-      if (first) await this.tombstones.unmarkMemoryDeleted(caller.userId, id);
+      if (first) await this.tombstones.unmarkFailedDelete(caller.userId, id);
       throw error;
     });
     // A repeated delete of a memory still queued finds the first one's tombstone: it is already gone.
@@ -298,12 +285,16 @@ export class IngestService {
 
   /**
    * Deletes a session's memories: the stored ones now, and the ones still queued by the tombstone,
-   * which drops them when their job runs. `deleted` counts both; `queued` the second.
+   * which drops them when their job runs. `deleted` counts both; `queued` the second. A memory
+   * accepted in the same instant as the delete is dropped, but may be left out of the count.
    */
   async deleteSession(sessionId: string, caller: Caller): Promise<{ deleted: number; queued: number }> {
     const at = new Date();
     await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
-    const queued = await this.tombstones.queuedInSession(caller.userId, sessionId, at);
+    const queued = await this.stillQueued(
+      caller.userId,
+      await this.tombstones.takeQueuedInSession(caller.userId, sessionId, at),
+    );
     const removed = await this.store.deleteByScope(
       { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
       queued,
@@ -315,5 +306,24 @@ export class IngestService {
       'session deleted',
     );
     return { deleted: removed.count + dropped, queued: dropped };
+  }
+
+  /**
+   * Of memories once queued, those whose store job may still write them and that no delete by id has
+   * covered: a job that failed, was removed or never got added writes nothing, and a memory deleted
+   * by id was counted by that delete.
+   */
+  private async stillQueued(userId: string, ids: string[]): Promise<string[]> {
+    const byId = await this.tombstones.deletedById(userId, ids);
+    const candidates = ids.filter((id) => !byId.has(id));
+    const batches = await this.tombstones.batchesOf(candidates);
+    const jobOf = candidates.map((id, i) => batches[i] ?? jobIds.storeMemory(id));
+    const states = new Map<string, string>();
+    await Promise.all(
+      [...new Set(jobOf)].map(async (jobId) =>
+        states.set(jobId, await orUnavailable(() => this.queues.ingest.getJobState(jobId), RedisDown.queue)),
+      ),
+    );
+    return candidates.filter((_, i) => PENDING_STATES.has(states.get(jobOf[i]!)!));
   }
 }

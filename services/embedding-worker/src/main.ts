@@ -1,4 +1,3 @@
-import type { Job } from 'bullmq';
 import express from 'express';
 import {
   closeServer,
@@ -18,7 +17,7 @@ import { MicroBatcher } from './micro-batcher';
 import { createMigration } from './processors/migrate-chroma.processor';
 import { createStoreMemoryProcessor, forgetFinishedJob } from './processors/store-memory.processor';
 import { TenantIndexMaintainer } from './tenant-indexes';
-import { createQueueWorker, isFinalFailure } from './worker';
+import { createQueueWorker } from './worker';
 
 void startService(
   'embedding-worker',
@@ -51,14 +50,12 @@ void startService(
       metrics,
       logger,
     );
-    // Once a store job has finished, deletes no longer need to know its memories were queued.
-    const forget = (job: Job) =>
+    // Once a store job has completed, deletes no longer need to know its memories were queued. A job
+    // that failed for good keeps its record: an operator's or a client's retry queues it again.
+    worker.on('completed', (job) => {
       forgetFinishedJob(tombstones, job).catch((error: unknown) =>
         logger.warn({ jobId: job.id, err: (error as Error).message }, 'queued memories not forgotten'),
       );
-    worker.on('completed', (job) => void forget(job));
-    worker.on('failed', (job, error) => {
-      if (job && isFinalFailure(job, error)) void forget(job);
     });
     // Aborted on shutdown: a running migration pauses at its next batch and resumes later.
     const stopping = new AbortController();

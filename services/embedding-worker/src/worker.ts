@@ -58,6 +58,6 @@ export function createQueueWorker(
 }
 
 /** Whether a failed job is done for good (out of attempts, or refused) rather than to be retried. */
-export function isFinalFailure(job: Job, error: Error): boolean {
+function isFinalFailure(job: Job, error: Error): boolean {
   return job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
 }

@@ -15,6 +15,9 @@ export interface TombstoneCandidate {
 /** A queued memory, as far as the bookkeeping of deletes needs it. */
 export type QueuedRef = Pick<TombstoneCandidate, 'id' | 'session_id' | 'created_at'>;
 
+/** Deletes a key only while its value is 1 (one delete's tombstone). */
+const DELETE_IF_ONE = `if redis.call('GET', KEYS[1]) == '1' then return redis.call('DEL', KEYS[1]) end return 0`;
+
 function bySession(memories: QueuedRef[]): Map<string, QueuedRef[]> {
   const sessions = new Map<string, QueuedRef[]>();
   for (const m of memories) {
@@ -50,17 +53,29 @@ export class Tombstones {
     return `${this.prefix}:batch-of:memory:${id}`;
   }
 
-  /** Marks a memory of `userId` deleted; `true` when no earlier delete of it had. */
+  /**
+   * Marks a memory of `userId` deleted; `true` when no earlier delete of it had. The tombstone counts
+   * the deletes that set it, so that one delete taking it back cannot undo another's.
+   */
   async markMemoryDeleted(userId: string, id: string): Promise<boolean> {
-    const previous = await this.run(() =>
-      this.redis.set(this.memoryKey(userId, id), '1', 'EX', TOMBSTONE_TTL_SECONDS, 'GET'),
+    const key = this.memoryKey(userId, id);
+    const replies = await this.run(() =>
+      this.redis.multi().incr(key).expire(key, TOMBSTONE_TTL_SECONDS).exec(),
     );
-    return previous === null;
+    return Number(replies?.[0]?.[1]) === 1;
   }
 
   /** Takes back a tombstone that covered nothing. */
   async unmarkMemoryDeleted(userId: string, id: string): Promise<void> {
     await this.run(() => this.redis.del(this.memoryKey(userId, id)));
+  }
+
+  /**
+   * Takes back the tombstone of a delete that failed, only while no other delete has marked the
+   * memory since: that one counted on the tombstone (and may have answered that it was gone).
+   */
+  async unmarkFailedDelete(userId: string, id: string): Promise<void> {
+    await this.run(() => this.redis.eval(DELETE_IF_ONE, 1, this.memoryKey(userId, id)));
   }
 
   /** The batch job that holds memory `id`, while that job has not completed. */
@@ -74,10 +89,10 @@ export class Tombstones {
   }
 
   /**
-   * Records queued memories, before their job exists, until it has finished: for a batch job, which
-   * job holds each memory (a memory's own id leads to its job only for single stores, so a delete by
-   * id needs this); for each session, which of its memories are still queued (a session delete
-   * counts the ones its tombstone drops).
+   * Records queued memories, before their job exists: for a batch job, which job holds each memory
+   * (a memory's own id leads to its job only for single stores, so a delete by id needs this), until
+   * the job completes; for each session, which of its memories were queued when (a session delete
+   * counts the ones its tombstone drops). Entries older than a tombstone's life are pruned here.
    */
   async noteQueued(userId: string, memories: QueuedRef[], batchJobId?: string): Promise<void> {
     const sessions = bySession(memories);
@@ -86,17 +101,19 @@ export class Tombstones {
     if (batchJobId !== undefined) {
       for (const m of memories) pipeline.set(this.batchKey(m.id), batchJobId, 'EX', TOMBSTONE_TTL_SECONDS);
     }
+    const stale = Date.now() - TOMBSTONE_TTL_SECONDS * 1000;
     for (const [sessionId, members] of sessions) {
       const key = this.queuedKey(userId, sessionId);
       // NX: a retried request keeps the time its memory was first accepted.
       pipeline.zadd(key, 'NX', ...members.flatMap((m) => [Date.parse(m.created_at), m.id]));
+      pipeline.zremrangebyscore(key, '-inf', stale);
       pipeline.expire(key, TOMBSTONE_TTL_SECONDS);
     }
     // Part of queuing the memories: a store that cannot do it answers as the queue does.
     await orUnavailable(() => pipeline.exec(), RedisDown.queue);
   }
 
-  /** Forgets what `noteQueued` recorded: called once the job has completed, or failed for good. */
+  /** Forgets what `noteQueued` recorded: called once the job has completed. */
   async forgetQueued(userId: string, memories: QueuedRef[], batch: boolean): Promise<void> {
     const sessions = bySession(memories);
     if (!(batch && memories.length > 0) && sessions.size === 0) return;
@@ -108,9 +125,34 @@ export class Tombstones {
     await this.run(() => pipeline.exec());
   }
 
-  /** The memories of a session still queued that were accepted at or before `at`. */
-  queuedInSession(userId: string, sessionId: string, at: Date): Promise<string[]> {
-    return this.run(() => this.redis.zrangebyscore(this.queuedKey(userId, sessionId), '-inf', at.getTime()));
+  /**
+   * Takes the memories of a session queued at or before `at` out of its record, for the session delete
+   * whose tombstone covers them: a later delete of the session does not count them again. Some may
+   * no longer be queued (their job failed, was removed, or never got added): the caller checks.
+   */
+  async takeQueuedInSession(userId: string, sessionId: string, at: Date): Promise<string[]> {
+    const key = this.queuedKey(userId, sessionId);
+    const replies = await this.run(() =>
+      this.redis
+        .multi()
+        .zrangebyscore(key, '-inf', at.getTime())
+        .zremrangebyscore(key, '-inf', at.getTime())
+        .exec(),
+    );
+    return (replies?.[0]?.[1] as string[] | undefined) ?? [];
+  }
+
+  /** Of these memories of `userId`, the ones a delete by id has covered. */
+  async deletedById(userId: string, ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const values = await this.run(() => this.redis.mget(ids.map((id) => this.memoryKey(userId, id))));
+    return new Set(ids.filter((_, i) => values[i] !== null));
+  }
+
+  /** The batch job of each memory that has one still recorded (`null` for the others). */
+  async batchesOf(ids: string[]): Promise<(string | null)[]> {
+    if (ids.length === 0) return [];
+    return this.run(() => this.redis.mget(ids.map((id) => this.batchKey(id))));
   }
 
   async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {

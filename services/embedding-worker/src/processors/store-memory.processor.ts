@@ -30,9 +30,9 @@ function memoriesOf(job: Job): { userId: string; requestId?: string; memories: Q
 }
 
 /**
- * Once a store job has finished (completed, or failed for good), what the gateway noted of its
- * memories while they were queued is forgotten: a delete by id no longer needs to find their batch
- * job, and a session delete no longer counts them as queued.
+ * Once a store job has completed, what the gateway noted of its memories while they were queued is
+ * forgotten: a delete by id no longer needs to find their batch job, and a session delete no longer
+ * counts them as queued.
  */
 export async function forgetFinishedJob(tombstones: Tombstones, job: Job): Promise<void> {
   let queued: ReturnType<typeof memoriesOf>;
@@ -125,8 +125,11 @@ export function createStoreMemoryProcessor(
         // A delayed job keeps its lock until it moves; a queue-wide rate limit (tried first) lost locks
         // of jobs held longer than the lock duration.
         const until = Date.now() + waitMs;
-        // The job's log says why it waits, for its view and Bull Board (store jobs keep a few lines).
-        await job.log(jobDeferral.format({ reason: error.code, retry_at: new Date(until).toISOString() }));
+        // The job's log says why it waits, for its view and Bull Board (store jobs keep a few lines);
+        // best effort: a log line that cannot be written must not cost the job an attempt.
+        await job
+          .log(jobDeferral.format({ reason: error.code, retry_at: new Date(until).toISOString() }))
+          .catch(() => undefined);
         await job.moveToDelayed(until, token);
         options.metrics.jobsDeferred.inc({ name: job.name });
         throw new DelayedError();
