@@ -309,11 +309,9 @@ describe('a delete racing its store job', () => {
     }
   });
 
-  it('does not count memories whose job was removed or failed for good', async () => {
+  it('does not count memories whose job failed for good', async () => {
     const session = `gone-${randomUUID()}`;
     const inSession = (content: string) => validate(MemoryInput, { content, session_id: session });
-    const removed = await service.storeOne(inSession('its job removed'), caller);
-    await removed.job.remove();
     const failed = await service.storeBatch([inSession('failed one'), inSession('failed two')], caller);
     const { job, token } = await take();
     expect(job.id).toBe(failed.job.id);
@@ -334,6 +332,92 @@ describe('a delete racing its store job', () => {
     const again = await take();
     expect(again.job.id).toBe(batch.job.id);
     await completeAsDropped(again, batch.memoryIds);
+  });
+
+  describe('a session delete, reviewed again', () => {
+    const session = () => `again-${randomUUID()}`;
+    const into = (s: string, content: string) => validate(MemoryInput, { content, session_id: s });
+    let downStore: PgvectorMemoryStore;
+    let down: IngestService;
+    beforeAll(() => {
+      downStore = new PgvectorMemoryStore(
+        { connectionString: 'postgres://memory:memory@127.0.0.1:1/memory', schema: schema.schema },
+        logger,
+      );
+      down = new IngestService(
+        { ingest: queue, all: [queue] },
+        events,
+        connection,
+        prefix,
+        downStore,
+        tombstones,
+        logger,
+      );
+    });
+    afterAll(() => downStore.close());
+
+    it('that fails on the store did nothing: its retry drops and counts the queued memories', async () => {
+      const s = session();
+      const stored = await service.storeBatch([into(s, 'kept one'), into(s, 'kept two')], caller);
+      await expect(down.deleteSession(s, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      const candidates = stored.memoryIds.map((id) => ({
+        id,
+        user_id: caller.userId,
+        session_id: s,
+        created_at: new Date(Date.now() - 1_000).toISOString(),
+      }));
+      expect(await tombstones.deletedAmong(candidates)).toEqual(new Set());
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 2, queued: 2 });
+      await completeAsDropped(await take(), stored.memoryIds);
+    });
+
+    it('does not count again a memory whose keyed request was retried after the delete', async () => {
+      const s = session();
+      const keyed = { ...caller, idempotencyKey: `again-${randomUUID()}` };
+      const memory = into(s, 'retried after its session was deleted');
+      const first = await service.storeOne(memory, keyed);
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 1, queued: 1 });
+      expect((await service.storeOne(memory, keyed)).job.id).toBe(first.job.id);
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 0, queued: 0 });
+      await completeAsDropped(await take(), [first.memoryId]);
+    });
+
+    it('counts a memory whose job is still on its way into the queue, not one long gone or removed', async () => {
+      const s = session();
+      const onItsWay = { id: randomUUID(), session_id: s, created_at: new Date().toISOString() };
+      const longGone = {
+        id: randomUUID(),
+        session_id: s,
+        created_at: new Date(Date.now() - 60_000).toISOString(),
+      };
+      await tombstones.noteQueued(caller.userId, [onItsWay, longGone]);
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 1, queued: 1 });
+    });
+
+    it('leaves no tombstone when two deletes of a queued memory both fail on the store', async () => {
+      const { memoryId, job } = await service.storeOne(
+        input('deleted twice while the store was down'),
+        caller,
+      );
+      tombstones.between = () =>
+        expect(down.deleteOne(memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      await expect(down.deleteOne(memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      // Neither did anything: the retry is a first delete.
+      expect(await service.deleteOne(memoryId, caller)).toBe(true);
+      const taken = await take();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, [memoryId]);
+    });
+
+    it('answers a delete by id of a queued memory its session delete already dropped as gone', async () => {
+      const s = session();
+      const { memoryId, job } = await service.storeOne(into(s, 'dropped with its session'), caller);
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 1, queued: 1 });
+      expect(await service.deleteOne(memoryId, caller)).toBe(false);
+      const taken = await take();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, [memoryId]);
+    });
   });
 
   describe('an Idempotency-Key retry of a store job that failed', () => {

@@ -22,12 +22,25 @@ import {
   type Memory,
   type MemoryInputParsed,
   type MemoryStore,
+  type QueuedEntry,
+  type QueuedMemory,
+  type ScopeDeletion,
   type StoreJobResult,
   type Tombstones,
 } from 'memory-core';
 
 /** Job states in which a store job may still write its memories. */
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'active']);
+
+/** How long after a memory was accepted its store job may still be on its way into the queue. */
+const JOB_ADD_GRACE_MS = 10_000;
+
+/** The memories a store job holds, from its data (none for data no store job holds). */
+function queuedMemoriesOf(job: Job): QueuedMemory[] {
+  const data = job.data as { memory?: QueuedMemory; memories?: QueuedMemory[] } | undefined;
+  if (Array.isArray(data?.memories)) return data.memories;
+  return data?.memory ? [data.memory] : [];
+}
 
 /** Namespace of ids derived from Idempotency-Keys (uuid v5). */
 const IDEMPOTENCY_NAMESPACE = '6f1c2a8e-7d3b-4c59-9a0e-3b8f4d2e1a77';
@@ -128,6 +141,24 @@ export class IngestService {
     return job;
   }
 
+  /**
+   * Notes a store's memories as queued (`Tombstones.noteQueued`). A retried request (Idempotency-Key)
+   * whose job exists noted them when the job was first queued, and a session delete may have counted
+   * them since: only a job that failed for good, which the retry queues again, is noted again, with
+   * the times its memories were first accepted.
+   */
+  private async noteQueued(caller: Caller, jobId: string, memories: QueuedMemory[], batch: boolean) {
+    let noted = memories;
+    if (caller.idempotencyKey !== undefined) {
+      const existing = await orUnavailable(() => this.queues.ingest.getJob(jobId), RedisDown.queue);
+      if (existing) {
+        if ((await orUnavailable(() => existing.getState(), RedisDown.queue)) !== 'failed') return;
+        noted = queuedMemoriesOf(existing);
+      }
+    }
+    await this.tombstones.noteQueued(caller.userId, noted, batch ? jobId : undefined);
+  }
+
   async storeOne(input: MemoryInputParsed, caller: Caller): Promise<{ memoryId: string; job: Job }> {
     const memoryId = await this.idsFor(caller, 'store', input);
     const payload = validate(StoreMemoryPayload, {
@@ -135,14 +166,10 @@ export class IngestService {
       request_id: caller.requestId,
       memory: toQueuedMemory(input, memoryId, new Date()),
     });
+    const jobId = jobIds.storeMemory(memoryId);
     // Before the job exists: a session delete must count this memory from then on.
-    await this.tombstones.noteQueued(caller.userId, [payload.memory]);
-    const job = await this.add(
-      JobName.StoreMemory,
-      payload,
-      jobIds.storeMemory(memoryId),
-      caller.idempotencyKey !== undefined,
-    );
+    await this.noteQueued(caller, jobId, [payload.memory], false);
+    const job = await this.add(JobName.StoreMemory, payload, jobId, caller.idempotencyKey !== undefined);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, memoryId }, 'memory queued');
     return { memoryId, job };
   }
@@ -161,7 +188,7 @@ export class IngestService {
     const jobId = jobIds.storeBatch(batchId);
     // Before the job exists: a delete of one of these memories must find the job from then on, and a
     // session delete count them.
-    await this.tombstones.noteQueued(caller.userId, payload.memories, jobId);
+    await this.noteQueued(caller, jobId, payload.memories, true);
     const job = await this.add(JobName.StoreMemoryBatch, payload, jobId, caller.idempotencyKey !== undefined);
     this.logger.info({ requestId: caller.requestId, jobId: job.id, count: memories.length }, 'batch queued');
     return { memoryIds: memories.map((m) => m.id), job };
@@ -243,6 +270,11 @@ export class IngestService {
       (found?.data as { user_id?: string } | undefined)?.user_id === caller.userId ? found : undefined;
     const stateOf = async () => (job ? await job.getState().catch(() => 'unknown') : 'none');
     const before = await stateOf();
+    // A session delete that covers the queued memory already dropped it (and counted it).
+    const queued = job ? queuedMemoriesOf(job).find((m) => m.id === id) : undefined;
+    const gone = queued
+      ? (await this.tombstones.deletedAmong([{ ...queued, user_id: caller.userId }])).has(id)
+      : false;
     const first = await this.tombstones.markMemoryDeleted(caller.userId, id);
     const state = await stateOf();
     // The job stays: it drops the memory when it runs (before embedding it) and completes saying so,
@@ -251,16 +283,17 @@ export class IngestService {
     // A store that does not answer fails the delete (503): it takes its tombstone back, so that it did
     // nothing and the client's retry is a first delete again, not one that finds it already gone.
     const stored = await this.store.delete(caller.userId, id).catch(async (error: unknown) => {
-      if (first) await this.tombstones.unmarkFailedDelete(caller.userId, id);
+      await this.tombstones.unmarkFailedDelete(caller.userId, id);
       throw error;
     });
     // A repeated delete of a memory still queued finds the first one's tombstone: it is already gone.
-    const deleted = stored || (pending && first);
+    const deleted = stored || (pending && first && !gone);
     // A job that completed between the two state reads may have dropped the memory for this delete's
     // tombstone: it did when its result says so and no earlier delete had left one.
     const droppedForThis =
       !deleted &&
       first &&
+      !gone &&
       PENDING_STATES.has(before) &&
       state === 'completed' &&
       (await this.droppedByJob(jobId, id));
@@ -290,15 +323,24 @@ export class IngestService {
    */
   async deleteSession(sessionId: string, caller: Caller): Promise<{ deleted: number; queued: number }> {
     const at = new Date();
-    await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
-    const queued = await this.stillQueued(
-      caller.userId,
-      await this.tombstones.takeQueuedInSession(caller.userId, sessionId, at),
-    );
-    const removed = await this.store.deleteByScope(
-      { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
-      queued,
-    );
+    const previous = await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
+    const taken = await this.tombstones.takeQueuedInSession(caller.userId, sessionId, at);
+    let queued: string[];
+    let removed: ScopeDeletion;
+    try {
+      // Accepted before an earlier delete of the session: that delete's tombstone covered them.
+      const since = taken.filter((e) => previous === null || e.acceptedAt > previous);
+      queued = await this.stillQueued(caller.userId, since, at);
+      removed = await this.store.deleteByScope(
+        { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
+        queued,
+      );
+    } catch (error) {
+      // A delete that fails (503) did nothing to what was queued: its retry drops and counts them.
+      await this.tombstones.giveBackQueued(caller.userId, sessionId, taken);
+      await this.tombstones.unmarkSessionDeleted(caller.userId, sessionId, at, previous);
+      throw error;
+    }
     // A queued memory the store already held (written, its job not yet completed) counts once.
     const dropped = queued.length - removed.among.length;
     this.logger.info(
@@ -309,21 +351,50 @@ export class IngestService {
   }
 
   /**
-   * Of memories once queued, those whose store job may still write them and that no delete by id has
-   * covered: a job that failed, was removed or never got added writes nothing, and a memory deleted
-   * by id was counted by that delete.
+   * Of memories noted as queued, those whose store job may still write them and that no delete by id
+   * has covered: a job that failed, was removed or completed writes nothing more, and a memory deleted
+   * by id was counted by that delete. A job not found counts only for a memory accepted moments ago:
+   * its request may not have added it yet.
    */
-  private async stillQueued(userId: string, ids: string[]): Promise<string[]> {
-    const byId = await this.tombstones.deletedById(userId, ids);
-    const candidates = ids.filter((id) => !byId.has(id));
-    const batches = await this.tombstones.batchesOf(candidates);
-    const jobOf = candidates.map((id, i) => batches[i] ?? jobIds.storeMemory(id));
-    const states = new Map<string, string>();
-    await Promise.all(
-      [...new Set(jobOf)].map(async (jobId) =>
-        states.set(jobId, await orUnavailable(() => this.queues.ingest.getJobState(jobId), RedisDown.queue)),
-      ),
+  private async stillQueued(userId: string, entries: QueuedEntry[], at: Date): Promise<string[]> {
+    const byId = await this.tombstones.deletedById(
+      userId,
+      entries.map((e) => e.id),
     );
-    return candidates.filter((_, i) => PENDING_STATES.has(states.get(jobOf[i]!)!));
+    const candidates = entries.filter((e) => !byId.has(e.id));
+    const batches = await this.tombstones.batchesOf(candidates.map((e) => e.id));
+    const jobOf = candidates.map((e, i) => batches[i] ?? jobIds.storeMemory(e.id));
+    const states = await this.jobStates([...new Set(jobOf)]);
+    return candidates
+      .filter((e, i) => {
+        const state = states.get(jobOf[i]!);
+        return state === 'pending' || (state === 'absent' && e.acceptedAt >= at.getTime() - JOB_ADD_GRACE_MS);
+      })
+      .map((e) => e.id);
+  }
+
+  /**
+   * Whether each store job is pending, finished (completed or failed) or absent, read straight from
+   * BullMQ's keys in pipelines (a job's hash; the completed and failed sets): `getJobState` scans the
+   * wait and active lists for each job, which for thousands of jobs stalls Redis.
+   */
+  private async jobStates(ids: string[]): Promise<Map<string, 'pending' | 'finished' | 'absent'>> {
+    const queue = this.queues.ingest;
+    const states = new Map<string, 'pending' | 'finished' | 'absent'>();
+    for (let start = 0; start < ids.length; start += 500) {
+      const part = ids.slice(start, start + 500);
+      const pipeline = this.redis.pipeline();
+      for (const id of part) {
+        pipeline.exists(queue.toKey(id));
+        pipeline.zscore(queue.keys.completed!, id);
+        pipeline.zscore(queue.keys.failed!, id);
+      }
+      const replies = await orUnavailable(() => pipeline.exec(), RedisDown.queue);
+      part.forEach((id, i) => {
+        const [exists, completed, failed] = [0, 1, 2].map((k) => replies?.[3 * i + k]?.[1]);
+        states.set(id, !exists ? 'absent' : completed !== null || failed !== null ? 'finished' : 'pending');
+      });
+    }
+    return states;
   }
 }

@@ -15,8 +15,21 @@ export interface TombstoneCandidate {
 /** A queued memory, as far as the bookkeeping of deletes needs it. */
 export type QueuedRef = Pick<TombstoneCandidate, 'id' | 'session_id' | 'created_at'>;
 
-/** Deletes a key only while its value is 1 (one delete's tombstone). */
-const DELETE_IF_ONE = `if redis.call('GET', KEYS[1]) == '1' then return redis.call('DEL', KEYS[1]) end return 0`;
+/** One delete's mark off a tombstone; the key goes with the last one. */
+const TAKE_BACK_ONE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1`;
+
+/** Puts a key back to ARGV[2] (or deletes it when that is empty) while it still holds ARGV[1]. */
+const RESTORE_IF_MINE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')`;
+
+/** A memory noted as queued in a session, with when it was accepted (ms). */
+export interface QueuedEntry {
+  id: string;
+  acceptedAt: number;
+}
 
 function bySession(memories: QueuedRef[]): Map<string, QueuedRef[]> {
   const sessions = new Map<string, QueuedRef[]>();
@@ -71,11 +84,11 @@ export class Tombstones {
   }
 
   /**
-   * Takes back the tombstone of a delete that failed, only while no other delete has marked the
-   * memory since: that one counted on the tombstone (and may have answered that it was gone).
+   * Takes back a failed delete's own mark: the tombstone goes once no other delete's mark is left on
+   * it (another delete that counted on it keeps it; two that both failed leave none).
    */
   async unmarkFailedDelete(userId: string, id: string): Promise<void> {
-    await this.run(() => this.redis.eval(DELETE_IF_ONE, 1, this.memoryKey(userId, id)));
+    await this.run(() => this.redis.eval(TAKE_BACK_ONE, 1, this.memoryKey(userId, id)));
   }
 
   /** The batch job that holds memory `id`, while that job has not completed. */
@@ -130,34 +143,81 @@ export class Tombstones {
    * whose tombstone covers them: a later delete of the session does not count them again. Some may
    * no longer be queued (their job failed, was removed, or never got added): the caller checks.
    */
-  async takeQueuedInSession(userId: string, sessionId: string, at: Date): Promise<string[]> {
+  async takeQueuedInSession(userId: string, sessionId: string, at: Date): Promise<QueuedEntry[]> {
     const key = this.queuedKey(userId, sessionId);
     const replies = await this.run(() =>
       this.redis
         .multi()
-        .zrangebyscore(key, '-inf', at.getTime())
+        .zrangebyscore(key, '-inf', at.getTime(), 'WITHSCORES')
         .zremrangebyscore(key, '-inf', at.getTime())
         .exec(),
     );
-    return (replies?.[0]?.[1] as string[] | undefined) ?? [];
+    const flat = (replies?.[0]?.[1] as string[] | undefined) ?? [];
+    const entries: QueuedEntry[] = [];
+    for (let i = 0; i < flat.length; i += 2) entries.push({ id: flat[i]!, acceptedAt: Number(flat[i + 1]) });
+    return entries;
+  }
+
+  /** Puts back what `takeQueuedInSession` took, for a session delete that then failed. */
+  async giveBackQueued(userId: string, sessionId: string, entries: QueuedEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const key = this.queuedKey(userId, sessionId);
+    await this.run(() =>
+      this.redis
+        .multi()
+        .zadd(key, 'NX', ...entries.flatMap((e) => [e.acceptedAt, e.id]))
+        .expire(key, TOMBSTONE_TTL_SECONDS)
+        .exec(),
+    );
   }
 
   /** Of these memories of `userId`, the ones a delete by id has covered. */
   async deletedById(userId: string, ids: string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const values = await this.run(() => this.redis.mget(ids.map((id) => this.memoryKey(userId, id))));
+    const values = await this.getMany(ids.map((id) => this.memoryKey(userId, id)));
     return new Set(ids.filter((_, i) => values[i] !== null));
   }
 
   /** The batch job of each memory that has one still recorded (`null` for the others). */
-  async batchesOf(ids: string[]): Promise<(string | null)[]> {
-    if (ids.length === 0) return [];
-    return this.run(() => this.redis.mget(ids.map((id) => this.batchKey(id))));
+  batchesOf(ids: string[]): Promise<(string | null)[]> {
+    return this.getMany(ids.map((id) => this.batchKey(id)));
   }
 
-  async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {
+  /** MGET in parts of 1,000 keys, so that a session of many memories does not hold Redis up. */
+  private async getMany(keys: string[]): Promise<(string | null)[]> {
+    const values: (string | null)[] = [];
+    for (let start = 0; start < keys.length; start += 1_000) {
+      values.push(...(await this.run(() => this.redis.mget(keys.slice(start, start + 1_000)))));
+    }
+    return values;
+  }
+
+  /** Marks a session of `userId` deleted at `at`; returns the time of the delete before it, if any. */
+  async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<number | null> {
+    const previous = await this.run(() =>
+      this.redis.set(
+        this.sessionKey(userId, sessionId),
+        String(at.getTime()),
+        'EX',
+        TOMBSTONE_TTL_SECONDS,
+        'GET',
+      ),
+    );
+    return previous === null ? null : Number(previous);
+  }
+
+  /**
+   * Takes back a session delete that failed: the tombstone it set goes back to the one before it (or
+   * goes), unless a later delete of the session has set its own since.
+   */
+  async unmarkSessionDeleted(userId: string, sessionId: string, at: Date, previous: number | null) {
     await this.run(() =>
-      this.redis.set(this.sessionKey(userId, sessionId), String(at.getTime()), 'EX', TOMBSTONE_TTL_SECONDS),
+      this.redis.eval(
+        RESTORE_IF_MINE,
+        1,
+        this.sessionKey(userId, sessionId),
+        String(at.getTime()),
+        previous === null ? '' : String(previous),
+      ),
     );
   }
 
