@@ -19,16 +19,26 @@ import { createTestSchema, servers, uniqueName } from '../setup/servers';
 
 const logger = pino({ level: 'silent' });
 
-/** Tombstones that run `between` right after a delete's tombstone is set, once. */
+/**
+ * Tombstones that run `between` right after a delete by id marks its tombstone, and `betweenSession`
+ * right after a session delete marks its own, once each.
+ */
 class InterleavedTombstones extends Tombstones {
   between: (() => Promise<unknown>) | undefined;
+  betweenSession: (() => Promise<unknown>) | undefined;
 
-  override async markMemoryDeleted(userId: string, id: string): Promise<boolean> {
-    const first = await super.markMemoryDeleted(userId, id);
+  override async markMemoryDeleted(userId: string, id: string): Promise<void> {
+    await super.markMemoryDeleted(userId, id);
     const between = this.between;
     this.between = undefined;
     await between?.();
-    return first;
+  }
+
+  override async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {
+    await super.markSessionDeleted(userId, sessionId, at);
+    const between = this.betweenSession;
+    this.betweenSession = undefined;
+    await between?.();
   }
 }
 
@@ -163,10 +173,10 @@ describe('a delete racing its store job', () => {
       expect(taken.job.id).toBe(job.id);
       await completeAsDropped(taken, [memoryId]);
 
-      // Another delete of the same memory lands while the failing one waits on the store: it finds
-      // the tombstone (and answers that the memory is gone), so the failing one must leave it.
+      // Another delete of the same memory lands while the failing one waits on the store: it counts
+      // the memory as deleted, so the failing one must leave that delete's mark on the tombstone.
       const raced = await service.storeOne(input('deleted twice while the store flapped'), caller);
-      tombstones.between = async () => expect(await service.deleteOne(raced.memoryId, caller)).toBe(false);
+      tombstones.between = async () => expect(await service.deleteOne(raced.memoryId, caller)).toBe(true);
       await expect(down.deleteOne(raced.memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
       expect(await tombstones.deletedAmong([{ ...candidate, id: raced.memoryId }])).toEqual(
         new Set([raced.memoryId]),
@@ -356,19 +366,70 @@ describe('a delete racing its store job', () => {
     });
     afterAll(() => downStore.close());
 
-    it('that fails on the store did nothing: its retry drops and counts the queued memories', async () => {
+    it('that fails on the store is counted by its retry, what was queued still dropped', async () => {
       const s = session();
       const stored = await service.storeBatch([into(s, 'kept one'), into(s, 'kept two')], caller);
       await expect(down.deleteSession(s, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 2, queued: 2 });
       const candidates = stored.memoryIds.map((id) => ({
         id,
         user_id: caller.userId,
         session_id: s,
         created_at: new Date(Date.now() - 1_000).toISOString(),
       }));
-      expect(await tombstones.deletedAmong(candidates)).toEqual(new Set());
-      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 2, queued: 2 });
+      expect(await tombstones.deletedAmong(candidates)).toEqual(new Set(stored.memoryIds));
       await completeAsDropped(await take(), stored.memoryIds);
+    });
+
+    it('counts a memory once between two session deletes that overlap', async () => {
+      const s = session();
+      const { job } = await service.storeOne(into(s, 'deleted by two at once'), caller);
+      let inner: { deleted: number; queued: number } | undefined;
+      tombstones.betweenSession = async () => {
+        inner = await service.deleteSession(s, caller);
+      };
+      const outer = await service.deleteSession(s, caller);
+      expect(inner!.queued + outer.queued).toBe(1);
+      const taken = await take();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, []);
+    });
+
+    it.each(['by id inside the session delete', 'session delete inside the one by id'])(
+      'counts a memory once between a delete by id and a session delete that overlap (%s)',
+      async (order) => {
+        const s = session();
+        const { memoryId, job } = await service.storeOne(into(s, `raced ${order}`), caller);
+        let byId = false;
+        let bySession: { deleted: number; queued: number } = { deleted: 0, queued: 0 };
+        if (order.startsWith('by id')) {
+          tombstones.betweenSession = async () => {
+            byId = await service.deleteOne(memoryId, caller);
+          };
+          bySession = await service.deleteSession(s, caller);
+        } else {
+          tombstones.between = async () => {
+            bySession = await service.deleteSession(s, caller);
+          };
+          byId = await service.deleteOne(memoryId, caller);
+        }
+        expect(Number(byId) + bySession.queued).toBe(1);
+        const taken = await take();
+        expect(taken.job.id).toBe(job.id);
+        await completeAsDropped(taken, [memoryId]);
+      },
+    );
+
+    it('counts a memory whose failed job an operator retried after an earlier session delete', async () => {
+      const s = session();
+      const stored = await service.storeOne(into(s, 'failed, deleted, retried'), caller);
+      const { job, token } = await take();
+      expect(job.id).toBe(stored.job.id);
+      await job.moveToFailed(new UnrecoverableError('refused for this test'), token, false);
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 0, queued: 0 });
+      await job.retry('failed');
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 1, queued: 1 });
+      await completeAsDropped(await take(), [stored.memoryId]);
     });
 
     it('does not count again a memory whose keyed request was retried after the delete', async () => {

@@ -5,6 +5,7 @@ import { stringify as stableStringify } from 'safe-stable-stringify';
 import { v5 as uuidv5 } from 'uuid';
 import {
   ConflictError,
+  execAll,
   JobName,
   NotFoundError,
   QueueName,
@@ -24,7 +25,6 @@ import {
   type MemoryStore,
   type QueuedEntry,
   type QueuedMemory,
-  type ScopeDeletion,
   type StoreJobResult,
   type Tombstones,
 } from 'memory-core';
@@ -270,37 +270,37 @@ export class IngestService {
       (found?.data as { user_id?: string } | undefined)?.user_id === caller.userId ? found : undefined;
     const stateOf = async () => (job ? await job.getState().catch(() => 'unknown') : 'none');
     const before = await stateOf();
-    // A session delete that covers the queued memory already dropped it (and counted it).
-    const queued = job ? queuedMemoriesOf(job).find((m) => m.id === id) : undefined;
-    const gone = queued
-      ? (await this.tombstones.deletedAmong([{ ...queued, user_id: caller.userId }])).has(id)
-      : false;
-    const first = await this.tombstones.markMemoryDeleted(caller.userId, id);
+    await this.tombstones.markMemoryDeleted(caller.userId, id);
     const state = await stateOf();
     // The job stays: it drops the memory when it runs (before embedding it) and completes saying so,
     // so a `wait=true` store and the job's own view both learn of the delete.
     const pending = PENDING_STATES.has(state);
-    // A store that does not answer fails the delete (503): it takes its tombstone back, so that it did
-    // nothing and the client's retry is a first delete again, not one that finds it already gone.
+    // A queued memory counts for the one delete that claims it: a repeated delete, or one after the
+    // session delete that counted it, finds it claimed (already gone). Claimed before the store's
+    // delete, so that a session delete racing this one cannot count it as well.
+    const claim = async () => (await this.tombstones.claimCounted(caller.userId, [id])).has(id);
+    const claimed = pending && (await claim());
+    // A store that does not answer fails the delete (503): it takes back its mark on the tombstone and
+    // its claim, so that the client's retry is a first delete again, not one that finds it gone.
     const stored = await this.store.delete(caller.userId, id).catch(async (error: unknown) => {
-      await this.tombstones.unmarkFailedDelete(caller.userId, id);
+      await this.tombstones.takeBackMark(caller.userId, id);
+      if (claimed) await this.tombstones.releaseCounted(caller.userId, id);
       throw error;
     });
-    // A repeated delete of a memory still queued finds the first one's tombstone: it is already gone.
-    const deleted = stored || (pending && first && !gone);
+    const deleted = stored || claimed;
     // A job that completed between the two state reads may have dropped the memory for this delete's
-    // tombstone: it did when its result says so and no earlier delete had left one.
+    // tombstone: it did when its result says so, and no other delete has counted it.
     const droppedForThis =
       !deleted &&
-      first &&
-      !gone &&
       PENDING_STATES.has(before) &&
       state === 'completed' &&
-      (await this.droppedByJob(jobId, id));
+      (await this.droppedByJob(jobId, id)) &&
+      (await claim());
     const wasThere = deleted || droppedForThis;
-    // Nothing of the caller's was there or on its way: a tombstone would only block a later store of
-    // this id (an Idempotency-Key's id can be known before the store), and hold a key in Redis for days.
-    if (!wasThere && first) await this.tombstones.unmarkMemoryDeleted(caller.userId, id);
+    // Nothing of the caller's was there or on its way for this delete: its mark would only block a
+    // later store of this id (an Idempotency-Key's id can be known before the store), and hold a key
+    // in Redis for days. Another delete's mark stays.
+    if (!wasThere) await this.tombstones.takeBackMark(caller.userId, id);
     this.logger.info(
       { requestId: caller.requestId, memoryId: id, deleted: wasThere, jobState: state },
       'memory deleted',
@@ -318,54 +318,38 @@ export class IngestService {
 
   /**
    * Deletes a session's memories: the stored ones now, and the ones still queued by the tombstone,
-   * which drops them when their job runs. `deleted` counts both; `queued` the second. A memory
-   * accepted in the same instant as the delete is dropped, but may be left out of the count.
+   * which drops them when their job runs. `deleted` counts both; `queued` the second. Each queued
+   * memory is counted by one delete only (this one, a concurrent one, or a delete by id: whichever
+   * claims it first). A memory accepted in the same instant may be dropped but not counted; after a
+   * 503, memories the failed attempt's tombstone already dropped are not counted by the retry.
    */
   async deleteSession(sessionId: string, caller: Caller): Promise<{ deleted: number; queued: number }> {
     const at = new Date();
-    const previous = await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
-    const taken = await this.tombstones.takeQueuedInSession(caller.userId, sessionId, at);
-    let queued: string[];
-    let removed: ScopeDeletion;
-    try {
-      // Accepted before an earlier delete of the session: that delete's tombstone covered them.
-      const since = taken.filter((e) => previous === null || e.acceptedAt > previous);
-      queued = await this.stillQueued(caller.userId, since, at);
-      removed = await this.store.deleteByScope(
-        { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
-        queued,
-      );
-    } catch (error) {
-      // A delete that fails (503) did nothing to what was queued: its retry drops and counts them.
-      await this.tombstones.giveBackQueued(caller.userId, sessionId, taken);
-      await this.tombstones.unmarkSessionDeleted(caller.userId, sessionId, at, previous);
-      throw error;
-    }
-    // A queued memory the store already held (written, its job not yet completed) counts once.
-    const dropped = queued.length - removed.among.length;
-    this.logger.info(
-      { requestId: caller.requestId, count: removed.count, queued: dropped },
-      'session deleted',
+    await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
+    const entries = await this.tombstones.queuedInSession(caller.userId, sessionId, at);
+    const pending = await this.stillQueued(entries, at);
+    const removed = await this.store.deleteByScope(
+      { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
+      pending,
     );
-    return { deleted: removed.count + dropped, queued: dropped };
+    // Claimed all, so that no other delete counts them; counted here only where the store did not.
+    const claimed = await this.tombstones.claimCounted(caller.userId, pending);
+    const inStore = new Set(removed.among);
+    const queued = [...claimed].filter((id) => !inStore.has(id)).length;
+    this.logger.info({ requestId: caller.requestId, count: removed.count, queued }, 'session deleted');
+    return { deleted: removed.count + queued, queued };
   }
 
   /**
-   * Of memories noted as queued, those whose store job may still write them and that no delete by id
-   * has covered: a job that failed, was removed or completed writes nothing more, and a memory deleted
-   * by id was counted by that delete. A job not found counts only for a memory accepted moments ago:
-   * its request may not have added it yet.
+   * Of memories noted as queued, those whose store job may still write them: a job that failed, was
+   * removed or completed writes nothing more. A job not found counts only for a memory accepted
+   * moments ago: its request may not have added it yet.
    */
-  private async stillQueued(userId: string, entries: QueuedEntry[], at: Date): Promise<string[]> {
-    const byId = await this.tombstones.deletedById(
-      userId,
-      entries.map((e) => e.id),
-    );
-    const candidates = entries.filter((e) => !byId.has(e.id));
-    const batches = await this.tombstones.batchesOf(candidates.map((e) => e.id));
-    const jobOf = candidates.map((e, i) => batches[i] ?? jobIds.storeMemory(e.id));
+  private async stillQueued(entries: QueuedEntry[], at: Date): Promise<string[]> {
+    const batches = await this.tombstones.batchesOf(entries.map((e) => e.id));
+    const jobOf = entries.map((e, i) => batches[i] ?? jobIds.storeMemory(e.id));
     const states = await this.jobStates([...new Set(jobOf)]);
-    return candidates
+    return entries
       .filter((e, i) => {
         const state = states.get(jobOf[i]!);
         return state === 'pending' || (state === 'absent' && e.acceptedAt >= at.getTime() - JOB_ADD_GRACE_MS);
@@ -389,9 +373,9 @@ export class IngestService {
         pipeline.zscore(queue.keys.completed!, id);
         pipeline.zscore(queue.keys.failed!, id);
       }
-      const replies = await orUnavailable(() => pipeline.exec(), RedisDown.queue);
+      const replies = await orUnavailable(() => execAll(pipeline), RedisDown.queue);
       part.forEach((id, i) => {
-        const [exists, completed, failed] = [0, 1, 2].map((k) => replies?.[3 * i + k]?.[1]);
+        const [exists, completed, failed] = [0, 1, 2].map((k) => replies[3 * i + k]);
         states.set(id, !exists ? 'absent' : completed !== null || failed !== null ? 'finished' : 'pending');
       });
     }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { orUnavailable, RedisDown } from '../errors';
 
 /** How long a tombstone outlives the delete: longer than any store job's retries. */
@@ -20,11 +20,6 @@ const TAKE_BACK_ONE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
 return 1`;
 
-/** Puts a key back to ARGV[2] (or deletes it when that is empty) while it still holds ARGV[1]. */
-const RESTORE_IF_MINE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
-return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')`;
-
 /** A memory noted as queued in a session, with when it was accepted (ms). */
 export interface QueuedEntry {
   id: string;
@@ -40,6 +35,20 @@ function bySession(memories: QueuedRef[]): Map<string, QueuedRef[]> {
     else sessions.set(m.session_id, [m]);
   }
   return sessions;
+}
+
+/**
+ * Runs a pipeline and returns each command's reply. ioredis resolves a pipeline whose commands failed
+ * (Redis gone mid-way included) with the errors in its replies: they are thrown here, so that a caller
+ * under `orUnavailable` answers 503 rather than reading a failed command as an empty reply.
+ */
+export async function execAll(pipeline: ChainableCommander): Promise<unknown[]> {
+  const replies = await pipeline.exec();
+  if (!replies) throw new Error('the Redis transaction was aborted');
+  return replies.map(([error, reply]) => {
+    if (error) throw error;
+    return reply;
+  });
 }
 
 /**
@@ -67,33 +76,30 @@ export class Tombstones {
   }
 
   /**
-   * Marks a memory of `userId` deleted; `true` when no earlier delete of it had. The tombstone counts
-   * the deletes that set it, so that one delete taking it back cannot undo another's.
+   * Marks a memory of `userId` deleted. The tombstone counts the deletes that marked it, so that one
+   * delete taking its mark back cannot undo another's.
    */
-  async markMemoryDeleted(userId: string, id: string): Promise<boolean> {
+  async markMemoryDeleted(userId: string, id: string): Promise<void> {
     const key = this.memoryKey(userId, id);
-    const replies = await this.run(() =>
-      this.redis.multi().incr(key).expire(key, TOMBSTONE_TTL_SECONDS).exec(),
-    );
-    return Number(replies?.[0]?.[1]) === 1;
-  }
-
-  /** Takes back a tombstone that covered nothing. */
-  async unmarkMemoryDeleted(userId: string, id: string): Promise<void> {
-    await this.run(() => this.redis.del(this.memoryKey(userId, id)));
+    await this.run(() => execAll(this.redis.multi().incr(key).expire(key, TOMBSTONE_TTL_SECONDS)));
   }
 
   /**
-   * Takes back a failed delete's own mark: the tombstone goes once no other delete's mark is left on
-   * it (another delete that counted on it keeps it; two that both failed leave none).
+   * Takes back one delete's mark, for a delete that failed or found nothing to delete: the tombstone
+   * goes with the last mark (a delete that counted on it keeps it; two that both failed leave none).
    */
-  async unmarkFailedDelete(userId: string, id: string): Promise<void> {
+  async takeBackMark(userId: string, id: string): Promise<void> {
     await this.run(() => this.redis.eval(TAKE_BACK_ONE, 1, this.memoryKey(userId, id)));
   }
 
   /** The batch job that holds memory `id`, while that job has not completed. */
   batchOf(id: string): Promise<string | null> {
     return this.run(() => this.redis.get(this.batchKey(id)));
+  }
+
+  /** Per user: set by the one delete that counted a queued memory as deleted. */
+  private countedKey(userId: string, id: string) {
+    return `${this.prefix}:counted:memory:${userId}:${id}`;
   }
 
   /** Per user and session: the memories of the session still queued, scored by when they were accepted. */
@@ -123,7 +129,7 @@ export class Tombstones {
       pipeline.expire(key, TOMBSTONE_TTL_SECONDS);
     }
     // Part of queuing the memories: a store that cannot do it answers as the queue does.
-    await orUnavailable(() => pipeline.exec(), RedisDown.queue);
+    await orUnavailable(() => execAll(pipeline), RedisDown.queue);
   }
 
   /** Forgets what `noteQueued` recorded: called once the job has completed. */
@@ -135,46 +141,42 @@ export class Tombstones {
     for (const [sessionId, members] of sessions) {
       pipeline.zrem(this.queuedKey(userId, sessionId), ...members.map((m) => m.id));
     }
-    await this.run(() => pipeline.exec());
+    await this.run(() => execAll(pipeline));
   }
 
-  /**
-   * Takes the memories of a session queued at or before `at` out of its record, for the session delete
-   * whose tombstone covers them: a later delete of the session does not count them again. Some may
-   * no longer be queued (their job failed, was removed, or never got added): the caller checks.
-   */
-  async takeQueuedInSession(userId: string, sessionId: string, at: Date): Promise<QueuedEntry[]> {
-    const key = this.queuedKey(userId, sessionId);
-    const replies = await this.run(() =>
-      this.redis
-        .multi()
-        .zrangebyscore(key, '-inf', at.getTime(), 'WITHSCORES')
-        .zremrangebyscore(key, '-inf', at.getTime())
-        .exec(),
+  /** The memories noted as queued in a session that were accepted at or before `at`. */
+  async queuedInSession(userId: string, sessionId: string, at: Date): Promise<QueuedEntry[]> {
+    const flat = await this.run(() =>
+      this.redis.zrangebyscore(this.queuedKey(userId, sessionId), '-inf', at.getTime(), 'WITHSCORES'),
     );
-    const flat = (replies?.[0]?.[1] as string[] | undefined) ?? [];
     const entries: QueuedEntry[] = [];
     for (let i = 0; i < flat.length; i += 2) entries.push({ id: flat[i]!, acceptedAt: Number(flat[i + 1]) });
     return entries;
   }
 
-  /** Puts back what `takeQueuedInSession` took, for a session delete that then failed. */
-  async giveBackQueued(userId: string, sessionId: string, entries: QueuedEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    const key = this.queuedKey(userId, sessionId);
-    await this.run(() =>
-      this.redis
-        .multi()
-        .zadd(key, 'NX', ...entries.flatMap((e) => [e.acceptedAt, e.id]))
-        .expire(key, TOMBSTONE_TTL_SECONDS)
-        .exec(),
-    );
+  /**
+   * Claims queued memories of `userId` for the delete that counts them: each is counted by one
+   * delete only, whichever claims it first (by id or by session, concurrent or not). Returns the ids
+   * this call claimed.
+   */
+  async claimCounted(userId: string, ids: string[]): Promise<Set<string>> {
+    const claimed = new Set<string>();
+    for (let start = 0; start < ids.length; start += 1_000) {
+      const part = ids.slice(start, start + 1_000);
+      const pipeline = this.redis.pipeline();
+      for (const id of part)
+        pipeline.set(this.countedKey(userId, id), '1', 'EX', TOMBSTONE_TTL_SECONDS, 'NX');
+      const replies = await this.run(() => execAll(pipeline));
+      part.forEach((id, i) => {
+        if (replies[i] === 'OK') claimed.add(id);
+      });
+    }
+    return claimed;
   }
 
-  /** Of these memories of `userId`, the ones a delete by id has covered. */
-  async deletedById(userId: string, ids: string[]): Promise<Set<string>> {
-    const values = await this.getMany(ids.map((id) => this.memoryKey(userId, id)));
-    return new Set(ids.filter((_, i) => values[i] !== null));
+  /** Gives back a claim of `claimCounted`, for a delete that then failed. */
+  async releaseCounted(userId: string, id: string): Promise<void> {
+    await this.run(() => this.redis.del(this.countedKey(userId, id)));
   }
 
   /** The batch job of each memory that has one still recorded (`null` for the others). */
@@ -191,33 +193,9 @@ export class Tombstones {
     return values;
   }
 
-  /** Marks a session of `userId` deleted at `at`; returns the time of the delete before it, if any. */
-  async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<number | null> {
-    const previous = await this.run(() =>
-      this.redis.set(
-        this.sessionKey(userId, sessionId),
-        String(at.getTime()),
-        'EX',
-        TOMBSTONE_TTL_SECONDS,
-        'GET',
-      ),
-    );
-    return previous === null ? null : Number(previous);
-  }
-
-  /**
-   * Takes back a session delete that failed: the tombstone it set goes back to the one before it (or
-   * goes), unless a later delete of the session has set its own since.
-   */
-  async unmarkSessionDeleted(userId: string, sessionId: string, at: Date, previous: number | null) {
+  async markSessionDeleted(userId: string, sessionId: string, at: Date): Promise<void> {
     await this.run(() =>
-      this.redis.eval(
-        RESTORE_IF_MINE,
-        1,
-        this.sessionKey(userId, sessionId),
-        String(at.getTime()),
-        previous === null ? '' : String(previous),
-      ),
+      this.redis.set(this.sessionKey(userId, sessionId), String(at.getTime()), 'EX', TOMBSTONE_TTL_SECONDS),
     );
   }
 
