@@ -10,6 +10,7 @@ import {
   MemoryInput,
   toMemoryRecord,
   toQueuedMemory,
+  type QueuedMemory,
   validate,
   type StoreJobResult,
 } from 'memory-core';
@@ -141,7 +142,7 @@ describe('a delete racing its store job', () => {
     await completeAsDropped(await take(), []);
   });
 
-  it('does nothing when the store does not answer, so that the retry deletes the queued memory', async () => {
+  it('answers 503 when the store does not answer, and its retry counts the queued memory', async () => {
     // The same gateway with PostgreSQL down: nothing listens on the store's port.
     const downStore = new PgvectorMemoryStore(
       { connectionString: 'postgres://memory:memory@127.0.0.1:1/memory', schema: schema.schema },
@@ -165,22 +166,30 @@ describe('a delete racing its store job', () => {
         session_id: 's',
         created_at: new Date().toISOString(),
       };
-      expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
-      // Retried once the store answers: a first delete of the queued memory, not one that finds it gone.
-      expect(await service.deleteOne(memoryId, caller)).toBe(true);
+      // Its mark stays (the memory may be dropped for it), and nothing counted the memory yet.
       expect(await tombstones.deletedAmong([candidate])).toEqual(new Set([memoryId]));
+      expect(await service.deleteOne(memoryId, caller)).toBe(true);
+      expect(await service.deleteOne(memoryId, caller)).toBe(false);
       const taken = await take();
       expect(taken.job.id).toBe(job.id);
       await completeAsDropped(taken, [memoryId]);
 
+      // The worker drops it between the failed delete and its retry: the retry still counts it.
+      const dropped = await service.storeOne(input('dropped between a failed delete and its retry'), caller);
+      await expect(down.deleteOne(dropped.memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
+      await completeAsDropped(await take(), [dropped.memoryId]);
+      expect(await service.deleteOne(dropped.memoryId, caller)).toBe(true);
+      expect(await service.deleteOne(dropped.memoryId, caller)).toBe(false);
+
       // Another delete of the same memory lands while the failing one waits on the store: it counts
-      // the memory as deleted, so the failing one must leave that delete's mark on the tombstone.
+      // the memory, and the failing one's retry finds it gone.
       const raced = await service.storeOne(input('deleted twice while the store flapped'), caller);
       tombstones.between = async () => expect(await service.deleteOne(raced.memoryId, caller)).toBe(true);
       await expect(down.deleteOne(raced.memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
       expect(await tombstones.deletedAmong([{ ...candidate, id: raced.memoryId }])).toEqual(
         new Set([raced.memoryId]),
       );
+      expect(await service.deleteOne(raced.memoryId, caller)).toBe(false);
       await completeAsDropped(await take(), [raced.memoryId]);
     } finally {
       await downStore.close();
@@ -196,7 +205,12 @@ describe('a delete racing its store job', () => {
   });
 
   it('answers not found when the job had completed, dropping it for another delete, before', async () => {
-    const { memoryId } = await service.storeOne(input('dropped for its session'), caller);
+    const session = `dropped-${randomUUID()}`;
+    const { memoryId } = await service.storeOne(
+      validate(MemoryInput, { content: 'dropped for its session', session_id: session }),
+      caller,
+    );
+    expect(await service.deleteSession(session, caller)).toEqual({ deleted: 1, queued: 1 });
     await completeAsDropped(await take(), [memoryId]);
     expect(await service.deleteOne(memoryId, caller)).toBe(false);
   });
@@ -455,7 +469,7 @@ describe('a delete racing its store job', () => {
       expect(await service.deleteSession(s, caller)).toEqual({ deleted: 1, queued: 1 });
     });
 
-    it('leaves no tombstone when two deletes of a queued memory both fail on the store', async () => {
+    it('counts a memory once when two deletes of it fail on the store and one is retried', async () => {
       const { memoryId, job } = await service.storeOne(
         input('deleted twice while the store was down'),
         caller,
@@ -463,9 +477,37 @@ describe('a delete racing its store job', () => {
       tombstones.between = () =>
         expect(down.deleteOne(memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
       await expect(down.deleteOne(memoryId, caller)).rejects.toMatchObject({ httpStatus: 503 });
-      // Neither did anything: the retry is a first delete.
       expect(await service.deleteOne(memoryId, caller)).toBe(true);
+      expect(await service.deleteOne(memoryId, caller)).toBe(false);
       const taken = await take();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, [memoryId]);
+    });
+
+    it('counts a memory whose row is written, its job still running, once between a session delete and one by id', async () => {
+      const s = session();
+      const { memoryId, job } = await service.storeOne(into(s, 'written, job running'), caller);
+      const taken = await take();
+      const [queuedMemory] = (taken.job.data as { memory: QueuedMemory }).memory
+        ? [(taken.job.data as { memory: QueuedMemory }).memory]
+        : [];
+      await store.upsert([
+        toMemoryRecord(
+          caller.userId,
+          queuedMemory!,
+          Float32Array.from({ length: 384 }, (_, i) => (i === 2 ? 1 : 0)),
+          'test',
+        ),
+      ]);
+      // The delete by id lands between the session delete's read of the queue and its claims.
+      let byId = false;
+      tombstones.betweenSession = async () => {
+        byId = await service.deleteOne(memoryId, caller);
+      };
+      const bySession = await service.deleteSession(s, caller);
+      expect(Number(byId) + bySession.deleted).toBe(1);
+      // Two session deletes, one after the other: the second counts nothing.
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 0, queued: 0 });
       expect(taken.job.id).toBe(job.id);
       await completeAsDropped(taken, [memoryId]);
     });

@@ -264,39 +264,28 @@ export class IngestService {
   async deleteOne(id: string, caller: Caller): Promise<boolean> {
     const batchJobId = await this.tombstones.batchOf(id);
     const jobId = batchJobId ?? jobIds.storeMemory(id);
-    const found = await this.queues.ingest.getJob(jobId).catch(() => undefined);
+    const found = await orUnavailable(() => this.queues.ingest.getJob(jobId), RedisDown.queue);
     // Only the caller's own queued memory counts (the tombstone alone never exposes another user's).
     const job =
       (found?.data as { user_id?: string } | undefined)?.user_id === caller.userId ? found : undefined;
-    const stateOf = async () => (job ? await job.getState().catch(() => 'unknown') : 'none');
-    const before = await stateOf();
     await this.tombstones.markMemoryDeleted(caller.userId, id);
-    const state = await stateOf();
+    const state = job ? await orUnavailable(() => job.getState(), RedisDown.queue) : 'none';
     // The job stays: it drops the memory when it runs (before embedding it) and completes saying so,
     // so a `wait=true` store and the job's own view both learn of the delete.
     const pending = PENDING_STATES.has(state);
-    // A queued memory counts for the one delete that claims it: a repeated delete, or one after the
-    // session delete that counted it, finds it claimed (already gone). Claimed before the store's
-    // delete, so that a session delete racing this one cannot count it as well.
+    // A store that does not answer fails the delete (503) and its mark stays: a queued memory may be
+    // dropped for it. The retry answers 200 if no other delete has counted the memory since.
+    const stored = await this.store.delete(caller.userId, id);
+    // While a memory has a store job, it counts for the one delete that claims it (this one, another
+    // by id, or a session delete): a repeated delete, or one after the session delete that counted it,
+    // finds it claimed, already gone. A memory whose job is gone counts for the delete that removed it.
     const claim = async () => (await this.tombstones.claimCounted(caller.userId, [id])).has(id);
-    const claimed = pending && (await claim());
-    // A store that does not answer fails the delete (503): it takes back its mark on the tombstone and
-    // its claim, so that the client's retry is a first delete again, not one that finds it gone.
-    const stored = await this.store.delete(caller.userId, id).catch(async (error: unknown) => {
-      await this.tombstones.takeBackMark(caller.userId, id);
-      if (claimed) await this.tombstones.releaseCounted(caller.userId, id);
-      throw error;
-    });
-    const deleted = stored || claimed;
-    // A job that completed between the two state reads may have dropped the memory for this delete's
-    // tombstone: it did when its result says so, and no other delete has counted it.
-    const droppedForThis =
-      !deleted &&
-      PENDING_STATES.has(before) &&
-      state === 'completed' &&
-      (await this.droppedByJob(jobId, id)) &&
-      (await claim());
-    const wasThere = deleted || droppedForThis;
+    const deleted = job ? (pending || stored) && (await claim()) : stored;
+    // A job that completed before this delete looked, having dropped the memory for a tombstone (a
+    // failed attempt of this delete, or another's that counted it), counts for whichever claims it.
+    const droppedByIt =
+      !deleted && state === 'completed' && (await this.droppedByJob(jobId, id)) && (await claim());
+    const wasThere = deleted || droppedByIt;
     // Nothing of the caller's was there or on its way for this delete: its mark would only block a
     // later store of this id (an Idempotency-Key's id can be known before the store), and hold a key
     // in Redis for days. Another delete's mark stays.
@@ -311,7 +300,7 @@ export class IngestService {
   /** Whether the completed job `jobId` dropped memory `id` because a delete had covered it. */
   private async droppedByJob(jobId: string, id: string): Promise<boolean> {
     // Read again: the job seen before it completed carries no result.
-    const job = await this.queues.ingest.getJob(jobId).catch(() => undefined);
+    const job = await orUnavailable(() => this.queues.ingest.getJob(jobId), RedisDown.queue);
     const result = job?.returnvalue as StoreJobResult | null | undefined;
     return result?.memories.some((m) => m.requested_id === id && m.status === 'deleted') ?? false;
   }
@@ -332,12 +321,14 @@ export class IngestService {
       { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
       pending,
     );
-    // Claimed all, so that no other delete counts them; counted here only where the store did not.
+    // Memories with a pending job count for the one delete that claims them, whether their row was
+    // written yet or not; the other rows removed count here.
     const claimed = await this.tombstones.claimCounted(caller.userId, pending);
     const inStore = new Set(removed.among);
     const queued = [...claimed].filter((id) => !inStore.has(id)).length;
-    this.logger.info({ requestId: caller.requestId, count: removed.count, queued }, 'session deleted');
-    return { deleted: removed.count + queued, queued };
+    const deleted = removed.count - removed.among.length + claimed.size;
+    this.logger.info({ requestId: caller.requestId, count: deleted, queued }, 'session deleted');
+    return { deleted, queued };
   }
 
   /**

@@ -85,8 +85,8 @@ export class Tombstones {
   }
 
   /**
-   * Takes back one delete's mark, for a delete that failed or found nothing to delete: the tombstone
-   * goes with the last mark (a delete that counted on it keeps it; two that both failed leave none).
+   * Takes back one delete's mark, for a delete that found nothing to delete: the tombstone goes with
+   * the last mark (another delete's mark stays).
    */
   async takeBackMark(userId: string, id: string): Promise<void> {
     await this.run(() => this.redis.eval(TAKE_BACK_ONE, 1, this.memoryKey(userId, id)));
@@ -172,11 +172,6 @@ export class Tombstones {
       });
     }
     return claimed;
-  }
-
-  /** Gives back a claim of `claimCounted`, for a delete that then failed. */
-  async releaseCounted(userId: string, id: string): Promise<void> {
-    await this.run(() => this.redis.del(this.countedKey(userId, id)));
   }
 
   /** The batch job of each memory that has one still recorded (`null` for the others). */
