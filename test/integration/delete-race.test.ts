@@ -457,16 +457,58 @@ describe('a delete racing its store job', () => {
       await completeAsDropped(await take(), [first.memoryId]);
     });
 
-    it('counts a memory whose job is still on its way into the queue, not one long gone or removed', async () => {
+    it('counts no memory whose job is not in the queue: its request failed, or it was removed', async () => {
       const s = session();
-      const onItsWay = { id: randomUUID(), session_id: s, created_at: new Date().toISOString() };
-      const longGone = {
-        id: randomUUID(),
-        session_id: s,
-        created_at: new Date(Date.now() - 60_000).toISOString(),
-      };
-      await tombstones.noteQueued(caller.userId, [onItsWay, longGone]);
+      const neverAdded = { id: randomUUID(), session_id: s, created_at: new Date().toISOString() };
+      await tombstones.noteQueued(caller.userId, [neverAdded]);
+      const removed = await service.storeOne(into(s, 'its job removed'), caller);
+      await removed.job.remove();
+      expect(await service.deleteSession(s, caller)).toEqual({ deleted: 0, queued: 0 });
+      // Nothing claimed them: a store of the same id later is a memory of its own, and deletes count it.
+      const again = await service.storeOne(into(session(), 'stored after all'), caller);
+      expect(await service.deleteOne(again.memoryId, caller)).toBe(true);
+      await completeAsDropped(await take(), [again.memoryId]);
+    });
+
+    it('answers 200 for a row it removed, even when a session delete had counted the memory', async () => {
+      const s = session();
+      const { memoryId, job } = await service.storeOne(into(s, 'counted, then written'), caller);
       expect(await service.deleteSession(s, caller)).toEqual({ deleted: 1, queued: 1 });
+      const taken = await take();
+      const memory = (taken.job.data as { memory: QueuedMemory }).memory;
+      // Written by a worker that did not see the tombstone (its check failed over): the row exists.
+      await store.upsert([
+        toMemoryRecord(
+          caller.userId,
+          memory,
+          Float32Array.from({ length: 384 }, (_, i) => (i === 3 ? 1 : 0)),
+          'test',
+        ),
+      ]);
+      expect(await service.deleteOne(memoryId, caller)).toBe(true);
+      expect(await store.get(caller.userId, memoryId)).toBeNull();
+      expect(taken.job.id).toBe(job.id);
+      await completeAsDropped(taken, [memoryId]);
+    });
+
+    it('gives a reused Idempotency-Key with another body, once its record expired, a memory of its own', async () => {
+      const key = `reused-${randomUUID()}`;
+      const first = await service.storeOne(input('the first body'), { ...caller, idempotencyKey: key });
+      expect(await service.deleteOne(first.memoryId, caller)).toBe(true);
+      await completeAsDropped(await take(), [first.memoryId]);
+      // A day later the key's record has expired.
+      const records = await connection.keys(`${prefix}:idempotency:*`);
+      await connection.del(...records);
+      const second = await service.storeOne(input('another body'), { ...caller, idempotencyKey: key });
+      expect(second.memoryId).not.toBe(first.memoryId);
+      const candidate = {
+        id: second.memoryId,
+        user_id: caller.userId,
+        session_id: 's',
+        created_at: new Date().toISOString(),
+      };
+      expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
+      await completeAsDropped(await take(), []);
     });
 
     it('counts a memory once when two deletes of it fail on the store and one is retried', async () => {

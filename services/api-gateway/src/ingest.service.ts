@@ -32,9 +32,6 @@ import {
 /** Job states in which a store job may still write its memories. */
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'active']);
 
-/** How long after a memory was accepted its store job may still be on its way into the queue. */
-const JOB_ADD_GRACE_MS = 10_000;
-
 /** The memories a store job holds, from its data (none for data no store job holds). */
 function queuedMemoriesOf(job: Job): QueuedMemory[] {
   const data = job.data as { memory?: QueuedMemory; memories?: QueuedMemory[] } | undefined;
@@ -117,7 +114,9 @@ export class IngestService {
         'idempotency_key_reused',
       );
     }
-    return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
+    // The body is part of the id: the same key reused with another body once its record expired (24 h)
+    // is another memory, not one a past delete of the first covers, or whose old job answers for it.
+    return uuidv5(`${scope}:${fingerprint}`, IDEMPOTENCY_NAMESPACE);
   }
 
   /**
@@ -280,7 +279,10 @@ export class IngestService {
     // by id, or a session delete): a repeated delete, or one after the session delete that counted it,
     // finds it claimed, already gone. A memory whose job is gone counts for the delete that removed it.
     const claim = async () => (await this.tombstones.claimCounted(caller.userId, [id])).has(id);
-    const deleted = job ? (pending || stored) && (await claim()) : stored;
+    // A row this delete removed counts whatever the claim (a session delete racing it may count the
+    // memory too); the claim keeps a session delete that comes later from counting it again.
+    const claimed = job !== undefined && (pending || stored) && (await claim());
+    const deleted = stored || claimed;
     // A job that completed before this delete looked, having dropped the memory for a tombstone (a
     // failed attempt of this delete, or another's that counted it), counts for whichever claims it.
     const droppedByIt =
@@ -316,7 +318,7 @@ export class IngestService {
     const at = new Date();
     await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
     const entries = await this.tombstones.queuedInSession(caller.userId, sessionId, at);
-    const pending = await this.stillQueued(entries, at);
+    const pending = await this.stillQueued(entries);
     const removed = await this.store.deleteByScope(
       { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
       pending,
@@ -333,17 +335,17 @@ export class IngestService {
 
   /**
    * Of memories noted as queued, those whose store job may still write them: a job that failed, was
-   * removed or completed writes nothing more. A job not found counts only for a memory accepted
-   * moments ago: its request may not have added it yet.
+   * removed or completed writes nothing more, and one not found may never be added (a memory whose
+   * request adds it in this instant is dropped but not counted).
    */
-  private async stillQueued(entries: QueuedEntry[], at: Date): Promise<string[]> {
+  private async stillQueued(entries: QueuedEntry[]): Promise<string[]> {
     const batches = await this.tombstones.batchesOf(entries.map((e) => e.id));
     const jobOf = entries.map((e, i) => batches[i] ?? jobIds.storeMemory(e.id));
     const states = await this.jobStates([...new Set(jobOf)]);
     return entries
       .filter((e, i) => {
         const state = states.get(jobOf[i]!);
-        return state === 'pending' || (state === 'absent' && e.acceptedAt >= at.getTime() - JOB_ADD_GRACE_MS);
+        return state === 'pending';
       })
       .map((e) => e.id);
   }

@@ -40,17 +40,28 @@ class FakeStore {
   async delete(_userId: string, id: string) {
     return this.rows.delete(id);
   }
+  async get(_userId: string, id: string) {
+    return this.rows.get(id) ?? null;
+  }
 }
 
 class FakeTombstones {
   deleted = new Set<string>();
+  /** Sessions deleted (covering every memory of theirs). */
+  deletedSessions = new Set<string>();
   /** Ids that become deleted right after the store's write (a delete racing the write). */
   deletedDuringWrite = new Set<string>();
   checks = 0;
-  async deletedAmong(candidates: { id: string }[]) {
+  async deletedAmong(candidates: { id: string; session_id: string | null }[]) {
     this.checks += 1;
     if (this.checks % 2 === 0) for (const id of this.deletedDuringWrite) this.deleted.add(id);
-    return new Set(candidates.map((c) => c.id).filter((id) => this.deleted.has(id)));
+    return new Set(
+      candidates
+        .filter(
+          (c) => this.deleted.has(c.id) || (c.session_id !== null && this.deletedSessions.has(c.session_id)),
+        )
+        .map((c) => c.id),
+    );
   }
 }
 
@@ -147,6 +158,33 @@ describe('MicroBatcher', () => {
     expect(outcomes.map((o) => o.status)).toEqual(['created', 'deleted']);
     expect(embedder.calls).toEqual([['kept']]);
     expect([...store.rows.keys()]).toEqual([kept.id]);
+  });
+
+  it("removes the rows an earlier attempt wrote of memories a delete covers: any of a deleted id, only its session's for a session", async () => {
+    const { batcher, store, tombstones } = setup();
+    const byId = memory('deleted by id');
+    const inSession = { ...memory('its session deleted'), session_id: 's-gone' };
+    const movedFrom = { ...memory('an update into a deleted session'), session_id: 's-gone' };
+    // Rows an earlier attempt wrote (its removal after the write failed), and an older version of the
+    // updated memory in another session.
+    for (const [m, session] of [
+      [byId, null],
+      [inSession, 's-gone'],
+      [movedFrom, 's-kept'],
+    ] as const) {
+      store.rows.set(m.id, {
+        ...m,
+        session_id: session,
+        user_id: '1',
+        embedding: [1, 0, 0],
+      } as unknown as MemoryRecord);
+    }
+    tombstones.deleted.add(byId.id);
+    tombstones.deletedSessions.add('s-gone');
+    const outcomes = await batcher.submit('1', [byId, inSession, movedFrom]);
+    expect(outcomes.map((o) => o.status)).toEqual(['deleted', 'deleted', 'deleted']);
+    expect([...store.rows.keys()]).toEqual([movedFrom.id]);
+    expect(store.upserts).toEqual([]);
   });
 
   it('removes a memory whose delete raced the write', async () => {

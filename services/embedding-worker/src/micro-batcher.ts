@@ -113,7 +113,9 @@ export class MicroBatcher {
       const deleted = await this.tombstones.deletedAmong(
         batch.map((p) => ({ ...p.memory, user_id: p.userId })),
       );
-      for (const item of batch.filter((p) => deleted.has(p.memory.id))) {
+      const dropped = batch.filter((p) => deleted.has(p.memory.id));
+      await this.removeEarlierWrites(dropped);
+      for (const item of dropped) {
         item.resolve({ requested_id: item.memory.id, id: item.memory.id, status: 'deleted' });
       }
       live = batch.filter((p) => !deleted.has(p.memory.id));
@@ -130,6 +132,25 @@ export class MicroBatcher {
     this.writes.add(write);
     void write.finally(() => this.writes.delete(write));
     if (this.writes.size >= (this.options.maxWritesInFlight ?? 2)) await Promise.race(this.writes);
+  }
+
+  /**
+   * Memories a delete covers may have been written by an earlier attempt of their job, whose removal
+   * after the write failed (the store or Redis failed there, or the worker died): this attempt removes
+   * those rows. A delete by id covers any row of the id; a session delete only the row in its session
+   * (a row of the same id elsewhere is an older version the queued one would have moved, and stays).
+   */
+  private async removeEarlierWrites(dropped: Pending[]): Promise<void> {
+    if (dropped.length === 0) return;
+    // Asked without their session, the tombstones answer for deletes by id alone.
+    const byId = await this.tombstones.deletedAmong(
+      dropped.map((p) => ({ ...p.memory, user_id: p.userId, session_id: null })),
+    );
+    for (const item of dropped) {
+      const { id, session_id: sessionId } = item.memory;
+      if (!byId.has(id) && (await this.store.get(item.userId, id))?.session_id !== sessionId) continue;
+      await this.store.delete(item.userId, id);
+    }
   }
 
   private async write(items: Pending[], vectors: Float32Array[]): Promise<void> {
