@@ -491,26 +491,6 @@ describe('a delete racing its store job', () => {
       await completeAsDropped(taken, [memoryId]);
     });
 
-    it('gives a reused Idempotency-Key with another body, once its record expired, a memory of its own', async () => {
-      const key = `reused-${randomUUID()}`;
-      const first = await service.storeOne(input('the first body'), { ...caller, idempotencyKey: key });
-      expect(await service.deleteOne(first.memoryId, caller)).toBe(true);
-      await completeAsDropped(await take(), [first.memoryId]);
-      // A day later the key's record has expired.
-      const records = await connection.keys(`${prefix}:idempotency:*`);
-      await connection.del(...records);
-      const second = await service.storeOne(input('another body'), { ...caller, idempotencyKey: key });
-      expect(second.memoryId).not.toBe(first.memoryId);
-      const candidate = {
-        id: second.memoryId,
-        user_id: caller.userId,
-        session_id: 's',
-        created_at: new Date().toISOString(),
-      };
-      expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
-      await completeAsDropped(await take(), []);
-    });
-
     it('counts a memory once when two deletes of it fail on the store and one is retried', async () => {
       const { memoryId, job } = await service.storeOne(
         input('deleted twice while the store was down'),

@@ -114,9 +114,7 @@ export class IngestService {
         'idempotency_key_reused',
       );
     }
-    // The body is part of the id: the same key reused with another body once its record expired (24 h)
-    // is another memory, not one a past delete of the first covers, or whose old job answers for it.
-    return uuidv5(`${scope}:${fingerprint}`, IDEMPOTENCY_NAMESPACE);
+    return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
   }
 
   /**

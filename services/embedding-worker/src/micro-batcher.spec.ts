@@ -181,7 +181,10 @@ describe('MicroBatcher', () => {
     }
     tombstones.deleted.add(byId.id);
     tombstones.deletedSessions.add('s-gone');
-    const outcomes = await batcher.submit('1', [byId, inSession, movedFrom]);
+    // A first attempt wrote nothing: it leaves the rows alone.
+    await batcher.submit('1', [byId, inSession, movedFrom]);
+    expect(store.rows.size).toBe(3);
+    const outcomes = await batcher.submit('1', [byId, inSession, movedFrom], { retried: true });
     expect(outcomes.map((o) => o.status)).toEqual(['deleted', 'deleted', 'deleted']);
     expect([...store.rows.keys()]).toEqual([movedFrom.id]);
     expect(store.upserts).toEqual([]);

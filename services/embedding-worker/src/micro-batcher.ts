@@ -17,6 +17,8 @@ export type MemoryOutcome = StoreJobResult['memories'][number];
 interface Pending {
   userId: string;
   memory: QueuedMemory;
+  /** Its job ran before (a retry, a take-over, a deferral): an earlier attempt may have written it. */
+  retried: boolean;
   resolve: (outcome: MemoryOutcome) => void;
   reject: (error: unknown) => void;
 }
@@ -58,11 +60,16 @@ export class MicroBatcher {
   ) {}
 
   /** Resolves with one outcome per memory, in order, once all are written (or dropped). */
-  submit(userId: string, memories: QueuedMemory[]): Promise<MemoryOutcome[]> {
+  submit(
+    userId: string,
+    memories: QueuedMemory[],
+    options: { retried?: boolean } = {},
+  ): Promise<MemoryOutcome[]> {
+    const retried = options.retried ?? false;
     const outcomes = memories.map(
       (memory) =>
         new Promise<MemoryOutcome>((resolve, reject) =>
-          this.pending.push({ userId, memory, resolve, reject }),
+          this.pending.push({ userId, memory, retried, resolve, reject }),
         ),
     );
     this.schedule();
@@ -136,21 +143,28 @@ export class MicroBatcher {
 
   /**
    * Memories a delete covers may have been written by an earlier attempt of their job, whose removal
-   * after the write failed (the store or Redis failed there, or the worker died): this attempt removes
-   * those rows. A delete by id covers any row of the id; a session delete only the row in its session
-   * (a row of the same id elsewhere is an older version the queued one would have moved, and stays).
+   * after the write failed (the store or Redis failed there, or the worker died): a later attempt
+   * removes those rows. A delete by id covers any row of the id; a session delete only the row in its
+   * session (a row of the same id elsewhere is an older version the queued one would have moved, and
+   * stays). Only for jobs that ran before: a first attempt wrote nothing.
    */
   private async removeEarlierWrites(dropped: Pending[]): Promise<void> {
-    if (dropped.length === 0) return;
+    const rerun = dropped.filter((p) => p.retried);
+    if (rerun.length === 0) return;
     // Asked without their session, the tombstones answer for deletes by id alone.
     const byId = await this.tombstones.deletedAmong(
-      dropped.map((p) => ({ ...p.memory, user_id: p.userId, session_id: null })),
+      rerun.map((p) => ({ ...p.memory, user_id: p.userId, session_id: null })),
     );
-    for (const item of dropped) {
-      const { id, session_id: sessionId } = item.memory;
-      if (!byId.has(id) && (await this.store.get(item.userId, id))?.session_id !== sessionId) continue;
-      await this.store.delete(item.userId, id);
-    }
+    await Promise.all(
+      rerun.map(async ({ userId, memory }) => {
+        if (
+          !byId.has(memory.id) &&
+          (await this.store.get(userId, memory.id))?.session_id !== memory.session_id
+        )
+          return;
+        await this.store.delete(userId, memory.id);
+      }),
+    );
   }
 
   private async write(items: Pending[], vectors: Float32Array[]): Promise<void> {

@@ -100,10 +100,12 @@ export function createStoreMemoryProcessor(
     const { userId, requestId, memories } = memoriesOf(job);
     const log = logger.child({ jobId: job.id, requestId, attempt: job.attemptsMade + 1 });
     log.info({ count: memories.length }, 'storing memories');
+    // Ran before: retried after a failure, taken over after a stall, or back from a deferral.
+    const retried = job.attemptsMade > 0 || job.stalledCounter > 0 || Number(job.delay) > 0;
     let done = 0;
     const steps: Promise<StoreJobResult['memories']>[] = [];
     for (let start = 0; start < memories.length; start += PROGRESS_STEP) {
-      const step = batcher.submit(userId, memories.slice(start, start + PROGRESS_STEP));
+      const step = batcher.submit(userId, memories.slice(start, start + PROGRESS_STEP), { retried });
       steps.push(
         step.then(async (outcomes) => {
           done += outcomes.length;
