@@ -545,6 +545,27 @@ describe('a delete racing its store job', () => {
     });
   });
 
+  it('lets the worker tell that a job ran before: after a deferral, and after a retried request runs a failed one again', async () => {
+    const { job: queued } = await service.storeOne(input('deferred, then failed, then retried'), caller);
+    const first = await take();
+    expect(first.job.id).toBe(queued.id);
+    expect(first.job.attemptsStarted).toBe(1);
+    // A deferral (503) uses no attempt, and BullMQ resets the job's delay when it promotes it.
+    await first.job.moveToDelayed(Date.now() + 1, first.token);
+    await new Promise((r) => setTimeout(r, 20));
+    const second = await take();
+    expect(second.job.id).toBe(queued.id);
+    expect({ made: second.job.attemptsMade, delay: Number(second.job.delay) }).toEqual({ made: 0, delay: 0 });
+    expect(second.job.attemptsStarted).toBeGreaterThan(1);
+    await second.job.moveToFailed(new UnrecoverableError('refused for this test'), second.token, false);
+    // The client's retry with its Idempotency-Key runs it again, its attempts anew.
+    await (await queue.getJob(queued.id!))!.retry('failed', { resetAttemptsMade: true });
+    const third = await take();
+    expect(third.job.attemptsMade).toBe(0);
+    expect(third.job.attemptsStarted).toBeGreaterThan(1);
+    await completeAsDropped(third, []);
+  });
+
   describe('an Idempotency-Key retry of a store job that failed', () => {
     /** Takes the next job and fails it for good, as a worker does on a permanent error. */
     async function failNext(): Promise<string> {

@@ -127,12 +127,11 @@ export class IngestService {
     if (!mayExist) return job;
     await orUnavailable(async () => {
       if ((await job.getState()) !== 'failed') return;
-      // Two retries at once: the second finds the job no longer failed, which is what it wanted.
-      await job
-        .retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true })
-        .catch(async (error) => {
-          if ((await job.getState()) === 'failed') throw error;
-        });
+      // Two retries at once: the second finds the job no longer failed, which is what it wanted. Its
+      // count of starts stays: the worker reads it to know an earlier attempt may have written rows.
+      await job.retry('failed', { resetAttemptsMade: true }).catch(async (error) => {
+        if ((await job.getState()) === 'failed') throw error;
+      });
       this.logger.info({ jobId }, 'failed job queued again by a retried request');
     }, RedisDown.queue);
     return job;

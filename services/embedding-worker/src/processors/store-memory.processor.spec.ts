@@ -96,6 +96,26 @@ describe('store processor while the store does not answer', () => {
     expect(backoff.next()).toBe(2_000);
   });
 
+  it.each([
+    ['a first run', {}, false],
+    ['a retry after a failed attempt', { attemptsMade: 1, attemptsStarted: 2 }, true],
+    ['a run back from a deferral, or of a failed job run again', { attemptsStarted: 2 }, true],
+    ['a take-over after a stall', { stalledCounter: 1, attemptsStarted: 2 }, true],
+  ])('tells the micro-batcher whether the job ran before: %s', async (_, counters, retried) => {
+    const submitted: unknown[] = [];
+    const batcher = {
+      submit: async (_userId: string, memories: { id: string }[], options: unknown) => {
+        submitted.push(options);
+        return memories.map((m) => ({ requested_id: m.id, id: m.id, status: 'created' }));
+      },
+    } as unknown as MicroBatcher;
+    const process = createStoreMemoryProcessor(batcher, pino({ level: 'silent' }), {
+      metrics: { jobsDeferred: { inc: () => undefined } } as never,
+    });
+    await process({ ...job, attemptsMade: 0, attemptsStarted: 1, stalledCounter: 0, ...counters } as Job);
+    expect(submitted).toEqual([{ retried }]);
+  });
+
   it('fails for good on what the store refuses, and retries (an attempt) other errors', async () => {
     delays.length = 0;
     const process = createStoreMemoryProcessor(

@@ -100,8 +100,10 @@ export function createStoreMemoryProcessor(
     const { userId, requestId, memories } = memoriesOf(job);
     const log = logger.child({ jobId: job.id, requestId, attempt: job.attemptsMade + 1 });
     log.info({ count: memories.length }, 'storing memories');
-    // Ran before: retried after a failure, taken over after a stall, or back from a deferral.
-    const retried = job.attemptsMade > 0 || job.stalledCounter > 0 || Number(job.delay) > 0;
+    // Ran before: retried after a failure, taken over after a stall, back from a deferral (which uses
+    // no attempt, and whose delay BullMQ resets when it promotes the job), or run again by a retried
+    // request: BullMQ counts every start (the gateway's retry keeps that count).
+    const retried = job.attemptsStarted > 1 || job.attemptsMade > 0 || job.stalledCounter > 0;
     let done = 0;
     const steps: Promise<StoreJobResult['memories']>[] = [];
     for (let start = 0; start < memories.length; start += PROGRESS_STEP) {
