@@ -16,6 +16,7 @@ import {
   ValidationError,
   jobDeferral,
   jobIds,
+  storeJobContents,
   toQueuedMemory,
   validate,
   type JobDeferral,
@@ -23,7 +24,6 @@ import {
   type Memory,
   type MemoryInputParsed,
   type MemoryStore,
-  type QueuedEntry,
   type QueuedMemory,
   type StoreJobResult,
   type Tombstones,
@@ -31,13 +31,6 @@ import {
 
 /** Job states in which a store job may still write its memories. */
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'active']);
-
-/** The memories a store job holds, from its data (none for data no store job holds). */
-function queuedMemoriesOf(job: Job): QueuedMemory[] {
-  const data = job.data as { memory?: QueuedMemory; memories?: QueuedMemory[] } | undefined;
-  if (Array.isArray(data?.memories)) return data.memories;
-  return data?.memory ? [data.memory] : [];
-}
 
 /** Namespace of ids derived from Idempotency-Keys (uuid v5). */
 const IDEMPOTENCY_NAMESPACE = '6f1c2a8e-7d3b-4c59-9a0e-3b8f4d2e1a77';
@@ -149,7 +142,7 @@ export class IngestService {
       const existing = await orUnavailable(() => this.queues.ingest.getJob(jobId), RedisDown.queue);
       if (existing) {
         if ((await orUnavailable(() => existing.getState(), RedisDown.queue)) !== 'failed') return;
-        noted = queuedMemoriesOf(existing);
+        noted = storeJobContents(existing).memories;
       }
     }
     await this.tombstones.noteQueued(caller.userId, noted, batch ? jobId : undefined);
@@ -314,8 +307,9 @@ export class IngestService {
   async deleteSession(sessionId: string, caller: Caller): Promise<{ deleted: number; queued: number }> {
     const at = new Date();
     await this.tombstones.markSessionDeleted(caller.userId, sessionId, at);
-    const entries = await this.tombstones.queuedInSession(caller.userId, sessionId, at);
-    const pending = await this.stillQueued(entries);
+    const pending = await this.stillQueued(
+      await this.tombstones.queuedInSession(caller.userId, sessionId, at),
+    );
     const removed = await this.store.deleteByScope(
       { user_id: caller.userId, where: { field: 'session_id', op: '$eq', value: sessionId } },
       pending,
@@ -335,26 +329,21 @@ export class IngestService {
    * removed or completed writes nothing more, and one not found may never be added (a memory whose
    * request adds it in this instant is dropped but not counted).
    */
-  private async stillQueued(entries: QueuedEntry[]): Promise<string[]> {
-    const batches = await this.tombstones.batchesOf(entries.map((e) => e.id));
-    const jobOf = entries.map((e, i) => batches[i] ?? jobIds.storeMemory(e.id));
-    const states = await this.jobStates([...new Set(jobOf)]);
-    return entries
-      .filter((e, i) => {
-        const state = states.get(jobOf[i]!);
-        return state === 'pending';
-      })
-      .map((e) => e.id);
+  private async stillQueued(ids: string[]): Promise<string[]> {
+    const batches = await this.tombstones.batchesOf(ids);
+    const jobOf = ids.map((id, i) => batches[i] ?? jobIds.storeMemory(id));
+    const pending = await this.pendingJobs([...new Set(jobOf)]);
+    return ids.filter((_, i) => pending.has(jobOf[i]!));
   }
 
   /**
-   * Whether each store job is pending, finished (completed or failed) or absent, read straight from
-   * BullMQ's keys in pipelines (a job's hash; the completed and failed sets): `getJobState` scans the
+   * The store jobs among these that are pending, read straight from BullMQ's keys in pipelines (the
+   * job's hash exists, and it is in neither the completed nor the failed set): `getJobState` scans the
    * wait and active lists for each job, which for thousands of jobs stalls Redis.
    */
-  private async jobStates(ids: string[]): Promise<Map<string, 'pending' | 'finished' | 'absent'>> {
+  private async pendingJobs(ids: string[]): Promise<Set<string>> {
     const queue = this.queues.ingest;
-    const states = new Map<string, 'pending' | 'finished' | 'absent'>();
+    const pending = new Set<string>();
     for (let start = 0; start < ids.length; start += 500) {
       const part = ids.slice(start, start + 500);
       const pipeline = this.redis.pipeline();
@@ -365,10 +354,10 @@ export class IngestService {
       }
       const replies = await orUnavailable(() => execAll(pipeline), RedisDown.queue);
       part.forEach((id, i) => {
-        const [exists, completed, failed] = [0, 1, 2].map((k) => replies[3 * i + k]);
-        states.set(id, !exists ? 'absent' : completed !== null || failed !== null ? 'finished' : 'pending');
+        const [exists, completed, failed] = replies.slice(3 * i, 3 * i + 3);
+        if (exists && completed === null && failed === null) pending.add(id);
       });
     }
-    return states;
+    return pending;
   }
 }

@@ -40,7 +40,7 @@ export function createQueueWorker(
   worker.on('completed', (job: Job) => metrics.jobsProcessed.inc({ name: job.name }));
   worker.on('failed', (job: Job | undefined, error: Error) => {
     if (!job) return;
-    const final = isFinalFailure(job, error);
+    const final = job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
     metrics.jobsFailed.inc({ name: job.name, retried: String(!final) });
     logger[final ? 'error' : 'warn'](
       {
@@ -55,9 +55,4 @@ export function createQueueWorker(
   });
   worker.on('error', (error) => logger.error({ queue: queueName, err: error.message }, 'worker error'));
   return worker;
-}
-
-/** Whether a failed job is done for good (out of attempts, or refused) rather than to be retried. */
-function isFinalFailure(job: Job, error: Error): boolean {
-  return job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
 }

@@ -276,3 +276,20 @@ export function parseJobPayload<S extends z.ZodType>(
   const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
   throw new UnrecoverableError(`invalid ${job.name} payload: ${problems}`);
 }
+
+/** What a store job (one memory or a batch) holds, validated: whose, from which request, which memories. */
+export function storeJobContents(job: { name: string; data: unknown }): {
+  userId: string;
+  requestId?: string;
+  memories: QueuedMemory[];
+} {
+  if (job.name === JobName.StoreMemory) {
+    const data = parseJobPayload(StoreMemoryPayload, job);
+    return { userId: data.user_id, requestId: data.request_id, memories: [data.memory] };
+  }
+  if (job.name === JobName.StoreMemoryBatch) {
+    const data = parseJobPayload(StoreMemoryBatchPayload, job);
+    return { userId: data.user_id, requestId: data.request_id, memories: data.memories };
+  }
+  throw new UnrecoverableError(`unknown job name "${job.name}"`);
+}

@@ -20,12 +20,6 @@ const TAKE_BACK_ONE = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
 return 1`;
 
-/** A memory noted as queued in a session, with when it was accepted (ms). */
-export interface QueuedEntry {
-  id: string;
-  acceptedAt: number;
-}
-
 function bySession(memories: QueuedRef[]): Map<string, QueuedRef[]> {
   const sessions = new Map<string, QueuedRef[]>();
   for (const m of memories) {
@@ -145,13 +139,8 @@ export class Tombstones {
   }
 
   /** The memories noted as queued in a session that were accepted at or before `at`. */
-  async queuedInSession(userId: string, sessionId: string, at: Date): Promise<QueuedEntry[]> {
-    const flat = await this.run(() =>
-      this.redis.zrangebyscore(this.queuedKey(userId, sessionId), '-inf', at.getTime(), 'WITHSCORES'),
-    );
-    const entries: QueuedEntry[] = [];
-    for (let i = 0; i < flat.length; i += 2) entries.push({ id: flat[i]!, acceptedAt: Number(flat[i + 1]) });
-    return entries;
+  queuedInSession(userId: string, sessionId: string, at: Date): Promise<string[]> {
+    return this.run(() => this.redis.zrangebyscore(this.queuedKey(userId, sessionId), '-inf', at.getTime()));
   }
 
   /**

@@ -1,14 +1,11 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import {
-  parseJobPayload,
   isAppError,
   jobDeferral,
   JobName,
-  StoreMemoryBatchPayload,
-  StoreMemoryPayload,
+  storeJobContents,
   type Logger,
   type Metrics,
-  type QueuedMemory,
   type StoreJobResult,
   type Tombstones,
 } from 'memory-core';
@@ -17,27 +14,15 @@ import type { MicroBatcher } from '../micro-batcher';
 /** Memories of a batch job submitted per progress step. */
 const PROGRESS_STEP = 100;
 
-function memoriesOf(job: Job): { userId: string; requestId?: string; memories: QueuedMemory[] } {
-  if (job.name === JobName.StoreMemory) {
-    const data = parseJobPayload(StoreMemoryPayload, job);
-    return { userId: data.user_id, requestId: data.request_id, memories: [data.memory] };
-  }
-  if (job.name === JobName.StoreMemoryBatch) {
-    const data = parseJobPayload(StoreMemoryBatchPayload, job);
-    return { userId: data.user_id, requestId: data.request_id, memories: data.memories };
-  }
-  throw new UnrecoverableError(`unknown job name "${job.name}"`);
-}
-
 /**
  * Once a store job has completed, what the gateway noted of its memories while they were queued is
  * forgotten: a delete by id no longer needs to find their batch job, and a session delete no longer
  * counts them as queued.
  */
 export async function forgetFinishedJob(tombstones: Tombstones, job: Job): Promise<void> {
-  let queued: ReturnType<typeof memoriesOf>;
+  let queued: ReturnType<typeof storeJobContents>;
   try {
-    queued = memoriesOf(job);
+    queued = storeJobContents(job);
   } catch {
     return; // not a payload the gateway queued: it noted nothing
   }
@@ -97,7 +82,7 @@ export function createStoreMemoryProcessor(
 ) {
   const backoff = options.backoff ?? new StoreOutageBackoff();
   return async (job: Job, token?: string): Promise<StoreJobResult> => {
-    const { userId, requestId, memories } = memoriesOf(job);
+    const { userId, requestId, memories } = storeJobContents(job);
     const log = logger.child({ jobId: job.id, requestId, attempt: job.attemptsMade + 1 });
     log.info({ count: memories.length }, 'storing memories');
     // Ran before: retried after a failure, taken over after a stall, back from a deferral (which uses
