@@ -33,9 +33,15 @@ import {
 const PENDING_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children', 'active']);
 
 /** Namespace of ids derived from Idempotency-Keys (uuid v5). */
-const IDEMPOTENCY_NAMESPACE = '6f1c2a8e-7d3b-4c59-9a0e-3b8f4d2e1a77';
+export const IDEMPOTENCY_NAMESPACE = '6f1c2a8e-7d3b-4c59-9a0e-3b8f4d2e1a77';
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+/**
+ * Marks a key's record as written by a gateway whose ids come from the key and the body's
+ * fingerprint. A record without it (the bare fingerprint) was written by an earlier gateway, whose
+ * ids came from the key alone: a retry within the record's life keeps that id.
+ */
+const KEY_AND_BODY = 'kb:';
 
 export interface Caller {
   userId: string;
@@ -75,8 +81,11 @@ export class IngestService {
   ) {}
 
   /**
-   * With an Idempotency-Key the ids are derived from the key, so a retried request maps to the same
-   * memory and job; the same key with a different body is a 409.
+   * With an Idempotency-Key the ids are derived from the key and the body, so a retried request maps
+   * to the same memory and job; the same key with a different body is a 409 while the key's record
+   * lives (24 h). After that the key is free again: another body gets other ids, so that neither an
+   * old job kept under the key's ids (a failed one stays 7 days) nor a delete of the old memory (its
+   * tombstone stays 7 days) takes the new request's place.
    */
   private async idsFor(caller: Caller, kind: string, body: unknown): Promise<string> {
     if (caller.idempotencyKey === undefined) return randomUUID();
@@ -93,21 +102,22 @@ export class IngestService {
       .update(stableStringify(body) ?? '')
       .digest('hex');
     const key = `${this.prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
+    const record = `${KEY_AND_BODY}${fingerprint}`;
     const held = await orUnavailable(
       () =>
         this.redis
-          .set(key, fingerprint, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')
-          .then((ok) => (ok ? fingerprint : this.redis.get(key))),
+          .set(key, record, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')
+          .then((ok) => (ok ? record : this.redis.get(key))),
       RedisDown.queue,
     );
-    if (held !== null && held !== fingerprint) {
-      throw new ConflictError(
-        'this Idempotency-Key was used with a different request body',
-        undefined,
-        'idempotency_key_reused',
-      );
-    }
-    return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
+    // The record expired between the two commands: the key is free, as it would be for the next request.
+    if (held === record || held === null) return uuidv5(`${scope}:${fingerprint}`, IDEMPOTENCY_NAMESPACE);
+    if (held === fingerprint) return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
+    throw new ConflictError(
+      'this Idempotency-Key was used with a different request body',
+      undefined,
+      'idempotency_key_reused',
+    );
   }
 
   /**

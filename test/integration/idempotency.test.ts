@@ -1,0 +1,163 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { v5 as uuidv5 } from 'uuid';
+import {
+  MemoryInput,
+  PgvectorMemoryStore,
+  QueueName,
+  Tombstones,
+  defaultJobOptions,
+  storeJobContents,
+  validate,
+} from 'memory-core';
+import { IDEMPOTENCY_NAMESPACE, IngestService } from '../../services/api-gateway/src/ingest.service';
+import { createTestSchema, servers, uniqueName } from '../setup/servers';
+
+const logger = pino({ level: 'silent' });
+
+/**
+ * An Idempotency-Key's life: the gateway's IngestService against a real queue in Redis and a real
+ * PostgreSQL store. The key's record lasts 24 h; the tests end it by deleting it, as its expiry would.
+ */
+describe('an Idempotency-Key', () => {
+  let schema: { schema: string; drop: () => Promise<void> };
+  let store: PgvectorMemoryStore;
+  let connection: Redis;
+  let queue: Queue;
+  let events: QueueEvents;
+  let worker: Worker;
+  let tombstones: Tombstones;
+  let service: IngestService;
+  const prefix = `{${uniqueName('idem')}}`;
+  const caller = { userId: 'keyed', requestId: 'r-1' };
+
+  beforeAll(async () => {
+    schema = await createTestSchema('idem');
+    store = new PgvectorMemoryStore({ connectionString: servers.databaseUrl, schema: schema.schema }, logger);
+    await store.initialize();
+    connection = new Redis(servers.redisUrl, { maxRetriesPerRequest: null });
+    queue = new Queue(QueueName.Ingest, { connection, prefix, defaultJobOptions });
+    events = new QueueEvents(QueueName.Ingest, { connection: { url: servers.redisUrl }, prefix });
+    worker = new Worker(QueueName.Ingest, null, { connection: { url: servers.redisUrl }, prefix });
+    tombstones = new Tombstones(connection, prefix);
+    service = new IngestService(
+      { ingest: queue, all: [queue] },
+      events,
+      connection,
+      prefix,
+      store,
+      tombstones,
+      logger,
+    );
+  });
+  afterAll(async () => {
+    await Promise.all([worker.close(), events.close()]);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await Promise.all([store.close(), connection.quit()]);
+    await schema.drop();
+  });
+  beforeEach(() => queue.drain(true));
+
+  const input = (content: string) => validate(MemoryInput, { content, session_id: 's' });
+  const keyed = () => ({ ...caller, idempotencyKey: `key-${randomUUID()}` });
+  const contents = (job: Job) => storeJobContents(job).memories.map((m) => m.content);
+
+  /** Ends every key's record, as its expiry after 24 h would. */
+  async function expireRecords(): Promise<void> {
+    const records = await connection.keys(`${prefix}:idempotency:*`);
+    expect(records.length).toBeGreaterThan(0);
+    await connection.del(...records);
+  }
+
+  it('answers a retry with the same memory and job, and another body with a 409, while its record lives', async () => {
+    const c = keyed();
+    const first = await service.storeOne(input('the first body'), c);
+    const retry = await service.storeOne(input('the first body'), c);
+    expect(retry.memoryId).toBe(first.memoryId);
+    expect(retry.job.id).toBe(first.job.id);
+    await expect(service.storeOne(input('another body'), c)).rejects.toMatchObject({
+      httpStatus: 409,
+      code: 'idempotency_key_reused',
+    });
+  });
+
+  it('takes another body as a new request once its record has expired', async () => {
+    const c = keyed();
+    const first = await service.storeOne(input('before the record expired'), c);
+    await expireRecords();
+    const second = await service.storeOne(input('after the record expired'), c);
+    expect(second.memoryId).not.toBe(first.memoryId);
+    expect(second.job.id).not.toBe(first.job.id);
+    expect(contents((await queue.getJob(second.job.id!))!)).toEqual(['after the record expired']);
+    expect(contents((await queue.getJob(first.job.id!))!)).toEqual(['before the record expired']);
+  });
+
+  it('still maps the same body to the same memory and job once its record has expired', async () => {
+    const c = keyed();
+    const first = await service.storeOne(input('sent again a day later'), c);
+    await expireRecords();
+    const again = await service.storeOne(input('sent again a day later'), c);
+    expect(again.memoryId).toBe(first.memoryId);
+    expect(again.job.id).toBe(first.job.id);
+  });
+
+  it('does not run an old failed job, with its old body, in place of a new body under the same key', async () => {
+    const c = keyed();
+    const first = await service.storeOne(input('its job failed for good'), c);
+    const token = randomUUID();
+    const taken = (await worker.getNextJob(token)) as Job;
+    expect(taken.id).toBe(first.job.id);
+    await taken.moveToFailed(new UnrecoverableError('the worker gave up'), token, false);
+    expect(await queue.getJobState(first.job.id!)).toBe('failed');
+    await expireRecords();
+
+    const second = await service.storeOne(input('a new body under the old key'), c);
+    expect(second.job.id).not.toBe(first.job.id);
+    expect(await queue.getJobState(first.job.id!)).toBe('failed');
+    expect(contents((await queue.getJob(second.job.id!))!)).toEqual(['a new body under the old key']);
+  });
+
+  it("does not let a delete of the old memory drop a new body's memory under the same key", async () => {
+    const c = keyed();
+    const first = await service.storeOne(input('deleted by its owner'), c);
+    expect(await service.deleteOne(first.memoryId, caller)).toBe(true);
+    await expireRecords();
+    const second = await service.storeOne(input('stored later under the same key'), c);
+    const candidate = {
+      id: second.memoryId,
+      user_id: caller.userId,
+      session_id: 's',
+      created_at: new Date().toISOString(),
+    };
+    expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
+  });
+
+  it('gives a batch under an expired key with another body ids of its own', async () => {
+    const c = keyed();
+    const first = await service.storeBatch([input('batch one a'), input('batch one b')], c);
+    await expireRecords();
+    const second = await service.storeBatch([input('batch two a'), input('batch two b')], c);
+    expect(second.memoryIds.filter((id) => first.memoryIds.includes(id))).toEqual([]);
+    expect(contents((await queue.getJob(second.job.id!))!)).toEqual(['batch two a', 'batch two b']);
+  });
+
+  it("keeps the id an earlier gateway gave a key, whose record holds the body's bare fingerprint", async () => {
+    const c = keyed();
+    await service.storeOne(input('first sent to an earlier gateway'), c);
+    // The record as a gateway wrote it before ids took the body in: the fingerprint alone.
+    const scope = `${caller.userId}:store:${c.idempotencyKey}`;
+    const record = `${prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
+    const value = await connection.get(record);
+    expect(value).toMatch(/^[a-z]+:[0-9a-f]{64}$/);
+    await connection.set(record, value!.replace(/^[a-z]+:/, ''), 'KEEPTTL');
+
+    const retry = await service.storeOne(input('first sent to an earlier gateway'), c);
+    expect(retry.memoryId).toBe(uuidv5(scope, IDEMPOTENCY_NAMESPACE));
+    await expect(service.storeOne(input('another body'), c)).rejects.toMatchObject({
+      code: 'idempotency_key_reused',
+    });
+  });
+});
