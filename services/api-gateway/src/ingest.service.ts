@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { stringify as stableStringify } from 'safe-stable-stringify';
 import { v5 as uuidv5 } from 'uuid';
 import {
+  chunks,
   ConflictError,
   execAll,
   JobName,
@@ -354,8 +355,7 @@ export class IngestService {
   private async pendingJobs(ids: string[]): Promise<Set<string>> {
     const queue = this.queues.ingest;
     const pending = new Set<string>();
-    for (let start = 0; start < ids.length; start += 500) {
-      const part = ids.slice(start, start + 500);
+    for (const part of chunks(ids, 500)) {
       const pipeline = this.redis.pipeline();
       for (const id of part) {
         pipeline.exists(queue.toKey(id));

@@ -4,6 +4,7 @@ import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transfor
   'resolution-mode': 'import',
 };
 import { UnavailableError } from '../errors';
+import { chunks } from '../runtime/chunks';
 import { isLocalModelPath } from '../config/env-fields';
 import { EMBEDDING_DIMENSION } from '../memory/memory.schemas';
 import type { Embedder, EmbedderInfo } from './embedder';
@@ -140,9 +141,5 @@ export class TransformersEmbedder implements Embedder {
  */
 export function lengthSortedBatches(texts: string[], batchSize: number): number[][] {
   const order = texts.map((_, index) => index).sort((a, b) => texts[a]!.length - texts[b]!.length);
-  const batches: number[][] = [];
-  for (let start = 0; start < order.length; start += batchSize) {
-    batches.push(order.slice(start, start + batchSize));
-  }
-  return batches;
+  return chunks(order, batchSize);
 }

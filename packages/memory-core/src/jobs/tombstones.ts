@@ -1,5 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { orUnavailable, RedisDown } from '../errors';
+import { chunks } from '../runtime/chunks';
 
 /** How long a tombstone outlives the delete: longer than any store job's retries. */
 export const TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600;
@@ -150,8 +151,7 @@ export class Tombstones {
    */
   async claimCounted(userId: string, ids: string[]): Promise<Set<string>> {
     const claimed = new Set<string>();
-    for (let start = 0; start < ids.length; start += 1_000) {
-      const part = ids.slice(start, start + 1_000);
+    for (const part of chunks(ids, 1_000)) {
       const pipeline = this.redis.pipeline();
       for (const id of part)
         pipeline.set(this.countedKey(userId, id), '1', 'EX', TOMBSTONE_TTL_SECONDS, 'NX');
@@ -171,9 +171,7 @@ export class Tombstones {
   /** MGET in parts of 1,000 keys, so that a session of many memories does not hold Redis up. */
   private async getMany(keys: string[]): Promise<(string | null)[]> {
     const values: (string | null)[] = [];
-    for (let start = 0; start < keys.length; start += 1_000) {
-      values.push(...(await this.run(() => this.redis.mget(keys.slice(start, start + 1_000)))));
-    }
+    for (const part of chunks(keys, 1_000)) values.push(...(await this.run(() => this.redis.mget(part))));
     return values;
   }
 

@@ -1,5 +1,6 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import {
+  chunks,
   isAppError,
   jobDeferral,
   JobName,
@@ -90,17 +91,13 @@ export function createStoreMemoryProcessor(
     // request: BullMQ counts every start (the gateway's retry keeps that count).
     const retried = job.attemptsStarted > 1 || job.attemptsMade > 0 || job.stalledCounter > 0;
     let done = 0;
-    const steps: Promise<StoreJobResult['memories']>[] = [];
-    for (let start = 0; start < memories.length; start += PROGRESS_STEP) {
-      const step = batcher.submit(userId, memories.slice(start, start + PROGRESS_STEP), { retried });
-      steps.push(
-        step.then(async (outcomes) => {
-          done += outcomes.length;
-          if (memories.length > 1) await job.updateProgress({ done, total: memories.length });
-          return outcomes;
-        }),
-      );
-    }
+    const steps = chunks(memories, PROGRESS_STEP).map((part) =>
+      batcher.submit(userId, part, { retried }).then(async (outcomes) => {
+        done += outcomes.length;
+        if (memories.length > 1) await job.updateProgress({ done, total: memories.length });
+        return outcomes;
+      }),
+    );
     let outcomes: StoreJobResult['memories'];
     try {
       outcomes = (await Promise.all(steps)).flat();

@@ -16,6 +16,7 @@ import {
 } from 'chromadb';
 import { AppError, ConflictError, UnavailableError, ValidationError } from '../../errors';
 import type { Logger } from '../../logging';
+import { chunks } from '../../runtime/chunks';
 import type { Memory, MemoryRecord, SearchHit } from '../../memory/memory.schemas';
 import type { MemoryFilter } from '../../memory/filter';
 import type {
@@ -55,12 +56,6 @@ type Row = { id: string; document: string | null | undefined; metadata: ChromaMe
 /** Key of "the same content in the same user + session + project" (null scope fields included). */
 function dedupKey(m: Pick<Memory, 'user_id' | 'session_id' | 'project' | 'content_hash'>): string {
   return JSON.stringify([m.user_id, m.session_id ?? null, m.project ?? null, m.content_hash]);
-}
-
-function chunks<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
 
 /**

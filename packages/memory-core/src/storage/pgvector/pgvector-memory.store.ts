@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Client, Pool, type PoolClient, type QueryResultRow } from 'pg';
 import { ConflictError, ValidationError } from '../../errors';
 import type { Logger } from '../../logging';
+import { chunks } from '../../runtime/chunks';
 import type { MemoryFilter } from '../../memory/filter';
 import {
   METADATA_KEY_PATTERN,
@@ -343,11 +344,8 @@ export class PgvectorMemoryStore implements MemoryStore {
       try {
         return await this.transaction('upsert', async (client) => {
           const results: UpsertResult[] = [];
-          for (let i = 0; i < records.length; i += MemoryLimits.batchMaxMemories) {
-            results.push(
-              ...(await this.writeBatch(client, records.slice(i, i + MemoryLimits.batchMaxMemories))),
-            );
-          }
+          for (const part of chunks(records, MemoryLimits.batchMaxMemories))
+            results.push(...(await this.writeBatch(client, part)));
           return results;
         });
       } catch (error) {
