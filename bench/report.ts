@@ -95,10 +95,11 @@ export function renderReport(r: BenchResults): string {
       ? `commit ${e.code.commit}${e.code.changed ? ' with uncommitted changes' : ''}`
       : 'commit not recorded';
   /** A table's context line, with the load of the run its section came from (`--reuse` keeps older runs). */
+  const runOf = (section: SectionName) => r.merged?.find((m) => m.sections.includes(section))?.from ?? env;
   const contextOf =
     (section: SectionName): Context =>
     (dataset, settings) => {
-      const from = r.merged?.find((m) => m.sections.includes(section))?.from ?? env;
+      const from = runOf(section);
       const when = from === env ? '' : ` (run of ${startOf(from)})`;
       return `_Machine: ${machineLineOf(from)}; ${loadOf(from)}${when}. Versions: ${versionLineOf(from.versions)}. Dataset: ${dataset}. Settings: ${settings}._`;
     };
@@ -125,12 +126,16 @@ export function renderReport(r: BenchResults): string {
     );
     out.push('');
   }
-  // Rows of the summary come from every run kept: one machine line only if they share the machine.
+  // Rows of the summary come from every run kept: one run's load only if there is one run, one
+  // machine line only if the runs share the machine.
   const summaryContext: Context =
-    machines.length === 1
+    runs.length === 1
       ? context
-      : (dataset, settings) =>
-          `_Machines: ${runs.map((run) => `${machineLineOf(run.from)} for section${run.sections.length === 1 ? '' : 's'} ${run.sections.join(', ')}`).join('; ')}. Load and versions: as in the section each row comes from. Dataset: ${dataset}. Settings: ${settings}._`;
+      : machines.length === 1
+        ? (dataset, settings) =>
+            `_Machine: ${machineLine} (every run this report holds). Load and versions: as in the section each row comes from. Dataset: ${dataset}. Settings: ${settings}._`
+        : (dataset, settings) =>
+            `_Machines: ${runs.map((run) => `${machineLineOf(run.from)} for section${run.sections.length === 1 ? '' : 's'} ${run.sections.join(', ')}`).join('; ')}. Load and versions: as in the section each row comes from. Dataset: ${dataset}. Settings: ${settings}._`;
   const summary = summaryContext(
     'as in the section each row comes from',
     "the services' defaults after tuning (EMBEDDING_BATCH_SIZE=8, EMBEDDING_THREAD_SPINNING=false, EMBEDDING_THREADS=one per core, HNSW_EF_SEARCH=400, HNSW_TENANT_EF_SEARCH=200, HNSW_OVERFETCH=2, MICRO_BATCH_SIZE=64, WORKER_CONCURRENCY=32, DATABASE_POOL_SIZE=2 per core) unless a row says otherwise",
@@ -185,8 +190,9 @@ export function renderReport(r: BenchResults): string {
   out.push(...searchSection(r, contextOf('search')));
   out.push(...graphSection(r, contextOf('graph')));
   out.push(...migrationSection(r, contextOf('migration')));
-  // Its rows come from sections 2-4, which may come from runs on different machines.
-  out.push(...rssSection(r, machines.length === 1 ? contextOf('ingestion') : summaryContext));
+  // Its rows come from sections 2-4, which may come from different runs.
+  const rssRuns = new Set((['ingestion', 'single', 'search'] as const).map(runOf));
+  out.push(...rssSection(r, rssRuns.size === 1 ? contextOf('ingestion') : summaryContext));
   out.push('## How to run');
   out.push('');
   out.push(

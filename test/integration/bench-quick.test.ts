@@ -135,6 +135,38 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(same).not.toContain('_Machines:');
   });
 
+  it("gives a table whose rows come from several runs on one machine no single run's load", () => {
+    const env = results.environment;
+    const here = `${env.machine.cpu}, ${env.machine.cores} cores, ${env.machine.memoryGiB} GiB`;
+    const lastLoad = `load average ${env.loadAtStart.join(' / ')} at start`;
+    const between = (text: string, from: string, to: string) =>
+      text.slice(text.indexOf(from), text.indexOf(to));
+    const one = renderReport(results);
+    expect(between(one, '## Goals', '## Tuning')).toContain(lastLoad);
+    expect(between(one, '## 6. Memory', '## How to run')).toContain(lastLoad);
+
+    // Section 4's rows (search) from an earlier run on the same machine, under another load.
+    const earlier = { ...env, startedAt: '2026-01-02T03:04:00.000Z', loadAtStart: [7.77, 7.77, 7.77] };
+    const merged = renderReport({
+      ...results,
+      merged: [{ from: earlier, sections: ['search'], durationS: 60 }],
+    });
+    for (const [from, to] of [
+      ['## Goals', '## Tuning'],
+      ['## 6. Memory', '## How to run'],
+    ] as const) {
+      const part = between(merged, from, to);
+      expect(part).toContain(
+        `_Machine: ${here} (every run this report holds). Load and versions: as in the section`,
+      );
+      expect(part).not.toContain(lastLoad);
+      expect(part).not.toContain('7.77');
+    }
+    // A table from one run still gives that run's load.
+    expect(between(merged, '## 4. Search', '## 5. Migration')).toContain('load average 7.77 / 7.77 / 7.77');
+    expect(between(merged, '## 2. Ingestion', '## 3. Single')).toContain(lastLoad);
+  });
+
   it('calls an ingestion goal unsettled when its runs fall on both sides of 0.90', () => {
     const withRatios = (ratios: number[]) => {
       const isDefaults = (run: IngestRun) =>
