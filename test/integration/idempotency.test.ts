@@ -144,18 +144,59 @@ describe('an Idempotency-Key', () => {
     expect(contents((await queue.getJob(second.job.id!))!)).toEqual(['batch two a', 'batch two b']);
   });
 
+  /** The key's record in Redis, and the body fingerprint it holds. */
+  async function recordOf(idempotencyKey: string): Promise<{ key: string; fingerprint: string }> {
+    const scope = `${caller.userId}:store:${idempotencyKey}`;
+    const key = `${prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
+    const value = await connection.get(key);
+    expect(value).toMatch(/^[a-z]+:[0-9a-f]{64}$/);
+    return { key, fingerprint: value!.replace(/^[a-z]+:/, '') };
+  }
+
+  it('takes the key for a request whose record expired between its two commands, so no other body takes it', async () => {
+    const c = keyed();
+    await service.storeOne(input('the first body'), c);
+    // The first body's record expires after SET NX found it and before GET reads it.
+    jest.spyOn(connection, 'get').mockImplementationOnce((async (key: string) => {
+      await connection.del(key);
+      return null;
+    }) as never);
+    const accepted = await service.storeOne(input('accepted once the record expired'), c);
+    await expect(service.storeOne(input('a third body'), c)).rejects.toMatchObject({
+      code: 'idempotency_key_reused',
+    });
+    const retry = await service.storeOne(input('accepted once the record expired'), c);
+    expect(retry.memoryId).toBe(accepted.memoryId);
+    expect(retry.job.id).toBe(accepted.job.id);
+  });
+
+  it("gives no key and body the ids of another key that an earlier gateway used, whatever the key's characters", async () => {
+    const c = keyed();
+    const first = await service.storeOne(input('body b'), c);
+    const { fingerprint: bodyB } = await recordOf(c.idempotencyKey);
+    const other = keyed();
+    await service.storeOne(input('body c'), other);
+    const { fingerprint: bodyC } = await recordOf(other.idempotencyKey);
+    // An earlier gateway's record for the key that ends where the first key's id material ends.
+    const lookalike = { ...caller, idempotencyKey: `${c.idempotencyKey}:${bodyB}` };
+    await connection.set(
+      `${prefix}:idempotency:${createHash('sha256').update(`${caller.userId}:store:${lookalike.idempotencyKey}`).digest('hex')}`,
+      bodyC,
+    );
+    const second = await service.storeOne(input('body c'), lookalike);
+    expect(second.memoryId).not.toBe(first.memoryId);
+    expect(second.job.id).not.toBe(first.job.id);
+  });
+
   it("keeps the id an earlier gateway gave a key, whose record holds the body's bare fingerprint", async () => {
     const c = keyed();
     await service.storeOne(input('first sent to an earlier gateway'), c);
     // The record as a gateway wrote it before ids took the body in: the fingerprint alone.
-    const scope = `${caller.userId}:store:${c.idempotencyKey}`;
-    const record = `${prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
-    const value = await connection.get(record);
-    expect(value).toMatch(/^[a-z]+:[0-9a-f]{64}$/);
-    await connection.set(record, value!.replace(/^[a-z]+:/, ''), 'KEEPTTL');
+    const record = await recordOf(c.idempotencyKey);
+    await connection.set(record.key, record.fingerprint, 'KEEPTTL');
 
     const retry = await service.storeOne(input('first sent to an earlier gateway'), c);
-    expect(retry.memoryId).toBe(uuidv5(scope, IDEMPOTENCY_NAMESPACE));
+    expect(retry.memoryId).toBe(uuidv5(`${caller.userId}:store:${c.idempotencyKey}`, IDEMPOTENCY_NAMESPACE));
     await expect(service.storeOne(input('another body'), c)).rejects.toMatchObject({
       code: 'idempotency_key_reused',
     });

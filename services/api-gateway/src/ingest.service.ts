@@ -104,15 +104,18 @@ export class IngestService {
       .digest('hex');
     const key = `${this.prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
     const record = `${KEY_AND_BODY}${fingerprint}`;
-    const held = await orUnavailable(
-      () =>
-        this.redis
-          .set(key, record, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')
-          .then((ok) => (ok ? record : this.redis.get(key))),
-      RedisDown.queue,
-    );
-    // The record expired between the two commands: the key is free, as it would be for the next request.
-    if (held === record || held === null) return uuidv5(`${scope}:${fingerprint}`, IDEMPOTENCY_NAMESPACE);
+    const held = await orUnavailable(async () => {
+      // A record that expires between the two commands leaves the key free: take it then, so that
+      // another body cannot take it from a request already accepted.
+      for (let tries = 0; tries < 3; tries += 1) {
+        if (await this.redis.set(key, record, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')) return record;
+        const current = await this.redis.get(key);
+        if (current !== null) return current;
+      }
+      throw new Error('the Idempotency-Key record kept expiring between SET NX and GET');
+    }, RedisDown.queue);
+    // A space, which a key cannot hold, ends the key: no key and body share ids with another key.
+    if (held === record) return uuidv5(`${scope} ${fingerprint}`, IDEMPOTENCY_NAMESPACE);
     if (held === fingerprint) return uuidv5(scope, IDEMPOTENCY_NAMESPACE);
     throw new ConflictError(
       'this Idempotency-Key was used with a different request body',
