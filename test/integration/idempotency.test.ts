@@ -135,6 +135,23 @@ describe('an Idempotency-Key', () => {
     expect(await tombstones.deletedAmong([candidate])).toEqual(new Set());
   });
 
+  it("keeps a batch's ids from an earlier gateway while its bare-fingerprint record lives", async () => {
+    const c = keyed();
+    const body = [input('an earlier batch a'), input('an earlier batch b')];
+    const first = await service.storeBatch(body, c);
+    const scope = `${caller.userId}:batch:${c.idempotencyKey}`;
+    const key = `${prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
+    const value = (await connection.get(key))!;
+    await connection.set(key, value.replace(/^[a-z]+:/, ''), 'KEEPTTL');
+
+    const retry = await service.storeBatch(body, c);
+    const batchId = uuidv5(scope, IDEMPOTENCY_NAMESPACE);
+    expect(retry.memoryIds).toEqual([0, 1].map((i) => uuidv5(`${batchId}:${i}`, IDEMPOTENCY_NAMESPACE)));
+    expect(retry.memoryIds.filter((id) => first.memoryIds.includes(id))).toEqual([]);
+    const again = await service.storeBatch(body, c);
+    expect(again.job.id).toBe(retry.job.id);
+  });
+
   it('gives a batch under an expired key with another body ids of its own', async () => {
     const c = keyed();
     const first = await service.storeBatch([input('batch one a'), input('batch one b')], c);
@@ -170,7 +187,7 @@ describe('an Idempotency-Key', () => {
     expect(retry.job.id).toBe(accepted.job.id);
   });
 
-  it("gives no key and body the ids of another key that an earlier gateway used, whatever the key's characters", async () => {
+  it("gives no key and body the ids of a longer key that an earlier gateway used (a key may hold ':')", async () => {
     const c = keyed();
     const first = await service.storeOne(input('body b'), c);
     const { fingerprint: bodyB } = await recordOf(c.idempotencyKey);
@@ -197,6 +214,10 @@ describe('an Idempotency-Key', () => {
 
     const retry = await service.storeOne(input('first sent to an earlier gateway'), c);
     expect(retry.memoryId).toBe(uuidv5(`${caller.userId}:store:${c.idempotencyKey}`, IDEMPOTENCY_NAMESPACE));
+    // Its next retry reaches the job under that id: one memory, one job.
+    const again = await service.storeOne(input('first sent to an earlier gateway'), c);
+    expect(again.memoryId).toBe(retry.memoryId);
+    expect(again.job.id).toBe(retry.job.id);
     await expect(service.storeOne(input('another body'), c)).rejects.toMatchObject({
       code: 'idempotency_key_reused',
     });
