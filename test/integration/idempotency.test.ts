@@ -65,6 +65,21 @@ describe('an Idempotency-Key', () => {
   const keyed = () => ({ ...caller, idempotencyKey: `key-${randomUUID()}` });
   const contents = (job: Job) => storeJobContents(job).memories.map((m) => m.content);
 
+  /** The Redis key of an Idempotency-Key's record, for a single store or a batch. */
+  const recordKey = (idempotencyKey: string, kind: 'store' | 'batch' = 'store') =>
+    `${prefix}:idempotency:${createHash('sha256').update(`${caller.userId}:${kind}:${idempotencyKey}`).digest('hex')}`;
+
+  /** The key's record in Redis, and the body fingerprint it holds. */
+  async function recordOf(
+    idempotencyKey: string,
+    kind: 'store' | 'batch' = 'store',
+  ): Promise<{ key: string; fingerprint: string }> {
+    const key = recordKey(idempotencyKey, kind);
+    const value = await connection.get(key);
+    expect(value).toMatch(/^[a-z]+:[0-9a-f]{64}$/);
+    return { key, fingerprint: value!.replace(/^[a-z]+:/, '') };
+  }
+
   /** Ends every key's record, as its expiry after 24 h would. */
   async function expireRecords(): Promise<void> {
     const records = await connection.keys(`${prefix}:idempotency:*`);
@@ -139,13 +154,11 @@ describe('an Idempotency-Key', () => {
     const c = keyed();
     const body = [input('an earlier batch a'), input('an earlier batch b')];
     const first = await service.storeBatch(body, c);
-    const scope = `${caller.userId}:batch:${c.idempotencyKey}`;
-    const key = `${prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
-    const value = (await connection.get(key))!;
-    await connection.set(key, value.replace(/^[a-z]+:/, ''), 'KEEPTTL');
+    const record = await recordOf(c.idempotencyKey, 'batch');
+    await connection.set(record.key, record.fingerprint, 'KEEPTTL');
 
     const retry = await service.storeBatch(body, c);
-    const batchId = uuidv5(scope, IDEMPOTENCY_NAMESPACE);
+    const batchId = uuidv5(`${caller.userId}:batch:${c.idempotencyKey}`, IDEMPOTENCY_NAMESPACE);
     expect(retry.memoryIds).toEqual([0, 1].map((i) => uuidv5(`${batchId}:${i}`, IDEMPOTENCY_NAMESPACE)));
     expect(retry.memoryIds.filter((id) => first.memoryIds.includes(id))).toEqual([]);
     const again = await service.storeBatch(body, c);
@@ -160,15 +173,6 @@ describe('an Idempotency-Key', () => {
     expect(second.memoryIds.filter((id) => first.memoryIds.includes(id))).toEqual([]);
     expect(contents((await queue.getJob(second.job.id!))!)).toEqual(['batch two a', 'batch two b']);
   });
-
-  /** The key's record in Redis, and the body fingerprint it holds. */
-  async function recordOf(idempotencyKey: string): Promise<{ key: string; fingerprint: string }> {
-    const scope = `${caller.userId}:store:${idempotencyKey}`;
-    const key = `${prefix}:idempotency:${createHash('sha256').update(scope).digest('hex')}`;
-    const value = await connection.get(key);
-    expect(value).toMatch(/^[a-z]+:[0-9a-f]{64}$/);
-    return { key, fingerprint: value!.replace(/^[a-z]+:/, '') };
-  }
 
   it('takes the key for a request whose record expired between its two commands, so no other body takes it', async () => {
     const c = keyed();
@@ -196,10 +200,7 @@ describe('an Idempotency-Key', () => {
     const { fingerprint: bodyC } = await recordOf(other.idempotencyKey);
     // An earlier gateway's record for the key that ends where the first key's id material ends.
     const lookalike = { ...caller, idempotencyKey: `${c.idempotencyKey}:${bodyB}` };
-    await connection.set(
-      `${prefix}:idempotency:${createHash('sha256').update(`${caller.userId}:store:${lookalike.idempotencyKey}`).digest('hex')}`,
-      bodyC,
-    );
+    await connection.set(recordKey(lookalike.idempotencyKey), bodyC);
     const second = await service.storeOne(input('body c'), lookalike);
     expect(second.memoryId).not.toBe(first.memoryId);
     expect(second.job.id).not.toBe(first.job.id);
