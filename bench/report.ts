@@ -21,6 +21,7 @@ import { median } from './lib/stats';
 import type { MigrationResults } from './sections/migration';
 import type { EngineResult, SearchCase, SearchResults, ServiceStages, SizeResult } from './sections/search';
 import type { SingleStoreResults } from './sections/single-store';
+import type { TenantResults } from './sections/tenants';
 
 export interface BenchResults {
   options: BenchOptions;
@@ -31,6 +32,7 @@ export interface BenchResults {
   single?: SingleStoreResults;
   search?: SearchResults;
   graph?: GraphResults;
+  tenants?: TenantResults;
   migration?: MigrationResults;
   durationS?: number;
   /** Sections kept from an earlier run (`--reuse`), and that run's environment. */

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
-import { createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
+import { createLogger, DEFAULT_EXACT_SCAN_THRESHOLD, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
 import {
   CorpusOffsets,
@@ -22,6 +22,7 @@ import { runIngestion } from './sections/ingestion';
 import { runMigration } from './sections/migration';
 import { runSearch } from './sections/search';
 import { runSingleStore } from './sections/single-store';
+import { runTenants } from './sections/tenants';
 
 export function defaultOptions(mode: Mode): BenchOptions {
   const full = mode === 'full';
@@ -83,6 +84,13 @@ export function defaultOptions(mode: Mode): BenchOptions {
         inFlight: full ? 8 : 4,
         rounds: full ? 5 : 1,
       },
+    },
+    tenants: {
+      size: full ? 1_000_000 : 2_000,
+      shares: [0.004, 0.006, 0.01, 0.02, 0.04],
+      minMemories: full ? DEFAULT_EXACT_SCAN_THRESHOLD : 10,
+      writeRows: full ? 1_024 : 128,
+      ...(full ? {} : { exactScanThreshold: 10 }),
     },
     migration: { records: full ? 100_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
     output: {
@@ -187,6 +195,8 @@ export async function runBench(
   if (options.sections.includes('search')) results.search = await runSearch(ctx);
   save();
   if (options.sections.includes('graph')) results.graph = await runGraph(ctx);
+  save();
+  if (options.sections.includes('tenants')) results.tenants = await runTenants(ctx);
   save();
   if (options.sections.includes('migration')) results.migration = await runMigration(ctx);
   results.environment.loadAtEnd = loadAverage();

@@ -72,6 +72,19 @@ export interface BenchOptions {
     settings: GraphSetting[];
     pools: { sizes: number[]; inFlight: number; rounds: number };
   };
+  /**
+   * Users holding `shares` of a table of `size` memories (plus the search layout's reference user),
+   * searched exactly, in the shared graph, and in graphs of their own built with `minMemories`; then
+   * `writeRows` memories written per user and run, with and without a graph of the user's own.
+   * `exactScanThreshold`: the store's, unless set (the quick mode's tiny users).
+   */
+  tenants: {
+    size: number;
+    shares: number[];
+    minMemories: number;
+    writeRows: number;
+    exactScanThreshold?: number;
+  };
   /** The first batch size is the engine's default (the goal's figure); the others are for tuning. */
   migration: { records: number; batchSizes: number[] };
   /** Where BENCHMARKS.md and the JSON results go. */
@@ -80,7 +93,15 @@ export interface BenchOptions {
   sections: SectionName[];
 }
 
-export const SECTIONS = ['embedding', 'ingestion', 'single', 'search', 'graph', 'migration'] as const;
+export const SECTIONS = [
+  'embedding',
+  'ingestion',
+  'single',
+  'search',
+  'graph',
+  'tenants',
+  'migration',
+] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
 export interface BenchContext {

@@ -1,3 +1,4 @@
+import type { MemoryRecord, PgvectorMemoryStore } from 'memory-core';
 import type { BenchContext } from '../lib/context';
 import { cpuSince, cpuSnapshot } from '../lib/cpu';
 import { asMemoryRecord, BenchSchema, shippedGraph, type GraphSetting } from '../lib/dataset';
@@ -18,7 +19,7 @@ import {
 } from './search';
 
 /** Rows per write, as the worker writes a micro-batch. */
-const WRITE_BATCH = 64;
+export const WRITE_BATCH = 64;
 const CASES = ['none', 'user'] as const satisfies readonly SearchCase[];
 
 export interface GraphRow {
@@ -200,25 +201,12 @@ async function measureWrites(
   ctx: BenchContext,
 ): Promise<GraphRow['write']> {
   const store = db.store(ctx.logger, { poolSize: 2 });
-  const perRun: { pg: number; adapter: number; wall: number }[] = [];
+  const perRun: WriteCpu[] = [];
   try {
     for (let r = 0; r < runs; r += 1) {
       const start = from + r * writeRows;
       const records = dataset.records(start, start + writeRows).map((x) => asMemoryRecord(x, 'bench'));
-      await store.upsert(records.slice(0, WRITE_BATCH));
-      const before = cpuSnapshot({});
-      for (let i = WRITE_BATCH; i < records.length; i += WRITE_BATCH) {
-        await store.upsert(records.slice(i, i + WRITE_BATCH));
-      }
-      const after = cpuSnapshot({});
-      const counted = records.length - WRITE_BATCH;
-      if (!before || !after) throw new Error('CPU time needs /proc');
-      const spent = cpuSince(before, after);
-      perRun.push({
-        pg: spent.ms.postgres / counted,
-        adapter: spent.ms.bench / counted,
-        wall: spent.wallMs / counted,
-      });
+      perRun.push(await batchedWriteCpu(store, records, WRITE_BATCH));
     }
   } finally {
     await store.close();
@@ -230,4 +218,30 @@ async function measureWrites(
     wallMsPerRow: median(perRun.map((p) => p.wall)),
     runs,
   };
+}
+
+/** CPU per memory written (PostgreSQL's, the bench's own) and wall time, from /proc. */
+export interface WriteCpu {
+  pg: number;
+  adapter: number;
+  wall: number;
+}
+
+/**
+ * `records` through the adapter, `batch` per upsert, as the worker writes micro-batches; per memory
+ * written. The first batch (connections, prepared statements) is written but not counted.
+ */
+export async function batchedWriteCpu(
+  store: PgvectorMemoryStore,
+  records: MemoryRecord[],
+  batch: number,
+): Promise<WriteCpu> {
+  await store.upsert(records.slice(0, batch));
+  const before = cpuSnapshot({});
+  for (let i = batch; i < records.length; i += batch) await store.upsert(records.slice(i, i + batch));
+  const after = cpuSnapshot({});
+  if (!before || !after) throw new Error('CPU time needs /proc');
+  const spent = cpuSince(before, after);
+  const counted = records.length - batch;
+  return { pg: spent.ms.postgres / counted, adapter: spent.ms.bench / counted, wall: spent.wallMs / counted };
 }

@@ -125,6 +125,9 @@ export interface TenantIndexPolicy {
   maxShare?: number;
 }
 
+/** A search whose scope holds at most this many memories scans them exactly (`exactScanThreshold`). */
+export const DEFAULT_EXACT_SCAN_THRESHOLD = 5000;
+
 /** The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`). */
 export const DEFAULT_TENANT_INDEX_POLICY = { minMemories: 50_000, maxShare: 0.5 } as const;
 
@@ -284,7 +287,10 @@ export class PgvectorMemoryStore implements MemoryStore {
     this.overfetch = positiveInt(options.overfetch ?? 2, 'overfetch');
     this.indexBuildMemory = options.indexBuildMemory ?? '1GB';
     this.exactCountLimit = positiveInt(options.exactCountLimit ?? 100_000, 'exactCountLimit');
-    this.exactScanThreshold = Math.max(0, Math.floor(options.exactScanThreshold ?? 5000));
+    this.exactScanThreshold = Math.max(
+      0,
+      Math.floor(options.exactScanThreshold ?? DEFAULT_EXACT_SCAN_THRESHOLD),
+    );
     this.maxScanTuples = positiveInt(options.maxScanTuples ?? 20_000, 'maxScanTuples');
     if (options.pool) {
       this.pool = options.pool;
