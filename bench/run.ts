@@ -91,6 +91,12 @@ export function defaultOptions(mode: Mode): BenchOptions {
       minMemories: full ? DEFAULT_EXACT_SCAN_THRESHOLD : 10,
       writeRows: full ? 1_024 : 128,
       ...(full ? {} : { exactScanThreshold: 10 }),
+      manyGraphs: {
+        size: full ? 10_000 : 1_000,
+        counts: full ? [1, 10, 100, 300, 1_000] : [1, 4],
+        writeRows: full ? 320 : 128,
+        singleWrites: full ? 100 : 10,
+      },
     },
     migration: { records: full ? 100_000 : 500, batchSizes: full ? [500, 2_000] : [500] },
     output: {

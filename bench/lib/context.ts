@@ -84,6 +84,11 @@ export interface BenchOptions {
     minMemories: number;
     writeRows: number;
     exactScanThreshold?: number;
+    /**
+     * A table of `size` memories with more and more users' graphs on it, `counts` of them in all at
+     * each step: `writeRows` memories in batches and `singleWrites` one by one, at each step.
+     */
+    manyGraphs: { size: number; counts: number[]; writeRows: number; singleWrites: number };
   };
   /** The first batch size is the engine's default (the goal's figure); the others are for tuning. */
   migration: { records: number; batchSizes: number[] };

@@ -1,6 +1,7 @@
 import {
   DEFAULT_EXACT_SCAN_THRESHOLD,
   DEFAULT_TENANT_INDEX_POLICY,
+  PGVECTOR_HNSW_INDEX,
   TENANT_INDEX_PREFIX,
   tenantIndexName,
   type MemoryFilter,
@@ -63,6 +64,29 @@ export interface TenantResults {
   graphs: { built: number; ms: number; indexMiB: number };
   /** Memories written per user and run, `WRITE_BATCH` per upsert; medians over `runs`. */
   writes: { rows: number; runs: number; costs: WriteCost[] };
+  /** What each graph on the table costs every statement, whoever's it is (`manyGraphs`). */
+  manyGraphs?: ManyGraphs;
+}
+
+/**
+ * A small table with more and more users' graphs on it (empty ones: what PostgreSQL does per
+ * statement for each index does not depend on its size): searches and writes of users they are not for.
+ */
+export interface ManyGraphs {
+  size: number;
+  /** The exact-scan limit of these searches, below the reference user's memories so that they search its graph. */
+  exactScanThreshold: number;
+  rows: {
+    graphs: number;
+    /** The reference user, in their own graph. */
+    ownSearch: LatencySummary;
+    /** The large user, in the shared graph. */
+    sharedSearch: LatencySummary;
+    /** Wall ms per memory of upserts of `WRITE_BATCH` (the large user's). */
+    batchWallMsPerRow: number;
+    /** One memory per upsert, the large user's. */
+    single: LatencySummary;
+  }[];
 }
 
 /** The record → user mapping of this section: share users carved out of the search layout's users. */
@@ -135,12 +159,18 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
   const o = options.tenants;
   const runs = options.runs;
   const writeRows = o.writeRows;
-  const dataset = await searchDataset(ctx, o.size + writeRows * runs * 2);
+  const many = o.manyGraphs;
+  // The table, then the records each write of the section takes, past it.
+  const dataset = await searchDataset(
+    ctx,
+    o.size + writeRows * runs * 2 + many.counts.length * (many.writeRows + many.singleWrites),
+  );
   const layout = shareLayout(o.shares, dataset.layout.users);
   const queries: Query[] = (await searchQueries(ctx)).map((q) => ({ ...q, session: '' }));
   const exactScanThreshold = o.exactScanThreshold ?? DEFAULT_EXACT_SCAN_THRESHOLD;
   const policy = { minMemories: o.minMemories, maxShare: DEFAULT_TENANT_INDEX_POLICY.maxShare };
   const db = await BenchSchema.create(uniqueName('bench_tenants').toLowerCase(), logger);
+  let results: TenantResults;
   try {
     progress(`tenants: loading ${o.size} memories`);
     await db.dropHnsw();
@@ -149,7 +179,7 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
     progress(`tenants: building the shared graph`);
     const built = await db.buildHnsw(options.search.hnsw, options.search.hnswBuildTimeoutMs);
     if (!built.completed) throw new Error('tenants: the HNSW build did not finish in time');
-    const results: TenantResults = {
+    results = {
       size: o.size,
       queries: queries.length,
       efSearch: DEFAULT_EF_SEARCH,
@@ -217,8 +247,91 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
     if (owner) {
       results.writes.costs = await writeCosts(ctx, db, dataset, [owner.user, REST_USER], writeRows);
     }
-    return results;
+    ctx.saveProgress?.('tenants', results);
   } finally {
+    await db.drop();
+  }
+  results.manyGraphs = await manyGraphs(ctx, dataset, layout, queries);
+  return results;
+}
+
+/**
+ * `manyGraphs.size` memories laid out as above, the reference user's graph built by the policy; then
+ * graphs for users who hold no memories, `manyGraphs.counts` of them in all, one step after another:
+ * at each step, searches of the reference user (their own graph) and of the large user (the shared
+ * graph), and writes of the large user, in batches and one by one.
+ */
+async function manyGraphs(
+  ctx: BenchContext,
+  dataset: EmbeddedDataset,
+  layout: ShareLayout,
+  queries: Query[],
+): Promise<ManyGraphs> {
+  const { options, logger, progress } = ctx;
+  const o = options.tenants.manyGraphs;
+  const db = await BenchSchema.create(uniqueName('bench_graphs').toLowerCase(), logger);
+  const exactScanThreshold = 100;
+  const store = db.store(logger, { exactScanThreshold, poolSize: 2 });
+  const out: ManyGraphs = { size: o.size, exactScanThreshold, rows: [] };
+  try {
+    progress(`tenants: ${o.size} memories for the many-graphs steps`);
+    await db.dropHnsw();
+    await db.load(relabel(dataset, layout), 0, o.size, options.search.loadChunk);
+    await db.vacuum();
+    await db.buildHnsw(options.search.hnsw, options.search.hnswBuildTimeoutMs);
+    const reference = await db.count('user_id = $1', [USER]);
+    const report = await store.maintainTenantIndexes({ minMemories: reference, maxShare: 0.2 });
+    if (!report.built.some((b) => b.user_id === USER)) throw new Error(`tenants: no graph for ${USER}`);
+    // Records past every other part of the section, for the writes.
+    let next = options.tenants.size + options.tenants.writeRows * options.runs * 2;
+    let graphs = report.built.length;
+    for (const count of o.counts) {
+      for (; graphs < count; graphs += 1) {
+        const absent = `bench-absent-${graphs}`;
+        await db.pool.query(
+          `CREATE INDEX ${tenantIndexName(absent)} ON ${db.schema}.memories
+           USING ${PGVECTOR_HNSW_INDEX.method} WHERE user_id = '${absent}'`,
+        );
+      }
+      progress(`tenants: ${graphs} graphs on the table`);
+      const searchOf = async (user: string) => {
+        const latencies: number[] = [];
+        for (let r = 0; r < options.runs; r += 1) {
+          for (const q of queries) {
+            const t0 = nowMs();
+            await store.search(q.vector, K, { user_id: user });
+            latencies.push(nowMs() - t0);
+          }
+        }
+        return summarize(latencies);
+      };
+      const ownSearch = await searchOf(USER);
+      const sharedSearch = await searchOf(REST_USER);
+      const write = (n: number) => {
+        const records = dataset
+          .records(next, next + n)
+          .map((x) => asMemoryRecord({ ...x, user: REST_USER }, 'bench'));
+        next += n;
+        return records;
+      };
+      const batched = await batchedWriteCpu(store, write(o.writeRows), WRITE_BATCH);
+      const single: number[] = [];
+      for (const record of write(o.singleWrites)) {
+        const t0 = nowMs();
+        await store.upsert([record]);
+        single.push(nowMs() - t0);
+      }
+      out.rows.push({
+        graphs,
+        ownSearch,
+        sharedSearch,
+        batchWallMsPerRow: batched.wall,
+        single: summarize(single),
+      });
+    }
+    return out;
+  } finally {
+    await store.close();
     await db.drop();
   }
 }
