@@ -1,4 +1,4 @@
-import { DEFAULT_EXACT_SCAN_THRESHOLD } from 'memory-core';
+import { DEFAULT_EXACT_SCAN_THRESHOLD, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import type { BenchOptions, SectionName } from './lib/context';
 import type { Environment } from './lib/environment';
 import type { ClientOverhead } from './lib/stack';
@@ -22,7 +22,7 @@ import { median } from './lib/stats';
 import type { MigrationResults } from './sections/migration';
 import type { EngineResult, SearchCase, SearchResults, ServiceStages, SizeResult } from './sections/search';
 import type { SingleStoreResults } from './sections/single-store';
-import type { ShareRow, ShareSearch, TenantResults } from './sections/tenants';
+import type { ManyGraphs, ShareRow, ShareSearch, TenantResults } from './sections/tenants';
 
 export interface BenchResults {
   options: BenchOptions;
@@ -578,7 +578,7 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
   out.push('');
   if (ing.preloaded) {
     out.push(
-      `Every run starts from the table the runs before it left (${n0(ing.memories)} memories each), so the graph the writes go into is small. The last variant ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the table (straight, in ${n1(ing.preloaded.loadMs / 1000)} s, then the HNSW index built in ${n1(ing.preloaded.buildMs / 1000)} s), as in a service that has been in use.`,
+      `Every run starts from the table the runs before it left (${n0(ing.memories)} memories each), so the graph the writes go into is small. The last variant ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the table (straight, in ${n1(ing.preloaded.loadMs / 1000)} s, then the HNSW index built in ${n1(ing.preloaded.buildMs / 1000)} s${ing.preloaded.graphs !== undefined ? `, and ${ing.preloaded.graphs} users' own graphs by the worker's policy in ${n1((ing.preloaded.graphsMs ?? 0) / 1000)} s` : ''}), as in a service that has been in use.`,
     );
     out.push('');
   }
@@ -986,6 +986,40 @@ function servedName(t: TenantResults, row: ShareRow): string {
   return row.own ? 'own graph' : sharedPath(t, row);
 }
 
+/** What users of smaller shares get, from the users-by-share table, for the findings. */
+function sparseFinding(r: BenchResults): string {
+  const t = r.tenants;
+  const sparse = t?.rows.filter((row) => row.own && row.share < 0.1 && row.memories > t.exactScanThreshold);
+  if (!t || !sparse?.length) {
+    return 'Users below TENANT_INDEX_MIN_MEMORIES stay in the shared graph, where a smaller share means a sparser filter. ';
+  }
+  const range = (xs: number[], f: (x: number) => string) => `${f(Math.min(...xs))}-${f(Math.max(...xs))}`;
+  const shared = sparse.map((row) => row.shared);
+  const own = sparse.map((row) => row.own!);
+  const small = t.rows.filter((row) => row.memories <= t.exactScanThreshold);
+  return (
+    `A smaller share means a sparser filter: users with ${range(
+      sparse.map((row) => row.share),
+      pct,
+    )} of ${size(t.size)} got p99 ${range(
+      shared.map((x) => x.latency.p99),
+      ms,
+    )} ms at recall ${range(
+      shared.map((x) => x.recall),
+      n3,
+    )} in the shared graph, and p99 ${range(
+      own.map((x) => x.latency.p99),
+      ms,
+    )} ms at recall ${range(
+      own.map((x) => x.recall),
+      n3,
+    )} in graphs of their own (users by share, section 4). So every user with more memories than an exact scan takes (${n0(t.exactScanThreshold)}) gets a graph (TENANT_INDEX_MIN_MEMORIES=${n0(t.policy.minMemories)}, 50,000 before), up to TENANT_INDEX_MAX_GRAPHS graphs on the table` +
+    (small.length
+      ? `; a user with ${n0(Math.max(...small.map((row) => row.memories)))} memories is scanned exactly at p99 ${ms(Math.max(...small.map((row) => row.shared.latency.p99)))} ms. `
+      : '. ')
+  );
+}
+
 function tenantsSection(r: BenchResults, context: Context): string[] {
   const t = r.tenants;
   if (!t || !t.rows.length) return [];
@@ -1050,6 +1084,45 @@ function tenantsSection(r: BenchResults, context: Context): string[] {
     );
   }
   out.push('');
+  out.push(...manyGraphsSection(r, t.manyGraphs));
+  return out;
+}
+
+/** What each user's graph on a table costs every search and write of the other users. */
+function manyGraphsSection(r: BenchResults, m: ManyGraphs | undefined): string[] {
+  if (!m || !m.rows.length) return [];
+  const first = m.rows[0]!;
+  const out = [
+    `**More graphs on one table.** Each user's graph is a partial index of the memories table, and PostgreSQL opens every index of a table for each statement on it and checks every partial index's predicate for each row written. So the table was loaded again with its first ${n0(m.size)} memories (the same users), the 10% user's graph built, and then graphs for users who hold no memories added step by step (an empty graph costs a statement what a full one does, and builds at once): at each step, the 10% user's searches in their own graph and the large user's in the shared graph (the ${n0(r.tenants!.queries)} queries, ${r.options.runs} pass(es); exact scan only at ${n0(m.exactScanThreshold)} memories or fewer, so that both reach a graph), the large user's writes in micro-batches, and one memory at a time.`,
+    '',
+    table(
+      [
+        'graphs on the table',
+        'search, own graph: p50 / p99 ms',
+        'search, shared graph: p50 / p99 ms',
+        `write in batches of ${WRITE_BATCH}: wall ms per memory`,
+        'write of one memory: p50 / p99 ms',
+      ],
+      m.rows.map((row) => [
+        n0(row.graphs),
+        `${ms(row.ownSearch.p50)} / ${ms(row.ownSearch.p99)}`,
+        `${ms(row.sharedSearch.p50)} / ${ms(row.sharedSearch.p99)}`,
+        `${n3(row.batchWallMsPerRow)} (${n2(row.batchWallMsPerRow / first.batchWallMsPerRow)}×)`,
+        `${ms(row.single.p50)} / ${ms(row.single.p99)} (${n2(row.single.p50 / first.single.p50)}× at p50)`,
+      ]),
+    ),
+    '',
+  ];
+  const cap = m.rows.find((row) => row.graphs === DEFAULT_TENANT_INDEX_POLICY.maxGraphs);
+  const most = m.rows[m.rows.length - 1]!;
+  if (cap && most !== cap) {
+    const times = (row: ManyGraphs['rows'][number]) =>
+      `searches take ${n2(row.ownSearch.p50 / first.ownSearch.p50)}× (own graph) and ${n2(row.sharedSearch.p50 / first.sharedSearch.p50)}× (shared graph) their time at p50 with ${n0(first.graphs)}, and writes of one memory ${n2(row.single.p50 / first.single.p50)}×`;
+    out.push(
+      `With ${n0(cap.graphs)} graphs, ${times(cap)}; with ${n0(most.graphs)}, ${times(most)}. So the worker builds at most TENANT_INDEX_MAX_GRAPHS=${n0(DEFAULT_TENANT_INDEX_POLICY.maxGraphs)} graphs on a table, the largest users that qualify first; more users than that, each large enough for a graph, call for partitioning the table rather than for more partial indexes on it.`,
+      '',
+    );
+  }
   return out;
 }
 
@@ -1346,7 +1419,7 @@ function tuningNotes(r: BenchResults): string[] {
           '`infra/local/up`',
         ],
         [
-          'a user with at least 50,000 memories and at most half of the table gets an HNSW graph of their own, built by the worker, searched at ef_search 200',
+          `a user with at least ${n0(DEFAULT_TENANT_INDEX_POLICY.minMemories)} memories (50,000 before the users-by-share table) and at most half of the table gets an HNSW graph of their own, built by the worker, searched at ef_search 200`,
           '`TENANT_INDEX_MIN_MEMORIES`, `HNSW_TENANT_EF_SEARCH`',
         ],
         ["ONNX runtime's threads no longer spin while they wait for work", '`EMBEDDING_THREAD_SPINNING`'],
@@ -1608,6 +1681,23 @@ function tuning(r: BenchResults, context: string): string[] {
       `p99 ${n2(sharedUser.latency.p99 / ownUser.latency.p99)}× lower, ${n2(ownUser.qps / sharedUser.qps)}× QPS`,
     ]);
   }
+  // Users the old minimum (50,000) left in the shared graph, and the new one gives graphs of their own.
+  const tenants = r.tenants;
+  const regained = tenants?.rows.filter((row) => row.own && row.memories < 50_000) ?? [];
+  if (tenants && regained.length) {
+    const worst = (xs: ShareSearch[]) => ({
+      p99: Math.max(...xs.map((x) => x.latency.p99)),
+      recall: Math.min(...xs.map((x) => x.recall)),
+    });
+    const before = worst(regained.map((row) => row.shared));
+    const after = worst(regained.map((row) => row.own!));
+    rows.push([
+      `TENANT_INDEX_MIN_MEMORIES for users with ${regained.map((row) => pct(row.share)).join(', ')} of ${size(tenants.size)} (${n0(Math.min(...regained.map((row) => row.memories)))}-${n0(Math.max(...regained.map((row) => row.memories)))} memories), user filter, store level, the worst of them`,
+      `50,000 (shared graph): p99 ${ms(before.p99)} ms, recall ${n3(before.recall)}`,
+      `${n0(tenants.policy.minMemories)} (own graphs): p99 ${ms(after.p99)} ms, recall ${n3(after.recall)}`,
+      `p99 ${n2(before.p99 / after.p99)}× lower, recall +${n3(after.recall - before.recall)}`,
+    ]);
+  }
   for (const c of ['user', 'none'] as const) {
     const a = largest?.overfetchSweep?.find((x) => x.overfetch === 1 && x.case === c);
     const b = largest?.overfetchSweep?.find((x) => x.overfetch === (search?.overfetch ?? 2) && x.case === c);
@@ -1852,7 +1942,7 @@ function findings(r: BenchResults): string[] {
             ? `The store level's p99 is above the service's, which runs the same searches plus an HTTP hop: its p95 is ${ms(user.latency.p95)} ms and its mean ${ms(user.latency.mean)} ms. A run's p99 over ${user.latency.n} queries is its ${ordinal(user.latency.n - Math.ceil(0.99 * user.latency.n) + 1)}-slowest query, so a few slow queries in most runs set it: most likely the shared machine's other load rather than the search (the same searches with the index forced are in the table below the adapter's). `
             : '') +
           (own && shared
-            ? `In the graph all users share, the same searches take p99 ${ms(shared.latency.p99)} ms at recall ${n3(shared.recall)} (ef_search ${search.efSearch}): the filter keeps one candidate in ten, so the scan must rank about the 100 nearest right to find the user's 10. The user's own graph (ef_search ${search.tenantEfSearch ?? '?'}) filters nothing. Its cost: ${n1(own.graphMs / 1000)} s to build per ${n0(largest.scope.user)} memories, done by the worker in the background, ${n0(own.indexMiB / own.graphs)} MiB each, and each write of that user goes into two graphs. Users below TENANT_INDEX_MIN_MEMORIES stay in the shared graph, where a smaller share means a sparser filter: one with 5,000 memories or fewer is scanned exactly. `
+            ? `In the graph all users share, the same searches take p99 ${ms(shared.latency.p99)} ms at recall ${n3(shared.recall)} (ef_search ${search.efSearch}): the filter keeps one candidate in ten, so the scan must rank about the 100 nearest right to find the user's 10. The user's own graph (ef_search ${search.tenantEfSearch ?? '?'}) filters nothing. Its cost: ${n1(own.graphMs / 1000)} s to build per ${n0(largest.scope.user)} memories, done by the worker in the background, ${n0(own.indexMiB / own.graphs)} MiB each, and each write of that user goes into two graphs. ${sparseFinding(r)}`
             : user.latency.p99 <= 20
               ? 'Within the 20 ms goal at the store level. '
               : "Above the goal: the filter keeps one candidate in ten. What would close it: a graph of the user's own (TENANT_INDEX_MIN_MEMORIES), or a core that the query embedding does not share. ") +

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
-import { createLogger, DEFAULT_EXACT_SCAN_THRESHOLD, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
+import { createLogger, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import { loadCorpus } from './lib/corpus';
 import {
   CorpusOffsets,
@@ -88,7 +88,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
     tenants: {
       size: full ? 1_000_000 : 2_000,
       shares: [0.004, 0.006, 0.01, 0.02, 0.04],
-      minMemories: full ? DEFAULT_EXACT_SCAN_THRESHOLD : 10,
+      minMemories: full ? DEFAULT_TENANT_INDEX_POLICY.minMemories : 10,
       writeRows: full ? 1_024 : 128,
       ...(full ? {} : { exactScanThreshold: 10 }),
       manyGraphs: {

@@ -11,6 +11,8 @@ import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import { ONE_MODEL, PRELOADED, SPLIT_CORES, type IngestRun } from '../../bench/sections/ingestion';
+import { USER } from '../../bench/sections/search';
+import { REST_USER, shareLayout } from '../../bench/sections/tenants';
 import { IngestJobEvents } from '../../bench/lib/job-events';
 import { servers } from '../../bench/lib/paths';
 import { sleep } from '../../bench/lib/stats';
@@ -58,6 +60,14 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       writeRows: 192,
       settings: [{ m: 8, efConstruction: 32 }],
       pools: { sizes: [1, 3], inFlight: 4, rounds: 2 },
+    };
+    options.tenants = {
+      size: 1_000,
+      shares: [0.004, 0.006, 0.01, 0.02, 0.04],
+      minMemories: 10,
+      writeRows: 128,
+      exactScanThreshold: 10,
+      manyGraphs: { size: 500, counts: [1, 3], writeRows: 128, singleWrites: 5 },
     };
     options.migration = { records: 150, batchSizes: [50, 100] };
     options.output = { markdown: path.join(dir, 'BENCHMARKS.md'), json: path.join(dir, 'results.json') };
@@ -417,6 +427,42 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(report).toContain('**Connections per service** (DATABASE_POOL_SIZE)');
   });
 
+  it('searches users of every share exactly, in the shared graph and in graphs the policy built them', () => {
+    const t = results.tenants!;
+    const layout = shareLayout(
+      t.rows.slice(0, -1).map((r) => r.share),
+      10,
+    );
+    expect(t.rows.map((r) => r.user)).toEqual(layout.users.map((u) => u.user));
+    expect(t.rows.map((r) => r.share)).toEqual([0.004, 0.006, 0.01, 0.02, 0.04, 0.1]);
+    for (const row of t.rows) {
+      // The table holds each user's memories as the layout deals them.
+      const dealt = Array.from({ length: t.size }, (_, i) => layout.userOf(i)).filter((u) => u === row.user);
+      expect(row.memories).toBe(dealt.length);
+      // Every query answered by every path, once for the exact scan and once per run for the others.
+      expect(row.exact.latency.n).toBe(8);
+      expect(row.shared.latency.n).toBe(8);
+      expect(row.shared.recall).toBeGreaterThan(0);
+      expect(row.shared.recall).toBeLessThanOrEqual(1);
+      // The policy (10 memories, at most half the table) gave a graph to each user it covers, and only to them.
+      expect(row.own !== undefined).toBe(row.memories >= 10);
+      if (row.own) expect(row.own.recall).toBeGreaterThan(0);
+    }
+    expect(t.graphs.built).toBe(t.rows.filter((r) => r.own).length);
+    // The writes compare a user with a graph of their own to the large user, who has none.
+    expect(t.writes.costs.map((c) => c.ownGraph)).toEqual([true, false]);
+    expect(t.writes.costs[1]!.user).toBe(REST_USER);
+    expect(t.manyGraphs!.rows.map((r) => r.graphs)).toEqual([1, 3]);
+    for (const row of t.manyGraphs!.rows) {
+      expect(row.ownSearch.n).toBe(8);
+      expect(row.single.n).toBe(5);
+      expect(row.batchWallMsPerRow).toBeGreaterThan(0);
+    }
+    expect(report).toContain('### Users by their share of the table (1k memories)');
+    expect(report).toContain('for a user of every share of 1k');
+    expect(report).toContain('**More graphs on one table.**');
+  });
+
   it('migrates every record without re-embedding and verifies it', () => {
     // Default batch size into an empty table (index deferred), then into one that holds a memory
     // (index kept), then the other batch size.
@@ -432,6 +478,41 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(run.reEmbedded).toBe(0);
       expect(run.verified).toBe(true);
     }
+  });
+});
+
+describe("the tenants section's users by share", () => {
+  const shares = [0.004, 0.006, 0.01, 0.02, 0.04];
+
+  it('deals each share user their share of the table, spread over all of it, out of users other than the reference', () => {
+    const layout = shareLayout(shares, 10);
+    const size = 100_000;
+    const byUser = new Map<string, number[]>();
+    for (let i = 0; i < size; i += 1) {
+      const user = layout.userOf(i);
+      const rows = byUser.get(user) ?? [];
+      rows.push(i);
+      byUser.set(user, rows);
+    }
+    expect(layout.users).toEqual([
+      ...shares.map((share) => ({ user: `bench-share-${(share * 100).toFixed(1)}pct`, share })),
+      { user: USER, share: 0.1 },
+    ]);
+    for (const { user, share } of layout.users) {
+      const rows = byUser.get(user)!;
+      expect(rows).toHaveLength(share * size);
+      // Spread: from the table's first hundredth to its last.
+      expect(rows[0]!).toBeLessThan(size / 100);
+      expect(rows[rows.length - 1]!).toBeGreaterThan(size * 0.99);
+    }
+    // The reference user keeps exactly the records the search section gives them.
+    expect(byUser.get(USER)!.every((i) => i % 10 === 3)).toBe(true);
+    expect(byUser.get(REST_USER)).toHaveLength(size * (1 - 0.1 - 0.08));
+  });
+
+  it('refuses shares the layout cannot deal', () => {
+    expect(() => shareLayout([0.00015], 10)).toThrow('is not a whole number of 1/10000 of the table');
+    expect(() => shareLayout([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], 10)).toThrow('do not fit');
   });
 });
 

@@ -585,6 +585,7 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
         built: [],
         dropped: 0,
         kept: 0,
+        capped: 0,
         busy: true,
       });
     } finally {
@@ -640,6 +641,79 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
     await expect(store.maintainTenantIndexes({ minMemories: 10, maxShare: 1.5 })).rejects.toMatchObject({
       httpStatus: 400,
     });
+  });
+});
+
+describe("users' own graphs: at most maxGraphs on the table", () => {
+  let schema: { schema: string; drop: () => Promise<void> };
+  let store: PgvectorMemoryStore;
+  let pool: Pool;
+  const policy = { minMemories: 50, maxGraphs: 2 };
+  const random = seededRandom(11);
+  const unit = () => {
+    const v = Float32Array.from({ length: 384 }, () => random() - 0.5);
+    const norm = Math.hypot(...v);
+    return v.map((x) => x / norm);
+  };
+  const add = (userId: string, n: number) =>
+    store.upsert(
+      Array.from({ length: n }, (_, i) => record(userId, `${userId} memory ${i}`, { embedding: unit() })),
+    );
+  const graphs = async () =>
+    (
+      await pool.query<{ name: string }>(
+        `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname LIKE 'memories_hnsw_u_%' ORDER BY 1`,
+        [schema.schema],
+      )
+    ).rows.map((r) => r.name);
+
+  beforeAll(async () => {
+    schema = await createTestSchema('tenantcap');
+    pool = new Pool({ connectionString: servers.databaseUrl, max: 1 });
+    store = new PgvectorMemoryStore({ connectionString: servers.databaseUrl, schema: schema.schema }, logger);
+    await store.initialize();
+    // Three users qualify (at least 50 memories, at most half of the 610); "rest" holds most of the table.
+    await add('a', 80);
+    await add('b', 70);
+    await add('c', 60);
+    await add('rest', 400);
+  });
+  afterAll(async () => {
+    await store.close();
+    await pool.end();
+    await schema.drop();
+  });
+
+  it('gives graphs to the largest users that qualify, up to the cap, and says how many it left out', async () => {
+    const report = await store.maintainTenantIndexes(policy);
+    expect(report.built.map((b) => b.user_id)).toEqual(['a', 'b']);
+    expect(report).toMatchObject({ dropped: 0, kept: 0, capped: 1 });
+    expect(await graphs()).toEqual([tenantIndexName('a'), tenantIndexName('b')].sort());
+    // The cap holds on the next run: the graphs stay, the third user still waits.
+    expect(await store.maintainTenantIndexes(policy)).toMatchObject({
+      built: [],
+      dropped: 0,
+      kept: 2,
+      capped: 1,
+    });
+  });
+
+  it('builds the waiting user a graph once another graph is dropped', async () => {
+    // "a" falls under half the minimum: its graph goes, and "c" gets the place.
+    const items = (await store.list({ user_id: 'a' }, { limit: 60, offset: 0 })).items;
+    for (const m of items) await store.delete('a', m.id);
+    const report = await store.maintainTenantIndexes(policy);
+    expect(report).toMatchObject({ dropped: 1, kept: 1, capped: 0 });
+    expect(report.built.map((b) => b.user_id)).toEqual(['c']);
+    expect(await graphs()).toEqual([tenantIndexName('b'), tenantIndexName('c')].sort());
+  });
+
+  it('refuses a cap that is not a positive integer', async () => {
+    await expect(store.maintainTenantIndexes({ minMemories: 50, maxGraphs: 0 })).rejects.toMatchObject({
+      httpStatus: 400,
+    });
+    expect(await graphs()).toHaveLength(2);
   });
 });
 

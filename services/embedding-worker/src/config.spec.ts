@@ -7,3 +7,17 @@ describe('worker EMBEDDING_THREADS', () => {
     expect(WorkerEnv.parse({ EMBEDDING_THREADS: '0' }).EMBEDDING_THREADS).toBe(0);
   });
 });
+
+describe("worker's policy for users' own graphs", () => {
+  it('gives a graph to every user too large for an exact scan, up to 100 graphs, unless told otherwise', () => {
+    expect(WorkerEnv.parse({})).toMatchObject({
+      TENANT_INDEX_MIN_MEMORIES: 5000,
+      TENANT_INDEX_MAX_GRAPHS: 100,
+    });
+    expect(WorkerEnv.parse({ TENANT_INDEX_MAX_GRAPHS: '300' }).TENANT_INDEX_MAX_GRAPHS).toBe(300);
+  });
+
+  it('refuses a cap of no graphs (TENANT_INDEX_MIN_MEMORIES=0 turns them off)', () => {
+    expect(WorkerEnv.safeParse({ TENANT_INDEX_MAX_GRAPHS: '0' }).success).toBe(false);
+  });
+});

@@ -27,6 +27,8 @@ export const WorkerEnv = z.object({
    * their own on PostgreSQL (searches scoped to them stop filtering a shared graph). 0 turns it off.
    */
   TENANT_INDEX_MIN_MEMORIES: intVar(DEFAULT_TENANT_INDEX_POLICY.minMemories, 0, 1_000_000_000),
+  /** Graphs of users' own on the table at most: each costs every statement on it a little (BENCHMARKS.md). */
+  TENANT_INDEX_MAX_GRAPHS: intVar(DEFAULT_TENANT_INDEX_POLICY.maxGraphs, 1, 10_000),
   /** How often the worker checks which users need (or no longer need) a graph of their own. */
   TENANT_INDEX_INTERVAL_S: intVar(600, 5, 86_400),
   /** Serves /metrics and /healthz. */

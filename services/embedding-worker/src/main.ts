@@ -85,7 +85,7 @@ void startService(
       store instanceof PgvectorMemoryStore && config.TENANT_INDEX_MIN_MEMORIES > 0
         ? new TenantIndexMaintainer(
             store,
-            { minMemories: config.TENANT_INDEX_MIN_MEMORIES },
+            { minMemories: config.TENANT_INDEX_MIN_MEMORIES, maxGraphs: config.TENANT_INDEX_MAX_GRAPHS },
             config.TENANT_INDEX_INTERVAL_S * 1000,
             logger.child({ module: 'tenant-indexes' }),
           )

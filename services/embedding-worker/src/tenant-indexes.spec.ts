@@ -7,7 +7,8 @@ class FakeTarget implements TenantIndexTarget {
   runs: { policy: TenantIndexPolicy; signal?: AbortSignal; finish: (error?: Error) => void }[] = [];
   maintainTenantIndexes(policy: TenantIndexPolicy, signal?: AbortSignal): Promise<TenantIndexReport> {
     return new Promise((resolve, reject) => {
-      const finish = (error?: Error) => (error ? reject(error) : resolve({ built: [], dropped: 0, kept: 0 }));
+      const finish = (error?: Error) =>
+        error ? reject(error) : resolve({ built: [], dropped: 0, kept: 0, capped: 0 });
       this.runs.push({ policy, signal, finish });
       // As the store does: an abort cancels the build in progress.
       signal?.addEventListener('abort', () => finish());

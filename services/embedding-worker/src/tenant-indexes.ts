@@ -56,12 +56,14 @@ export class TenantIndexMaintainer {
     try {
       const report = await this.store.maintainTenantIndexes(this.policy, this.stopping.signal);
       if (report.busy) this.log.debug('tenant indexes: another process is maintaining them');
-      else if (report.built.length > 0 || report.dropped > 0)
+      else if (report.built.length > 0 || report.dropped > 0 || report.capped > 0)
         this.log.info(
           {
             built: report.built.map((b) => ({ memories: b.memories, ms: Math.round(b.ms) })),
             dropped: report.dropped,
             kept: report.kept,
+            // Users who would get a graph but for TENANT_INDEX_MAX_GRAPHS.
+            capped: report.capped,
           },
           'tenant indexes maintained',
         );

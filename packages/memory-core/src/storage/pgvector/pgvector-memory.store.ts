@@ -112,8 +112,9 @@ export function tenantIndexName(userId: string): string {
 /**
  * When a user gets a graph of their own. A search scoped to one user in the shared graph throws away
  * the other users' candidates; when the user holds a small share of a large table, that costs both
- * time and recall (BENCHMARKS.md, section 4: at 1M memories, a user with a tenth of them). The
- * user's own graph has neither cost, and the user's writes then go into two graphs.
+ * time and recall, the more so the smaller the share (BENCHMARKS.md, section 4, users by share: at
+ * 1M memories, p99 61 ms and recall 0.937 for a user with 1% of them). The user's own graph has
+ * neither cost, and the user's writes then go into two graphs.
  */
 export interface TenantIndexPolicy {
   /** A user with at least this many memories gets a graph. */
@@ -123,13 +124,31 @@ export interface TenantIndexPolicy {
    * and a second graph of most of the table would double the write cost for nothing. @defaultValue 0.5
    */
   maxShare?: number;
+  /**
+   * Graphs on the table at most. Each is a partial index, and PostgreSQL opens every index of the
+   * table for each statement on it: with 1,000 graphs on one table, searches took 5× and writes 1.6×
+   * their time with one; with 100, 1.2× and 1.0× (BENCHMARKS.md, section 4, more graphs on one
+   * table). Past it, the largest users that qualify get the graphs; a graph is kept while its user
+   * qualifies, so a user left out gets one when another is dropped. @defaultValue 100
+   */
+  maxGraphs?: number;
 }
 
 /** A search whose scope holds at most this many memories scans them exactly (`exactScanThreshold`). */
 export const DEFAULT_EXACT_SCAN_THRESHOLD = 5000;
 
-/** The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`). */
-export const DEFAULT_TENANT_INDEX_POLICY = { minMemories: 50_000, maxShare: 0.5 } as const;
+/**
+ * The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`): every user too large for an exact scan gets a
+ * graph, unless they hold most of the table. At 1M memories, users with 0.6-4% of them searched the
+ * shared graph at p99 43-68 ms and recall 0.923-0.964, and their own graphs at p99 4.5-6.4 ms and
+ * recall ≥ 0.987, for 1.23× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
+ * An exact scan of 6,000 memories is already past 20 ms at p99 there, so no user is left between the two.
+ */
+export const DEFAULT_TENANT_INDEX_POLICY = {
+  minMemories: DEFAULT_EXACT_SCAN_THRESHOLD,
+  maxShare: 0.5,
+  maxGraphs: 100,
+} as const;
 
 export interface TenantIndexReport {
   /** Graphs built by this run. */
@@ -138,6 +157,8 @@ export interface TenantIndexReport {
   dropped: number;
   /** Valid graphs left as they were. */
   kept: number;
+  /** Users the policy would give a graph, left without one because the table holds `maxGraphs`. */
+  capped: number;
   /** Set when another process was maintaining the graphs of this schema; nothing was done. */
   busy?: true;
 }
@@ -917,7 +938,8 @@ export class PgvectorMemoryStore implements MemoryStore {
     const maxShare = policy.maxShare ?? DEFAULT_TENANT_INDEX_POLICY.maxShare;
     if (!(maxShare > 0 && maxShare <= 1))
       throw new ValidationError('maxShare is a share from 0 (excluded) to 1', { maxShare });
-    const report: TenantIndexReport = { built: [], dropped: 0, kept: 0 };
+    const maxGraphs = positiveInt(policy.maxGraphs ?? DEFAULT_TENANT_INDEX_POLICY.maxGraphs, 'maxGraphs');
+    const report: TenantIndexReport = { built: [], dropped: 0, kept: 0, capped: 0 };
     let client: PoolClient;
     try {
       client = await this.pool.connect();
@@ -956,9 +978,11 @@ export class PgvectorMemoryStore implements MemoryStore {
         report.dropped += 1;
         this.log.info({ index: index.name, valid: index.valid }, 'tenant hnsw index dropped');
       }
-      const wanted = [...byName]
+      const qualified = [...byName]
         .filter(([name, u]) => !valid.has(name) && u.n >= minMemories && u.n <= maxShare * total)
         .sort((a, b) => b[1].n - a[1].n);
+      const wanted = qualified.slice(0, Math.max(0, maxGraphs - valid.size));
+      report.capped = qualified.length - wanted.length;
       for (const [name, user] of wanted) {
         if (signal?.aborted) break;
         const ms = await this.buildTenantIndex(client, name, user.userId, signal);
