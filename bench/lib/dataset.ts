@@ -6,6 +6,7 @@ import {
   encodeVectorArray,
   PGVECTOR_HNSW_INDEX,
   PgvectorMemoryStore,
+  TENANT_INDEX_PREFIX,
   type Logger,
   type MemoryRecord,
 } from 'memory-core';
@@ -327,6 +328,17 @@ export class BenchSchema {
     } finally {
       client.release();
     }
+  }
+
+  /** Users' own graphs on the memories table (`maintainTenantIndexes`): name and size of each. */
+  async tenantIndexes(): Promise<{ name: string; bytes: number }[]> {
+    const r = await this.pool.query<{ name: string; bytes: string }>(
+      `SELECT c.relname AS name, pg_relation_size(c.oid) AS bytes
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relkind = 'i' AND starts_with(c.relname, $2)`,
+      [this.schema, TENANT_INDEX_PREFIX],
+    );
+    return r.rows.map((row) => ({ name: row.name, bytes: Number(row.bytes) }));
   }
 
   /** The HNSW index's storage options as PostgreSQL holds them (`m=16`, `ef_construction=64`). */

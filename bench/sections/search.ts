@@ -1,7 +1,6 @@
 import {
   coreEnvShape,
   PGVECTOR_HNSW_INDEX,
-  TENANT_INDEX_PREFIX,
   toVectorSql,
   type MemoryFilter,
   type MemoryStore,
@@ -174,15 +173,16 @@ function recallOf(found: string[], truth: string[]): number {
   return found.filter((id) => wanted.has(id)).length / truth.length;
 }
 
-function filterFor(q: Query, c: SearchCase): MemoryFilter {
+function filterFor(q: Query, c: SearchCase, user = USER): MemoryFilter {
   if (c === 'user+session') {
-    return { user_id: USER, where: { field: 'session_id', op: '$eq', value: q.session } };
+    return { user_id: user, where: { field: 'session_id', op: '$eq', value: q.session } };
   }
-  return { user_id: USER };
+  return { user_id: user };
 }
 
-export function storeSearcher(store: MemoryStore): Searcher {
-  return async (q, c) => (await store.search(q.vector, K, filterFor(q, c))).map((h) => h.id);
+/** The store's searches, scoped to `user` (and the query's session for 'user+session'). */
+export function storeSearcher(store: MemoryStore, user = USER): Searcher {
+  return async (q, c) => (await store.search(q.vector, K, filterFor(q, c, user))).map((h) => h.id);
 }
 
 /**
@@ -544,18 +544,12 @@ async function ownGraphs(
   if (!report.built.some((b) => b.user_id === USER)) {
     throw new Error(`no graph was built for ${USER} (${out.scope.user} memories)`);
   }
-  const bytes = await db.pool.query<{ bytes: string }>(
-    `SELECT coalesce(sum(pg_relation_size(c.oid)), 0) AS bytes
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = $1 AND starts_with(c.relname, $2)`,
-    [db.schema, TENANT_INDEX_PREFIX],
-  );
   out.ownGraphs = {
     minMemories: o.tenantMinMemories,
     graphs: report.built.length,
     ms,
     graphMs: median(report.built.map((b) => b.ms)),
-    indexMiB: Number(bytes.rows[0]!.bytes) / 1024 / 1024,
+    indexMiB: (await db.tenantIndexes()).reduce((a, i) => a + i.bytes, 0) / 1024 / 1024,
   };
   const auto = db.store(logger, { efSearch: DEFAULT_EF_SEARCH });
   const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, exactScanThreshold: 0 });

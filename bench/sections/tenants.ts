@@ -2,20 +2,25 @@ import {
   DEFAULT_EXACT_SCAN_THRESHOLD,
   DEFAULT_TENANT_INDEX_POLICY,
   PGVECTOR_HNSW_INDEX,
-  TENANT_INDEX_PREFIX,
   tenantIndexName,
-  type MemoryFilter,
   type PgvectorMemoryStore,
 } from 'memory-core';
 import type { BenchContext } from '../lib/context';
 import { asMemoryRecord, BenchSchema, type SyntheticRecord } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
 import { uniqueName } from '../lib/stack';
-import { median, medianOf, runConcurrent, summarize, nowMs, type LatencySummary } from '../lib/stats';
+import { median, medianOf, summarize, nowMs, type LatencySummary } from '../lib/stats';
 import { batchedWriteCpu, WRITE_BATCH, type WriteCpu } from './graph';
-import { DEFAULT_EF_SEARCH, DEFAULT_OVERFETCH, meanRecall, USER, type Query } from './search';
+import {
+  DEFAULT_EF_SEARCH,
+  DEFAULT_OVERFETCH,
+  meanRecall,
+  measure,
+  storeSearcher,
+  USER,
+  type Query,
+} from './search';
 
-const K = 10;
 /** The users that hold most of the table: one user, past the policy's `maxShare`, so no graph of its own. */
 export const REST_USER = 'bench-rest';
 const SLOT_STRIDE = 7919;
@@ -198,7 +203,7 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
       for (const { user, share } of layout.users) {
         const memories = await db.count('user_id = $1', [user]);
         progress(`tenants: ${user} (${memories} memories), exact scan`);
-        const truth = await searchAll(exact, user, queries, options.search.concurrency);
+        const truth = await measure(storeSearcher(exact, user), queries, 'user', options.search.concurrency);
         truths.set(user, truth.ids);
         progress(`tenants: ${user}, the adapter without a graph of the user's own`);
         const shared = await searchRuns(auto, user, queries, runs, options.search.concurrency, truth.ids);
@@ -222,7 +227,7 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
       results.graphs = {
         built: report.built.length,
         ms: nowMs() - t0,
-        indexMiB: await tenantIndexMiB(db),
+        indexMiB: (await db.tenantIndexes()).reduce((a, i) => a + i.bytes, 0) / 1024 / 1024,
       };
       for (const row of results.rows) {
         const graph = report.built.find((b) => b.user_id === row.user);
@@ -295,11 +300,12 @@ async function manyGraphs(
       }
       progress(`tenants: ${graphs} graphs on the table`);
       const searchOf = async (user: string) => {
+        const search = storeSearcher(store, user);
         const latencies: number[] = [];
         for (let r = 0; r < options.runs; r += 1) {
           for (const q of queries) {
             const t0 = nowMs();
-            await store.search(q.vector, K, { user_id: user });
+            await search(q, 'user');
             latencies.push(nowMs() - t0);
           }
         }
@@ -336,26 +342,6 @@ async function manyGraphs(
   }
 }
 
-async function searchAll(
-  store: PgvectorMemoryStore,
-  user: string,
-  queries: Query[],
-  concurrency: number,
-): Promise<{ ids: string[][]; latency: LatencySummary; qps: number }> {
-  const filter: MemoryFilter = { user_id: user };
-  const ids: string[][] = [];
-  const latencies: number[] = [];
-  for (const q of queries) {
-    const t0 = nowMs();
-    ids.push((await store.search(q.vector, K, filter)).map((h) => h.id));
-    latencies.push(nowMs() - t0);
-  }
-  const { qps } = await runConcurrent(queries.length, concurrency, (i) =>
-    store.search(queries[i]!.vector, K, filter),
-  );
-  return { ids, latency: summarize(latencies), qps };
-}
-
 async function searchRuns(
   store: PgvectorMemoryStore,
   user: string,
@@ -365,23 +351,14 @@ async function searchRuns(
   truth: string[][],
 ): Promise<ShareSearch> {
   const measured = [];
-  for (let r = 0; r < runs; r += 1) measured.push(await searchAll(store, user, queries, concurrency));
+  for (let r = 0; r < runs; r += 1)
+    measured.push(await measure(storeSearcher(store, user), queries, 'user', concurrency));
   return {
     latency: medianOf(measured.map((m) => ({ ...m.latency }))),
     qps: median(measured.map((m) => m.qps)),
     recall: meanRecall(measured[0]!.ids, truth),
     runs,
   };
-}
-
-async function tenantIndexMiB(db: BenchSchema): Promise<number> {
-  const r = await db.pool.query<{ bytes: string }>(
-    `SELECT coalesce(sum(pg_relation_size(c.oid)), 0) AS bytes
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = $1 AND starts_with(c.relname, $2)`,
-    [db.schema, TENANT_INDEX_PREFIX],
-  );
-  return Number(r.rows[0]!.bytes) / 1024 / 1024;
 }
 
 /**
@@ -396,15 +373,7 @@ async function writeCosts(
   writeRows: number,
 ): Promise<WriteCost[]> {
   const { options, logger, progress } = ctx;
-  const own = new Set(
-    (
-      await db.pool.query<{ relname: string }>(
-        `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = $1 AND starts_with(c.relname, $2)`,
-        [db.schema, TENANT_INDEX_PREFIX],
-      )
-    ).rows.map((r) => r.relname),
-  );
+  const own = new Set((await db.tenantIndexes()).map((i) => i.name));
   const store = db.store(logger, { poolSize: 2 });
   const perUser = new Map(users.map((u) => [u, [] as WriteCpu[]]));
   let next = options.tenants.size;
