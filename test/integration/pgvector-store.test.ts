@@ -655,9 +655,11 @@ describe("users' own graphs: at most maxGraphs on the table", () => {
     const norm = Math.hypot(...v);
     return v.map((x) => x / norm);
   };
-  const add = (userId: string, n: number) =>
+  const add = (userId: string, n: number, from = 0) =>
     store.upsert(
-      Array.from({ length: n }, (_, i) => record(userId, `${userId} memory ${i}`, { embedding: unit() })),
+      Array.from({ length: n }, (_, i) =>
+        record(userId, `${userId} memory ${from + i}`, { embedding: unit() }),
+      ),
     );
   const graphs = async () =>
     (
@@ -707,6 +709,35 @@ describe("users' own graphs: at most maxGraphs on the table", () => {
     expect(report).toMatchObject({ dropped: 1, kept: 1, capped: 0 });
     expect(report.built.map((b) => b.user_id)).toEqual(['c']);
     expect(await graphs()).toEqual([tenantIndexName('b'), tenantIndexName('c')].sort());
+  });
+
+  it('drops the smallest holders when the cap is lowered, and gives the place back when it is raised', async () => {
+    // Holders now: b (70), c (60).
+    const lowered = await store.maintainTenantIndexes({ ...policy, maxGraphs: 1 });
+    expect(lowered).toMatchObject({ built: [], dropped: 1, kept: 1, capped: 1 });
+    expect(await graphs()).toEqual([tenantIndexName('b')]);
+    const raised = await store.maintainTenantIndexes(policy);
+    expect(raised).toMatchObject({ dropped: 0, kept: 1, capped: 0 });
+    expect(raised.built.map((b) => b.user_id)).toEqual(['c']);
+    expect(await graphs()).toEqual([tenantIndexName('b'), tenantIndexName('c')].sort());
+  });
+
+  it("lets a user take a holder's place only once they hold twice its memories", async () => {
+    // "d" (100) outgrows both holders, but not twice over: nothing moves.
+    await add('d', 100);
+    expect(await store.maintainTenantIndexes(policy)).toMatchObject({
+      built: [],
+      dropped: 0,
+      kept: 2,
+      capped: 1,
+    });
+    expect(await graphs()).toEqual([tenantIndexName('b'), tenantIndexName('c')].sort());
+    // At 130, "d" holds more than twice c's 60 (not b's 70): c's graph goes to d.
+    await add('d', 30, 100);
+    const report = await store.maintainTenantIndexes(policy);
+    expect(report).toMatchObject({ dropped: 1, kept: 1, capped: 1 });
+    expect(report.built.map((b) => b.user_id)).toEqual(['d']);
+    expect(await graphs()).toEqual([tenantIndexName('b'), tenantIndexName('d')].sort());
   });
 
   it('refuses a cap that is not a positive integer', async () => {

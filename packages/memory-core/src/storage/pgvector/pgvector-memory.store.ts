@@ -128,8 +128,10 @@ export interface TenantIndexPolicy {
    * Graphs on the table at most. Each is a partial index, and PostgreSQL opens every index of the
    * table for each statement on it: with 1,000 graphs on one table, searches took 5× and writes 1.6×
    * their time with one; with 100, 1.2× and 1.0× (BENCHMARKS.md, section 4, more graphs on one
-   * table). Past it, the largest users that qualify get the graphs; a graph is kept while its user
-   * qualifies, so a user left out gets one when another is dropped. @defaultValue 100
+   * table). Past it, the largest users that qualify get the graphs, counting a user who holds one
+   * twice, so that users of about one size do not trade graphs from run to run: a user left out
+   * gets one when another is dropped, or once they hold twice the memories of the smallest holder.
+   * Lowered, it drops the smallest holders' graphs at the next run. @defaultValue 100
    */
   maxGraphs?: number;
 }
@@ -965,25 +967,39 @@ export class PgvectorMemoryStore implements MemoryStore {
       const byName = new Map(
         users.rows.map((u) => [tenantIndexName(u.user_id), { userId: u.user_id, n: Number(u.n) }]),
       );
-      const valid = new Set<string>();
+      // Graphs whose user left, fell under half the thresholds, or whose build was interrupted go.
+      const holders = new Map<string, { userId: string; n: number }>();
       for (const index of await this.tenantIndexes(client)) {
         const user = byName.get(index.name);
-        const keep = index.valid && user !== undefined && user.n <= Math.min(1, maxShare * 1.5) * total;
-        if (keep) {
-          valid.add(index.name);
-          report.kept += 1;
+        if (index.valid && user !== undefined && user.n <= Math.min(1, maxShare * 1.5) * total) {
+          holders.set(index.name, user);
           continue;
         }
         await this.dropTenantIndex(client, index.name);
         report.dropped += 1;
         this.log.info({ index: index.name, valid: index.valid }, 'tenant hnsw index dropped');
       }
-      const qualified = [...byName]
-        .filter(([name, u]) => !valid.has(name) && u.n >= minMemories && u.n <= maxShare * total)
-        .sort((a, b) => b[1].n - a[1].n);
-      const wanted = qualified.slice(0, Math.max(0, maxGraphs - valid.size));
-      report.capped = qualified.length - wanted.length;
-      for (const [name, user] of wanted) {
+      const qualifies = (u: { n: number }) => u.n >= minMemories && u.n <= maxShare * total;
+      // The largest users get the table's `maxGraphs` places. A graph ranks its user as if they held
+      // twice their memories, so that users of about one size do not take each other's graph from
+      // run to run: a user must outgrow a holder twice over to take its place.
+      const placed = [
+        ...[...holders].map(([name, u]) => ({ name, user: u, rank: 2 * u.n, holds: true })),
+        ...[...byName]
+          .filter(([name, u]) => !holders.has(name) && qualifies(u))
+          .map(([name, u]) => ({ name, user: u, rank: u.n, holds: false })),
+      ].sort((a, b) => b.rank - a.rank || b.user.n - a.user.n);
+      const left = placed.splice(maxGraphs);
+      for (const { name, user, holds } of left) {
+        if (qualifies(user)) report.capped += 1;
+        if (!holds) continue;
+        await this.dropTenantIndex(client, name);
+        report.dropped += 1;
+        this.log.info({ index: name, maxGraphs }, 'tenant hnsw index dropped: larger users hold the places');
+      }
+      report.kept = placed.filter((p) => p.holds).length;
+      for (const { name, user, holds } of placed) {
+        if (holds) continue;
         if (signal?.aborted) break;
         const ms = await this.buildTenantIndex(client, name, user.userId, signal);
         if (ms === undefined) break;
