@@ -87,7 +87,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
     },
     tenants: {
       size: full ? 1_000_000 : 2_000,
-      shares: [0.004, 0.006, 0.01, 0.02, 0.04],
+      shares: [0.002, 0.004, 0.006, 0.01, 0.02, 0.04],
       minMemories: full ? DEFAULT_TENANT_INDEX_POLICY.minMemories : 10,
       writeRows: full ? 1_024 : 128,
       ...(full ? {} : { exactScanThreshold: 10 }),

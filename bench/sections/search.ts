@@ -59,7 +59,7 @@ export interface ServiceStages {
   slowest: { n: number; total: number; embed: number; store: number; rest: number };
 }
 
-interface StageSample {
+export interface StageSample {
   total: number;
   embed: number;
   store: number;
@@ -587,6 +587,51 @@ async function ownGraphs(
 }
 
 /** Through the search service over HTTP (query embedding included), for each backend. */
+/**
+ * Searches through a search service as `user`, the query text embedded by the service (or taken
+ * from its cache); `timings` gets each answer's Server-Timing stages, in call order.
+ */
+export function serviceSearcher(
+  stack: BenchStack,
+  user: string,
+  timings: Record<string, number>[] = [],
+): Searcher {
+  return async (q, c) => {
+    const response = await postJsonWithHeaders<{ results: { id: string }[] }>(
+      `${stack.searchUrl}/api/memory/search`,
+      { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
+      { 'x-user-id': user },
+    );
+    timings.push(parseServerTiming(response.headers['server-timing']));
+    return response.body.results.map((h) => h.id);
+  };
+}
+
+/**
+ * `measure` through a search service (started with SERVER_TIMING), each sequential query's stages
+ * added to `stages`.
+ */
+export async function measureService(
+  stack: BenchStack,
+  user: string,
+  queries: Query[],
+  c: SearchCase,
+  concurrency: number,
+  stages: StageSample[],
+): Promise<Measured> {
+  // `measure` makes its sequential calls first: their stages are the first of `timings`.
+  const timings: Record<string, number>[] = [];
+  const m = await measure(serviceSearcher(stack, user, timings), queries, c, concurrency);
+  m.latencies.forEach((total, i) => {
+    const t = timings[i]!;
+    if (t.embed === undefined || t.store === undefined) {
+      throw new Error(`the search service sent no Server-Timing stages (${JSON.stringify(t)})`);
+    }
+    stages.push({ total, embed: t.embed, store: t.store });
+  });
+  return m;
+}
+
 async function measureServiceLevel(
   ctx: BenchContext,
   db: BenchSchema,
@@ -619,32 +664,10 @@ async function measureServiceLevel(
     try {
       await Promise.all(stacks.map((s) => s.start(['search'])));
       for (const c of ['user', 'user+session'] as SearchCase[]) {
-        // The stages of each call, in call order: `measure` makes its sequential calls first.
-        let timings: Record<string, number>[] = [];
-        const searcher =
-          (stack: BenchStack): Searcher =>
-          async (q) => {
-            const response = await postJsonWithHeaders<{ results: { id: string }[] }>(
-              `${stack.searchUrl}/api/memory/search`,
-              { query: q.text, n_results: K, ...(c === 'user+session' ? { session_id: q.session } : {}) },
-              { 'x-user-id': USER },
-            );
-            timings.push(parseServerTiming(response.headers['server-timing']));
-            return response.body.results.map((h) => h.id);
-          };
         const measureStages = async (stack: BenchStack, into: Measured[], stages: StageSample[]) => {
-          timings = [];
-          const m = await measure(searcher(stack), qs, c, options.search.concurrency);
-          m.latencies.forEach((total, i) => {
-            const t = timings[i]!;
-            if (t.embed === undefined || t.store === undefined) {
-              throw new Error(`the search service sent no Server-Timing stages (${JSON.stringify(t)})`);
-            }
-            stages.push({ total, embed: t.embed, store: t.store });
-          });
-          into.push(m);
+          into.push(await measureService(stack, USER, qs, c, options.search.concurrency, stages));
         };
-        for (const q of qs) await searcher(cachedStack)(q, c);
+        for (const q of qs) await serviceSearcher(cachedStack, USER)(q, c);
         // Searches each service answered from its cache and by embedding, from its metrics.
         const cacheCounts = () =>
           Promise.all(

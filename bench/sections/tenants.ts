@@ -8,7 +8,7 @@ import {
 import type { BenchContext } from '../lib/context';
 import { asMemoryRecord, BenchSchema, type SyntheticRecord } from '../lib/dataset';
 import { searchDataset, searchQueries, type EmbeddedDataset } from '../lib/embedded-dataset';
-import { uniqueName } from '../lib/stack';
+import { createBenchStack, uniqueName } from '../lib/stack';
 import { median, medianOf, summarize, nowMs, type LatencySummary } from '../lib/stats';
 import { batchedWriteCpu, WRITE_BATCH, type WriteCpu } from './graph';
 import {
@@ -16,9 +16,13 @@ import {
   DEFAULT_OVERFETCH,
   meanRecall,
   measure,
+  measureService,
+  serviceStages,
   storeSearcher,
   USER,
   type Query,
+  type ServiceStages,
+  type StageSample,
 } from './search';
 
 /** The users that hold most of the table: one user, past the policy's `maxShare`, so no graph of its own. */
@@ -47,6 +51,11 @@ export interface ShareRow {
   shared: ShareSearch;
   /** The adapter once the worker's policy built the user a graph (absent: the policy built none). */
   own?: ShareSearch & { buildMs: number };
+  /**
+   * Through a search service once the policy's graphs are built (the user's own graph, or an exact
+   * scan of a small scope), each query embedded by the service (QUERY_CACHE_SIZE=0).
+   */
+  service?: ShareSearch & { stages: ServiceStages };
 }
 
 export interface WriteCost {
@@ -247,6 +256,7 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
     } finally {
       await auto.close();
     }
+    await serviceSearches(ctx, db, results, queries, truths);
     // A user with a graph of their own (the smallest that has one) against the large user without.
     const owner = results.rows.find((r) => r.own && r.user !== USER) ?? results.rows.find((r) => r.own);
     if (owner) {
@@ -339,6 +349,49 @@ async function manyGraphs(
   } finally {
     await store.close();
     await db.drop();
+  }
+}
+
+/**
+ * Each user's searches through one search service on the section's table, once the policy's graphs
+ * are built: what an app sees, the query embedded by the service each time (its cache off).
+ */
+async function serviceSearches(
+  ctx: BenchContext,
+  db: BenchSchema,
+  results: TenantResults,
+  queries: Query[],
+  truths: Map<string, string[][]>,
+): Promise<void> {
+  const { options, progress } = ctx;
+  const stack = createBenchStack({
+    backend: 'postgres',
+    schema: db.schema,
+    env: { SERVER_TIMING: 'true', QUERY_CACHE_SIZE: '0' },
+  });
+  try {
+    await stack.start(['search']);
+    // The first searches of a service load its model and warm its connections: one pass, not counted.
+    await measureService(stack, results.rows[0]!.user, queries, 'user', 1, []);
+    for (const row of results.rows) {
+      progress(`tenants: ${row.user}, through the search service`);
+      const measured = [];
+      const stages: StageSample[] = [];
+      for (let r = 0; r < options.runs; r += 1)
+        measured.push(
+          await measureService(stack, row.user, queries, 'user', options.search.concurrency, stages),
+        );
+      row.service = {
+        latency: medianOf(measured.map((m) => ({ ...m.latency }))),
+        qps: median(measured.map((m) => m.qps)),
+        recall: meanRecall(measured[0]!.ids, truths.get(row.user)!),
+        runs: options.runs,
+        stages: serviceStages(stages),
+      };
+      ctx.saveProgress?.('tenants', results);
+    }
+  } finally {
+    await stack.stop();
   }
 }
 

@@ -447,6 +447,13 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       // The policy (10 memories, at most half the table) gave a graph to each user it covers, and only to them.
       expect(row.own !== undefined).toBe(row.memories >= 10);
       if (row.own) expect(row.own.recall).toBeGreaterThan(0);
+      // Through the search service, as the user: every query answered in every run, with its stages.
+      // The service's exact-scan limit is the default, past every scope of this tiny table: its
+      // answers are the exact scan's, but for the query embedded apart (one text per model call).
+      expect(row.service!.latency.n).toBe(8);
+      expect(row.service!.stages.embed.n).toBe(8 * row.service!.runs);
+      expect(row.service!.stages.store.p50).toBeGreaterThan(0);
+      expect(row.service!.recall).toBeGreaterThan(0.9);
     }
     expect(t.graphs.built).toBe(t.rows.filter((r) => r.own).length);
     // The writes compare a user with a graph of their own to the large user, who has none.
@@ -460,6 +467,8 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     }
     expect(report).toContain('### Users by their share of the table (1k memories)');
     expect(report).toContain('for a user of every share of 1k');
+    expect(report).toContain('the same, through the search service (query embedded)');
+    expect(report).toContain('Through the search service, once the policy');
     expect(report).toContain('**More graphs on one table.**');
   });
 
