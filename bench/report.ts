@@ -9,12 +9,14 @@ import { shippedGraph, type GraphSetting } from './lib/dataset';
 import { CPU_GROUPS, type CpuGroup } from './lib/cpu';
 import {
   cpuPerMemory,
+  DEFAULTS,
   POOL_BEFORE,
   PRELOADED,
   SPINNING,
   ONE_MODEL,
   SPLIT_CORES,
   summarizeRuns,
+  WARM_UP_RUNS,
   WITHOUT_INDEX,
   type IngestionResults,
 } from './sections/ingestion';
@@ -594,6 +596,18 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
     ),
   );
   out.push('');
+  const warm = ing.warmUps?.filter(
+    (w) => w.backend === 'postgres' && w.variant === DEFAULTS && w.requests === 'batch',
+  );
+  if (ing.warmUps?.length && warm?.length) {
+    const measured = summarizeRuns(
+      ing.runs.filter((x) => x.backend === 'postgres' && x.variant === DEFAULTS && x.requests === 'batch'),
+    );
+    out.push(
+      `Each worker, as it starts (for the first row, and again for each row's settings), first ingests the run's memories ${WARM_UP_RUNS} times, unmeasured, so that the rows measure a worker in the steady state a long-running one is in, as the raw pipeline beside it is (warm since section 1): a worker just started compiles its hot paths and allocates as it meets new input shapes. With the defaults on PostgreSQL, those runs reached ${warm.map((w) => n2(w.ratio)).join(' and ')} of the raw rate (${warm.map((w) => n0(w.e2eRate)).join(' and ')} memories/s), the measured ones ${n2(measured.ratio)} (median).`,
+      '',
+    );
+  }
   if (ing.preloaded) {
     out.push(
       `Every run starts from the table the runs before it left (${n0(ing.memories)} memories each), so the graph the writes go into is small. The last variant ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the table (straight, in ${n1(ing.preloaded.loadMs / 1000)} s, then the HNSW index built in ${n1(ing.preloaded.buildMs / 1000)} s${ing.preloaded.graphs !== undefined ? `, and ${ing.preloaded.graphs} users' own graphs by the worker's policy in ${n1((ing.preloaded.graphsMs ?? 0) / 1000)} s` : ''}), as in a service that has been in use.`,

@@ -10,7 +10,7 @@ import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
-import { ONE_MODEL, PRELOADED, SPLIT_CORES, type IngestRun } from '../../bench/sections/ingestion';
+import { ONE_MODEL, PRELOADED, SPLIT_CORES, WARM_UP_RUNS, type IngestRun } from '../../bench/sections/ingestion';
 import { USER } from '../../bench/sections/search';
 import { REST_USER, shareLayout } from '../../bench/sections/tenants';
 import { IngestJobEvents } from '../../bench/lib/job-events';
@@ -233,6 +233,17 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     }
     const single = runs.filter((r) => r.variant === 'MICRO_BATCH_SIZE=1' && r.requests === 'batch');
     for (const run of single) expect(run.meanBatch).toBe(1);
+    // Each worker start (each row's settings, each backend) warms up on whole runs, kept apart.
+    const key = (r: (typeof runs)[number]) => `${r.backend} ${r.variant} ${r.requests}`;
+    const warmUps = results.ingestion!.warmUps!;
+    expect(warmUps.map(key)).toEqual(
+      [...new Set(runs.map(key))].flatMap((k) => Array.from({ length: WARM_UP_RUNS }, () => k)),
+    );
+    for (const w of warmUps) {
+      expect(w.stored).toBe(w.memories);
+      expect(w.memories).toBe(runs.find((r) => key(r) === key(w))!.memories);
+    }
+    expect(report).toContain(`first ingests the run's memories ${WARM_UP_RUNS} times, unmeasured`);
     for (const c of results.ingestion!.contended) {
       expect(c.alone).toBeGreaterThan(0);
       expect(c.besideWrites).toBeGreaterThan(0);
