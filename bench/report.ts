@@ -604,7 +604,7 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
       ing.runs.filter((x) => x.backend === 'postgres' && x.variant === DEFAULTS && x.requests === 'batch'),
     );
     out.push(
-      `Each worker, as it starts (for the first row, and again for each row's settings), first ingests the run's memories ${WARM_UP_RUNS} times, unmeasured, so that the rows measure a worker in the steady state a long-running one is in, as the raw pipeline beside it is (warm since section 1): a worker just started compiles its hot paths and allocates as it meets new input shapes. With the defaults on PostgreSQL, those runs reached ${warm.map((w) => n2(w.ratio)).join(' and ')} of the raw rate (${warm.map((w) => n0(w.e2eRate)).join(' and ')} memories/s), the measured ones ${n2(measured.ratio)} (median).`,
+      `Each worker, as it starts (for the first row, and again for each row's settings), first ingests the run's memories ${WARM_UP_RUNS} times, unmeasured, so that the rows measure a worker in the steady state a long-running one is in, as the raw pipeline beside it is (it embeds the same texts before every run, warm-ups included): a worker just started compiles its hot paths and allocates as it meets new input shapes. With the defaults on PostgreSQL, those runs reached ${warm.map((w) => n2(w.ratio)).join(' and ')} of the raw rate (${warm.map((w) => n0(w.e2eRate)).join(' and ')} memories/s), the measured ones ${n2(measured.ratio)} (median).`,
       '',
     );
   }

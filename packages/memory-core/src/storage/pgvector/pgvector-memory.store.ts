@@ -126,9 +126,9 @@ export interface TenantIndexPolicy {
   maxShare?: number;
   /**
    * Graphs on the table at most. Each is a partial index, and PostgreSQL opens every index of the
-   * table for each statement on it: with 1,000 graphs on one table, searches took 5× and writes 1.6×
-   * their time with one; with 100, 1.2× and 1.0× (BENCHMARKS.md, section 4, more graphs on one
-   * table). Past it, the largest users that qualify get the graphs, counting a user who holds one
+   * table for each statement on it: with 1,000 graphs on one table, searches took 3-5× and single
+   * writes 1.5-2.1× their time with one; with 100, 1.1-1.6× and 1.0-1.8× (three runs; BENCHMARKS.md,
+   * section 4, more graphs on one table). Past it, the largest users that qualify get the graphs, counting a user who holds one
    * twice, so that users of about one size do not trade graphs from run to run: a user left out
    * gets one when another is dropped, or once they hold twice the memories of the smallest holder.
    * Lowered, it drops the smallest holders' graphs at the next run. @defaultValue 100
@@ -143,7 +143,7 @@ export const DEFAULT_EXACT_SCAN_THRESHOLD = 5000;
  * The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`): every user too large for an exact scan gets a
  * graph, unless they hold most of the table. At 1M memories, users with 0.6-4% of them searched the
  * shared graph at p99 43-68 ms and recall 0.923-0.964, and their own graphs at p99 4.5-6.4 ms and
- * recall ≥ 0.987, for 1.23× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
+ * recall ≥ 0.987, for 1.2-1.8× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
  * An exact scan of 6,000 memories is already past 20 ms at p99 there, so no user is left between the two.
  */
 export const DEFAULT_TENANT_INDEX_POLICY = {
