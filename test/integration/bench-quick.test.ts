@@ -10,7 +10,13 @@ import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
-import { ONE_MODEL, PRELOADED, SPLIT_CORES, WARM_UP_RUNS, type IngestRun } from '../../bench/sections/ingestion';
+import {
+  ONE_MODEL,
+  PRELOADED,
+  SPLIT_CORES,
+  WARM_UP_RUNS,
+  type IngestRun,
+} from '../../bench/sections/ingestion';
 import { USER } from '../../bench/sections/search';
 import { REST_USER, shareLayout } from '../../bench/sections/tenants';
 import { IngestJobEvents } from '../../bench/lib/job-events';
