@@ -128,10 +128,11 @@ export interface TenantIndexPolicy {
    * Graphs on the table at most. Each is a partial index, and PostgreSQL opens every index of the
    * table for each statement on it: with 1,000 graphs on one table, searches took 3-5× and single
    * writes 1.5-2.1× their time with one; with 100, 1.1-1.6× and 1.0-1.8× (three runs; BENCHMARKS.md,
-   * section 4, more graphs on one table). Past it, the largest users that qualify get the graphs, counting a user who holds one
-   * twice, so that users of about one size do not trade graphs from run to run: a user left out
-   * gets one when another is dropped, or once they hold twice the memories of the smallest holder.
-   * Lowered, it drops the smallest holders' graphs at the next run. @defaultValue 100
+   * section 4, more graphs on one table). Past it, the largest users that qualify get the graphs,
+   * counting a user who holds one twice, so that users of about one size do not trade graphs from
+   * run to run: a user left out gets one when another is dropped, or once they hold twice the
+   * memories of the smallest holder. Lowered, it drops the smallest holders' graphs at the next
+   * run. @defaultValue 100
    */
   maxGraphs?: number;
 }
