@@ -759,49 +759,37 @@ export class PgvectorMemoryStore implements MemoryStore {
     const vec = `$${n + 1}::vector`;
     const k = `$${n + 2}::int`;
     const values: unknown[] = [...plan.filterValues, plan.vector, plan.k];
-    const columns = this.columns('m', 'p');
-    if (mode === 'exact') {
-      // Ordering by an expression the HNSW index cannot serve (`+ 0`) forces an exact scan of the
-      // (small) scope. The scan ranks ids alone, each distance computed once, and only the k nearest
-      // are then read whole and joined to their project: at 1M memories, a scope of 4,000 took p50
-      // 6.15 / p99 9.29 ms when every row of the scope was joined and ranked whole, 4.99 / 7.45 this
-      // way (BENCHMARKS.md, tuning).
-      return {
-        text: `WITH nearest AS MATERIALIZED (
-                 SELECT m.id, (m.embedding <=> ${vec}) + 0 AS distance
-                 FROM ${this.t.memories} m
-                 WHERE ${plan.filterSql}
-                 ORDER BY distance, m.id
-                 LIMIT ${k}
-               )
-               SELECT ${columns}, nearest.distance
-               FROM nearest JOIN ${this.t.memories} m ON m.id = nearest.id
-               LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
-               ORDER BY nearest.distance, m.id`,
-        values,
-      };
-    }
-    // The index orders by half-precision distance and relaxed_order may return rows slightly out of
-    // order: take k × overfetch candidates, materialise, keep the k nearest by exact distance (`+ 0`
-    // keeps the planner from trusting the CTE's order).
-    values.push(plan.k * this.overfetch);
-    const half = `$${n + 1}::halfvec(384)`;
-    let check = '';
-    if (graphCheck) {
-      values.push(graphCheck.index, graphCheck.minEntries);
-      check = `, (SELECT i.indisvalid AND c.reltuples >= $${n + 5}::int
-                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                  WHERE i.indexrelid = to_regclass($${n + 4})) AS large_graph`;
-    }
+    const param = (value: unknown) => `$${values.push(value)}`;
+    // Each mode's candidates, ids and exact distances, nearest first; then only those are read
+    // whole, joined to their project, and the k nearest kept (`+ 0` keeps the planner from
+    // trusting the CTE's order).
+    const candidates =
+      mode === 'exact'
+        ? // Ordering by an expression the HNSW index cannot serve (`+ 0`) forces an exact scan of
+          // the (small) scope, each distance computed once. Ranking ids alone, before reading rows
+          // whole and joining them: at 1M memories, a scope of 4,000 took p50 6.15 / p99 9.29 ms
+          // when every row of the scope was joined and ranked whole, 4.99 / 7.45 this way
+          // (BENCHMARKS.md, tuning).
+          `SELECT m.id, (m.embedding <=> ${vec}) + 0 AS distance
+           FROM ${this.t.memories} m
+           WHERE ${plan.filterSql}
+           ORDER BY distance, m.id
+           LIMIT ${k}`
+        : // The index orders by half-precision distance and relaxed_order may return rows slightly
+          // out of order: take k × overfetch candidates, to be re-ranked by exact distance.
+          `SELECT m.id, m.embedding <=> ${vec} AS distance
+           FROM ${this.t.memories} m
+           WHERE ${plan.filterSql}
+           ORDER BY m.embedding::halfvec(384) <=> $${n + 1}::halfvec(384)
+           LIMIT ${param(plan.k * this.overfetch)}::int`;
+    const check = graphCheck
+      ? `, (SELECT i.indisvalid AND c.reltuples >= ${param(graphCheck.minEntries)}::int
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            WHERE i.indexrelid = to_regclass(${param(graphCheck.index)})) AS large_graph`
+      : '';
     return {
-      text: `WITH nearest AS MATERIALIZED (
-               SELECT m.id, m.embedding <=> ${vec} AS distance
-               FROM ${this.t.memories} m
-               WHERE ${plan.filterSql}
-               ORDER BY m.embedding::halfvec(384) <=> ${half}
-               LIMIT $${n + 3}::int
-             )
-             SELECT ${columns}, nearest.distance${check}
+      text: `WITH nearest AS MATERIALIZED (${candidates})
+             SELECT ${this.columns('m', 'p')}, nearest.distance${check}
              FROM nearest JOIN ${this.t.memories} m ON m.id = nearest.id
              LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
              ORDER BY nearest.distance + 0, m.id
