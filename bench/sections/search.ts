@@ -231,7 +231,7 @@ function chromaSearcher(collection: BenchCollection): Searcher {
   };
 }
 
-interface Measured {
+export interface Measured {
   latency: LatencySummary;
   qps: number;
   ids: string[][];
@@ -586,7 +586,6 @@ async function ownGraphs(
   }
 }
 
-/** Through the search service over HTTP (query embedding included), for each backend. */
 /**
  * Searches through a search service as `user`, the query text embedded by the service (or taken
  * from its cache); `timings` gets each answer's Server-Timing stages, in call order.
@@ -632,6 +631,7 @@ export async function measureService(
   return m;
 }
 
+/** Through the search service over HTTP (query embedding included), for each backend. */
 async function measureServiceLevel(
   ctx: BenchContext,
   db: BenchSchema,

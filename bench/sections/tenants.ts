@@ -20,6 +20,7 @@ import {
   serviceStages,
   storeSearcher,
   USER,
+  type Measured,
   type Query,
   type ServiceStages,
   type StageSample,
@@ -381,13 +382,7 @@ async function serviceSearches(
         measured.push(
           await measureService(stack, row.user, queries, 'user', options.search.concurrency, stages),
         );
-      row.service = {
-        latency: medianOf(measured.map((m) => ({ ...m.latency }))),
-        qps: median(measured.map((m) => m.qps)),
-        recall: meanRecall(measured[0]!.ids, truths.get(row.user)!),
-        runs: options.runs,
-        stages: serviceStages(stages),
-      };
+      row.service = { ...shareSearch(measured, truths.get(row.user)!), stages: serviceStages(stages) };
       ctx.saveProgress?.('tenants', results);
     }
   } finally {
@@ -406,11 +401,16 @@ async function searchRuns(
   const measured = [];
   for (let r = 0; r < runs; r += 1)
     measured.push(await measure(storeSearcher(store, user), queries, 'user', concurrency));
+  return shareSearch(measured, truth);
+}
+
+/** Runs of the same searches: medians over the runs, recall@10 of the first against `truth`. */
+function shareSearch(measured: Measured[], truth: string[][]): ShareSearch {
   return {
     latency: medianOf(measured.map((m) => ({ ...m.latency }))),
     qps: median(measured.map((m) => m.qps)),
     recall: meanRecall(measured[0]!.ids, truth),
-    runs,
+    runs: measured.length,
   };
 }
 
