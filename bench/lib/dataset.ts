@@ -341,6 +341,11 @@ export class BenchSchema {
     return r.rows.map((row) => ({ name: row.name, bytes: Number(row.bytes) }));
   }
 
+  /** The size of all users' own graphs together, MiB. */
+  async tenantIndexesMiB(): Promise<number> {
+    return (await this.tenantIndexes()).reduce((a, i) => a + i.bytes, 0) / 1024 / 1024;
+  }
+
   /** The HNSW index's storage options as PostgreSQL holds them (`m=16`, `ef_construction=64`). */
   async hnswOptions(): Promise<string[]> {
     const r = await this.pool.query<{ options: string[] | null }>(

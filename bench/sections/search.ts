@@ -549,7 +549,7 @@ async function ownGraphs(
     graphs: report.built.length,
     ms,
     graphMs: median(report.built.map((b) => b.ms)),
-    indexMiB: (await db.tenantIndexes()).reduce((a, i) => a + i.bytes, 0) / 1024 / 1024,
+    indexMiB: await db.tenantIndexesMiB(),
   };
   const auto = db.store(logger, { efSearch: DEFAULT_EF_SEARCH });
   const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, exactScanThreshold: 0 });

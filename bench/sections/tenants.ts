@@ -237,7 +237,7 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
       results.graphs = {
         built: report.built.length,
         ms: nowMs() - t0,
-        indexMiB: (await db.tenantIndexes()).reduce((a, i) => a + i.bytes, 0) / 1024 / 1024,
+        indexMiB: await db.tenantIndexesMiB(),
       };
       for (const row of results.rows) {
         const graph = report.built.find((b) => b.user_id === row.user);
