@@ -1,4 +1,8 @@
-import { DEFAULT_EXACT_SCAN_THRESHOLD, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
+import {
+  DEFAULT_EXACT_SCAN_THRESHOLD,
+  DEFAULT_SPARSE_EXACT_SCAN,
+  DEFAULT_TENANT_INDEX_POLICY,
+} from 'memory-core';
 import type { BenchOptions, SectionName } from './lib/context';
 import type { Environment } from './lib/environment';
 import type { ClientOverhead } from './lib/stack';
@@ -796,7 +800,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
   out.push('');
   out.push(
     'Filters: **none** (no adapter path: every API search is scoped to a user; raw SQL as the adapter would run it, and Chroma without `where`), **user** (one user, 10% of the memories), **user+session** (one session of that user). ' +
-      "Engines at the store level: **pgvector adapter (auto)** is `PgvectorMemoryStore.search` as the services run it (exact scan when the filtered scope has ≤ 5,000 rows, else HNSW re-sorted by exact distance: an iterative scan in relaxed order, or a plain one in a user's own graph under a user filter alone, where no candidate is filtered out); **pgvector HNSW** forces the index; **pgvector exact** forces the scan (and is the ground truth for recall@10); forced HNSW under a session filter (0.5% of the rows at 100k) shows why the adapter scans small scopes exactly; **Chroma** is `ChromaMemoryStore.search` on a collection holding the same vectors. " +
+      `Engines at the store level: **pgvector adapter (auto)** is \`PgvectorMemoryStore.search\` as the services run it (exact scan when the filtered scope has ≤ 5,000 rows, or with no graph of the user's own ≤ ${n0(DEFAULT_SPARSE_EXACT_SCAN.maxMemories)} rows and ≤ ${pct(DEFAULT_SPARSE_EXACT_SCAN.maxShare)} of the table, else HNSW re-sorted by exact distance: an iterative scan in relaxed order, or a plain one in a user's own graph under a user filter alone, where no candidate is filtered out); **pgvector HNSW** forces the index; **pgvector exact** forces the scan (and is the ground truth for recall@10); forced HNSW under a session filter (0.5% of the rows at 100k) shows why the adapter scans small scopes exactly; **Chroma** is \`ChromaMemoryStore.search\` on a collection holding the same vectors. ` +
       `Latency: queries one at a time; QPS: the same queries with ${o.concurrency} in flight.${clientNote(s.client)} Above ${size(o.fewQueriesAbove ?? 100_000)}, the engines whose every query reads rows by the thousand run the first ${o.exactQueriesLarge} queries once (queries×runs): pgvector exact, which scans the filtered scope, and Chroma with a filter, at the store level and through the service, whose cost grows with the collection rather than the scope (a user+session filter costs it more than a user filter).`,
   );
   out.push('');
@@ -1019,6 +1023,50 @@ function sharedPath(t: TenantResults, row: ShareRow): string {
   return row.memories <= t.exactScanThreshold ? 'exact scan' : 'shared graph';
 }
 
+/** The rule by which a scope past the exact-scan threshold is still scanned exactly (`sparseExactScan`). */
+function sparseRule(t: TenantResults): string {
+  const rule = t.sparseExactScan!;
+  return `scope of at most ${n0(rule.maxMemories)} memories and ${pct(rule.maxShare)} of the table scanned exactly (\`sparseExactScan\`)`;
+}
+
+/** The users the services scan exactly past the threshold, their shared-graph figures beside. */
+function sparseTable(t: TenantResults): string[] {
+  const rows = t.rows.filter((row) => row.sparse);
+  if (!t.sparseExactScan || !rows.length) return [];
+  return [
+    `**Users without a graph of their own.** A user past TENANT_INDEX_MIN_MEMORIES has none until the worker's next run (TENANT_INDEX_INTERVAL_S), nor ever if TENANT_INDEX_MAX_GRAPHS users larger than them hold the graphs. The shared graph throws most of its candidates away for such a user, so the services scan a scope exactly past the threshold too while it holds at most ${n0(t.sparseExactScan.maxMemories)} memories and ${pct(t.sparseExactScan.maxShare)} of the table (PostgreSQL's estimate of its rows): the same users and queries as above, the shared graph (from the table above) beside the services' defaults.`,
+    '',
+    table(
+      [
+        'user’s share',
+        'memories',
+        'shared graph: p50 / p99 ms',
+        'recall@10',
+        'QPS',
+        'exact scan: p50 / p99 ms',
+        'recall@10',
+        'QPS',
+        'p99, shared / exact',
+      ],
+      rows.map((row) => {
+        const x = row.sparse!;
+        return [
+          pct(row.share),
+          n0(row.memories),
+          `${ms(row.shared.latency.p50)} / ${ms(row.shared.latency.p99)}`,
+          n3(row.shared.recall),
+          n0(row.shared.qps),
+          `${ms(x.latency.p50)} / ${ms(x.latency.p99)}`,
+          n3(x.recall),
+          n0(x.qps),
+          `${n2(row.shared.latency.p99 / x.latency.p99)}×`,
+        ];
+      }),
+    ),
+    '',
+  ];
+}
+
 function servedName(t: TenantResults, row: ShareRow): string {
   return row.own ? 'own graph' : sharedPath(t, row);
 }
@@ -1053,8 +1101,33 @@ function sparseFinding(r: BenchResults): string {
     )} in graphs of their own (users by share, section 4). So every user with more memories than an exact scan takes (${n0(t.exactScanThreshold)}) gets a graph (TENANT_INDEX_MIN_MEMORIES=${n0(t.policy.minMemories)}, 50,000 before), up to TENANT_INDEX_MAX_GRAPHS graphs on the table` +
     (small.length
       ? `; a user with ${n0(Math.max(...small.map((row) => row.memories)))} memories is scanned exactly at p99 ${ms(Math.max(...small.map((row) => row.shared.latency.p99)))} ms. `
-      : '. ')
+      : '. ') +
+    fallbackFinding(t)
   );
+}
+
+/** What a user without a graph of their own gets from `sparseExactScan`, for the findings. */
+function fallbackFinding(t: TenantResults): string {
+  const rows = t.rows.filter((row) => row.sparse);
+  if (!t.sparseExactScan || !rows.length) return '';
+  const range = (xs: number[], f: (x: number) => string) =>
+    Math.min(...xs) === Math.max(...xs) ? f(xs[0]!) : `${f(Math.min(...xs))}-${f(Math.max(...xs))}`;
+  return `A user who qualifies for a graph and has none (before the worker's next run, or left out by TENANT_INDEX_MAX_GRAPHS) is scanned exactly while their scope holds at most ${n0(t.sparseExactScan.maxMemories)} memories and ${pct(t.sparseExactScan.maxShare)} of the table: users of ${range(
+    rows.map((row) => row.memories),
+    n0,
+  )} memories got p99 ${range(
+    rows.map((row) => row.sparse!.latency.p99),
+    ms,
+  )} ms at recall ${range(
+    rows.map((row) => row.sparse!.recall),
+    n3,
+  )} that way, against ${range(
+    rows.map((row) => row.shared.latency.p99),
+    ms,
+  )} ms at ${range(
+    rows.map((row) => row.shared.recall),
+    n3,
+  )} in the shared graph. `;
 }
 
 function tenantsSection(r: BenchResults, context: Context): string[] {
@@ -1062,7 +1135,7 @@ function tenantsSection(r: BenchResults, context: Context): string[] {
   if (!t || !t.rows.length) return [];
   const out = [`### Users by their share of the table (${size(t.size)} memories)`, ''];
   out.push(
-    `The search data set's first ${n0(t.size)} memories, dealt to users of ${shareList(t)} of the table (each user's memories spread over the whole table; the 10% user is the one the tables above query, and the rest belong to one user holding most of the table, who gets no graph of their own); the shared graph built once. For each user, the ${n0(t.queries)} queries with the user filter: an exact scan (the ground truth recall is measured against), then the adapter as the services run it with no graph of the user's own (an exact scan at ${n0(t.exactScanThreshold)} memories or fewer, else the shared graph), then the adapter again once the worker's policy (\`maintainTenantIndexes\`, TENANT_INDEX_MIN_MEMORIES=${n0(t.policy.minMemories)}, at most ${n0(t.policy.maxShare * 100)}% of the table) built the user a graph of their own. Store level; medians of ${t.rows[0]!.shared.runs} run(s), the exact scan one run.`,
+    `The search data set's first ${n0(t.size)} memories, dealt to users of ${shareList(t)} of the table (each user's memories spread over the whole table; the 10% user is the one the tables above query, and the rest belong to one user holding most of the table, who gets no graph of their own); the shared graph built once. For each user, the ${n0(t.queries)} queries with the user filter: an exact scan (the ground truth recall is measured against), then the adapter with no graph of the user's own (an exact scan at ${n0(t.exactScanThreshold)} memories or fewer, else the shared graph${t.sparseExactScan ? '; the services scan some of these scopes exactly, as the next table shows' : ''}), then the adapter again once the worker's policy (\`maintainTenantIndexes\`, TENANT_INDEX_MIN_MEMORIES=${n0(t.policy.minMemories)}, at most ${n0(t.policy.maxShare * 100)}% of the table) built the user a graph of their own. Store level; medians of ${t.rows[0]!.shared.runs} run(s), the exact scan one run.`,
   );
   out.push('');
   out.push(
@@ -1103,6 +1176,7 @@ function tenantsSection(r: BenchResults, context: Context): string[] {
     ),
   );
   out.push('');
+  out.push(...sparseTable(t));
   const served = t.rows.filter((row) => row.service);
   if (served.length) {
     out.push(
@@ -1776,6 +1850,21 @@ function tuning(r: BenchResults, context: string): string[] {
       `TENANT_INDEX_MIN_MEMORIES for users with ${regained.map((row) => pct(row.share)).join(', ')} of ${size(tenants.size)} (${n0(Math.min(...regained.map((row) => row.memories)))}-${n0(Math.max(...regained.map((row) => row.memories)))} memories), user filter, store level, the worst of them`,
       `50,000 (shared graph): p99 ${ms(before.p99)} ms, recall ${n3(before.recall)}`,
       `${n0(tenants.policy.minMemories)} (own graphs): p99 ${ms(after.p99)} ms, recall ${n3(after.recall)}`,
+      `p99 ${n2(before.p99 / after.p99)}× lower, recall +${n3(after.recall - before.recall)}`,
+    ]);
+  }
+  const fallback = tenants?.rows.filter((row) => row.sparse) ?? [];
+  if (tenants?.sparseExactScan && fallback.length) {
+    const worst = (xs: ShareSearch[]) => ({
+      p99: Math.max(...xs.map((x) => x.latency.p99)),
+      recall: Math.min(...xs.map((x) => x.recall)),
+    });
+    const before = worst(fallback.map((row) => row.shared));
+    const after = worst(fallback.map((row) => row.sparse!));
+    rows.push([
+      `a user with no graph of their own (the worker has not run yet, or TENANT_INDEX_MAX_GRAPHS left them out), ${sparseRule(tenants)}: users with ${fallback.map((row) => pct(row.share)).join(', ')} of ${size(tenants.size)}, store level, the worst of them`,
+      `shared graph: p99 ${ms(before.p99)} ms, recall ${n3(before.recall)}`,
+      `exact scan: p99 ${ms(after.p99)} ms, recall ${n3(after.recall)}`,
       `p99 ${n2(before.p99 / after.p99)}× lower, recall +${n3(after.recall - before.recall)}`,
     ]);
   }

@@ -9,6 +9,7 @@ import {
   TENANT_INDEX_PREFIX,
   type Logger,
   type MemoryRecord,
+  type PgvectorStoreOptions,
 } from 'memory-core';
 import { servers } from './paths';
 import { gaussian, nowMs, seededRandom } from './stats';
@@ -172,22 +173,16 @@ export class BenchSchema {
   /** An adapter on this schema (its own small pool, as a service would have). */
   store(
     logger: Logger,
-    options: {
-      efSearch?: number;
-      tenantEfSearch?: number;
-      overfetch?: number;
-      exactScanThreshold?: number;
-      poolSize?: number;
-    } = {},
+    options: Pick<
+      PgvectorStoreOptions,
+      'efSearch' | 'tenantEfSearch' | 'overfetch' | 'exactScanThreshold' | 'sparseExactScan' | 'poolSize'
+    > = {},
   ) {
     return new PgvectorMemoryStore(
       {
+        ...options,
         connectionString: servers.databaseUrl,
         schema: this.schema,
-        efSearch: options.efSearch,
-        tenantEfSearch: options.tenantEfSearch,
-        overfetch: options.overfetch,
-        exactScanThreshold: options.exactScanThreshold,
         poolSize: options.poolSize ?? 10,
       },
       logger,

@@ -7,6 +7,7 @@ import { createBenchStack, DEFAULT_POOL_SIZE, postJson, uniqueName, type BenchSt
 import { median, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
 import {
   DEFAULT_EF_SEARCH,
+  GRAPH_ALWAYS,
   DEFAULT_OVERFETCH,
   exactTruth,
   meanRecall,
@@ -106,7 +107,7 @@ export async function runGraph(ctx: BenchContext): Promise<GraphResults> {
         const built = await db.buildHnsw(options.search.hnsw, options.search.hnswBuildTimeoutMs, graph);
         if (!built.completed) throw new Error(`HNSW build (${name}) did not finish in time`);
         row.build = { ms: built.ms, indexMiB: built.indexMiB, options: await db.hnswOptions() };
-        const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, exactScanThreshold: 0 });
+        const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, ...GRAPH_ALWAYS });
         try {
           const search: Partial<GraphRow['search']> = {};
           for (const c of CASES) {

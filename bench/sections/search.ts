@@ -161,8 +161,10 @@ const K = 10;
 export const DEFAULT_EF_SEARCH = coreEnvShape.HNSW_EF_SEARCH.parse(undefined);
 export const DEFAULT_OVERFETCH = coreEnvShape.HNSW_OVERFETCH.parse(undefined);
 export const USER = 'bench-u3';
-/** An exact-scan threshold no scope reaches: the adapter scans every search exactly. */
-const EXACT_ALWAYS = 1_000_000_000;
+/** Store options under which the adapter scans every search exactly: a threshold no scope reaches. */
+export const EXACT_ALWAYS = { exactScanThreshold: 1_000_000_000 } as const;
+/** Store options under which the adapter searches the HNSW index, whatever the scope. */
+export const GRAPH_ALWAYS = { exactScanThreshold: 0, sparseExactScan: false } as const;
 
 export type Query = { vector: Float32Array; text: string; session: string };
 export type Searcher = (q: Query, c: SearchCase) => Promise<string[]>;
@@ -267,7 +269,7 @@ export async function exactTruth(
   cases: readonly SearchCase[],
   label: string,
 ): Promise<Map<SearchCase, string[][]>> {
-  const exact = db.store(ctx.logger, { exactScanThreshold: EXACT_ALWAYS });
+  const exact = db.store(ctx.logger, EXACT_ALWAYS);
   try {
     const truth = new Map<SearchCase, string[][]>();
     for (const c of cases) {
@@ -445,8 +447,8 @@ async function measureStoreLevel(
   const o = options.search;
   const efSearch = DEFAULT_EF_SEARCH;
   const auto = db.store(logger, { efSearch });
-  const hnsw = db.store(logger, { efSearch, exactScanThreshold: 0 });
-  const exact = db.store(logger, { exactScanThreshold: EXACT_ALWAYS });
+  const hnsw = db.store(logger, { efSearch, ...GRAPH_ALWAYS });
+  const exact = db.store(logger, EXACT_ALWAYS);
   try {
     const engines: {
       name: Engine;
@@ -552,7 +554,7 @@ async function ownGraphs(
     indexMiB: await db.tenantIndexesMiB(),
   };
   const auto = db.store(logger, { efSearch: DEFAULT_EF_SEARCH });
-  const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, exactScanThreshold: 0 });
+  const hnsw = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, ...GRAPH_ALWAYS });
   try {
     for (const c of ['user', 'user+session'] as SearchCase[]) {
       for (const [name, store] of [
@@ -570,7 +572,7 @@ async function ownGraphs(
   await measureServiceLevel(ctx, db, undefined, queries, out, runs, ', own graph');
   out.tenantEfSweep = [];
   for (const ef of o.tenantEfSweep) {
-    const store = db.store(logger, { tenantEfSearch: ef, exactScanThreshold: 0 });
+    const store = db.store(logger, { tenantEfSearch: ef, ...GRAPH_ALWAYS });
     try {
       progress(`search ${out.size}: own graph, ef_search ${ef}`);
       const m = await measure(storeSearcher(store), queries, 'user', o.concurrency);
@@ -731,7 +733,7 @@ async function efSweep(
 ): Promise<void> {
   const { options, logger, progress } = ctx;
   for (const ef of options.search.efSweep) {
-    const store = db.store(logger, { efSearch: ef, exactScanThreshold: 0 });
+    const store = db.store(logger, { efSearch: ef, ...GRAPH_ALWAYS });
     try {
       for (const c of ['none', 'user'] as SearchCase[]) {
         progress(`search ${out.size}: ef_search ${ef}, filter ${c}`);
@@ -750,7 +752,7 @@ async function efSweep(
   }
   out.overfetchSweep = [];
   for (const overfetch of options.search.overfetchSweep) {
-    const store = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, overfetch, exactScanThreshold: 0 });
+    const store = db.store(logger, { efSearch: DEFAULT_EF_SEARCH, overfetch, ...GRAPH_ALWAYS });
     try {
       for (const c of ['none', 'user'] as SearchCase[]) {
         progress(`search ${out.size}: overfetch ${overfetch}, filter ${c}`);

@@ -1,9 +1,11 @@
 import {
   DEFAULT_EXACT_SCAN_THRESHOLD,
+  DEFAULT_SPARSE_EXACT_SCAN,
   DEFAULT_TENANT_INDEX_POLICY,
   PGVECTOR_HNSW_INDEX,
   tenantIndexName,
   type PgvectorMemoryStore,
+  type SparseExactScan,
 } from 'memory-core';
 import type { BenchContext } from '../lib/context';
 import { asMemoryRecord, BenchSchema, type SyntheticRecord } from '../lib/dataset';
@@ -14,6 +16,7 @@ import { batchedWriteCpu, WRITE_BATCH, type WriteCpu } from './graph';
 import {
   DEFAULT_EF_SEARCH,
   DEFAULT_OVERFETCH,
+  EXACT_ALWAYS,
   meanRecall,
   measure,
   measureService,
@@ -29,8 +32,6 @@ import {
 /** The users that hold most of the table: one user, past the policy's `maxShare`, so no graph of its own. */
 export const REST_USER = 'bench-rest';
 const SLOT_STRIDE = 7919;
-/** An exact-scan threshold no scope reaches. */
-const EXACT_ALWAYS = 1_000_000_000;
 
 /** How one user's searches ran: latency of the sequential queries, QPS at the bench's concurrency. */
 export interface ShareSearch {
@@ -48,8 +49,17 @@ export interface ShareRow {
   memories: number;
   /** Every query scanned exactly (the ground truth), one run. */
   exact: Omit<ShareSearch, 'recall'>;
-  /** The adapter as the services run it, with no graph of the user's own: the shared graph, or an exact scan of a small scope. */
+  /**
+   * The adapter with no graph of the user's own, as the services ran it before `sparseExactScan`:
+   * the shared graph, or an exact scan of a scope within the exact-scan threshold.
+   */
   shared: ShareSearch;
+  /**
+   * The adapter as the services run it, with no graph of the user's own, when it scans the scope
+   * exactly past the threshold (`sparseExactScan`); absent: it searches the shared graph, or the
+   * scope is within the threshold (both as `shared`).
+   */
+  sparse?: ShareSearch;
   /** The adapter once the worker's policy built the user a graph (absent: the policy built none). */
   own?: ShareSearch & { buildMs: number };
   /**
@@ -72,6 +82,11 @@ export interface TenantResults {
   efSearch: number;
   overfetch: number;
   exactScanThreshold: number;
+  /**
+   * Scopes scanned exactly past the threshold, with no graph of the user's own (the services'
+   * default); absent in results from before it, whose `shared` searches were the services'.
+   */
+  sparseExactScan?: SparseExactScan;
   /** The policy the graphs were built with (`maintainTenantIndexes`). */
   policy: { minMemories: number; maxShare: number };
   sharedGraph: { ms: number; indexMiB: number };
@@ -200,13 +215,15 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
       efSearch: DEFAULT_EF_SEARCH,
       overfetch: DEFAULT_OVERFETCH,
       exactScanThreshold,
+      sparseExactScan: DEFAULT_SPARSE_EXACT_SCAN,
       policy,
       sharedGraph: { ms: built.ms, indexMiB: built.indexMiB },
       rows: [],
       graphs: { built: 0, ms: 0, indexMiB: 0 },
       writes: { rows: writeRows - WRITE_BATCH, runs, costs: [] },
     };
-    const exact = db.store(logger, { exactScanThreshold: EXACT_ALWAYS });
+    const exact = db.store(logger, EXACT_ALWAYS);
+    const sharedGraph = db.store(logger, { exactScanThreshold, sparseExactScan: false });
     const auto = db.store(logger, { exactScanThreshold });
     const truths = new Map<string, string[][]>();
     try {
@@ -215,19 +232,24 @@ export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
         progress(`tenants: ${user} (${memories} memories), exact scan`);
         const truth = await measure(storeSearcher(exact, user), queries, 'user', options.search.concurrency);
         truths.set(user, truth.ids);
-        progress(`tenants: ${user}, the adapter without a graph of the user's own`);
-        const shared = await searchRuns(auto, user, queries, runs, options.search.concurrency, truth.ids);
-        results.rows.push({
+        progress(`tenants: ${user}, the adapter without a graph of the user's own, shared graph`);
+        const row: ShareRow = {
           user,
           share,
           memories,
           exact: { latency: truth.latency, qps: truth.qps, runs: 1 },
-          shared,
-        });
+          shared: await searchRuns(sharedGraph, user, queries, runs, options.search.concurrency, truth.ids),
+        };
+        const { mode } = await auto.explainSearch(queries[0]!.vector, 10, { user_id: user });
+        if (mode === 'exact' && memories > exactScanThreshold) {
+          progress(`tenants: ${user}, the adapter without a graph of the user's own, the services' defaults`);
+          row.sparse = await searchRuns(auto, user, queries, runs, options.search.concurrency, truth.ids);
+        }
+        results.rows.push(row);
         ctx.saveProgress?.('tenants', results);
       }
     } finally {
-      await exact.close();
+      await Promise.all([exact.close(), sharedGraph.close()]);
     }
     try {
       progress(`tenants: users' own graphs (minMemories ${policy.minMemories}, maxShare ${policy.maxShare})`);
@@ -287,7 +309,7 @@ async function manyGraphs(
   const o = options.tenants.manyGraphs;
   const db = await BenchSchema.create(uniqueName('bench_graphs').toLowerCase(), logger);
   const exactScanThreshold = 100;
-  const store = db.store(logger, { exactScanThreshold, poolSize: 2 });
+  const store = db.store(logger, { exactScanThreshold, sparseExactScan: false, poolSize: 2 });
   const out: ManyGraphs = { size: o.size, exactScanThreshold, rows: [] };
   try {
     progress(`tenants: ${o.size} memories for the many-graphs steps`);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { QueueName } from 'memory-core';
+import { DEFAULT_SPARSE_EXACT_SCAN, QueueName } from 'memory-core';
 import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
@@ -69,7 +69,8 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     };
     options.tenants = {
       size: 1_000,
-      shares: [0.004, 0.006, 0.01, 0.02, 0.04],
+      // 1.5%: about 15 memories, past the exact-scan limit and within the share the services still scan exactly.
+      shares: [0.004, 0.006, 0.01, 0.015, 0.04],
       minMemories: 10,
       writeRows: 128,
       exactScanThreshold: 10,
@@ -451,7 +452,12 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       10,
     );
     expect(t.rows.map((r) => r.user)).toEqual(layout.users.map((u) => u.user));
-    expect(t.rows.map((r) => r.share)).toEqual([0.004, 0.006, 0.01, 0.02, 0.04, 0.1]);
+    expect(t.rows.map((r) => r.share)).toEqual([0.004, 0.006, 0.01, 0.015, 0.04, 0.1]);
+    // Without a graph of their own, the services scan a scope past the threshold exactly while it is
+    // small enough and a small enough share of the table (20 memories of these 1,000).
+    const sparseLimit = Math.floor(DEFAULT_SPARSE_EXACT_SCAN.maxShare * t.size);
+    expect(t.sparseExactScan).toEqual(DEFAULT_SPARSE_EXACT_SCAN);
+    expect(t.rows.filter((r) => r.sparse).map((r) => r.share)).toEqual([0.015]);
     for (const row of t.rows) {
       // The table holds each user's memories as the layout deals them.
       const dealt = Array.from({ length: t.size }, (_, i) => layout.userOf(i)).filter((u) => u === row.user);
@@ -461,6 +467,11 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(row.shared.latency.n).toBe(8);
       expect(row.shared.recall).toBeGreaterThan(0);
       expect(row.shared.recall).toBeLessThanOrEqual(1);
+      expect(row.sparse !== undefined).toBe(
+        row.memories > t.exactScanThreshold && row.memories <= sparseLimit,
+      );
+      // An exact scan of the scope: the ground truth's answers, every query.
+      if (row.sparse) expect(row.sparse).toMatchObject({ recall: 1, latency: { n: 8 } });
       // The policy (10 memories, at most half the table) gave a graph to each user it covers, and only to them.
       expect(row.own !== undefined).toBe(row.memories >= 10);
       if (row.own) expect(row.own.recall).toBeGreaterThan(0);
@@ -487,6 +498,7 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(report).toContain('the same, through the search service (query embedded)');
     expect(report).toContain('Through the search service, once the policy');
     expect(report).toContain('**More graphs on one table.**');
+    expect(report).toContain('**Users without a graph of their own.**');
   });
 
   it('migrates every record without re-embedding and verifies it', () => {

@@ -11,6 +11,8 @@ import {
   readMigrations,
   runMigrations,
   type MemoryRecord,
+  type PgvectorStoreOptions,
+  ValidationError,
 } from 'memory-core';
 import { createTestSchema, repoRoot, seededRandom, servers } from '../setup/servers';
 
@@ -462,7 +464,7 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
     const query = unit();
     // Threshold 0: the graph's 60 entries are above it; the count is skipped and the graph searched.
     const byUser = await store.explainSearch(query, 10, { user_id: 'big' });
-    expect(byUser.scope).toEqual({ scopeRows: 60, ownGraph: true, counted: false });
+    expect(byUser.scope).toEqual({ scopeRows: 60, ownGraph: true, counted: false, exactLimit: 0 });
     expect(byUser.mode).toBe('hnsw');
     // Any other condition narrows the scope below the graph: counted.
     const narrowed = await store.explainSearch(query, 10, {
@@ -482,7 +484,7 @@ describe("users' own HNSW graphs (maintainTenantIndexes)", () => {
     );
     try {
       const small = await exact.explainSearch(query, 10, { user_id: 'big' });
-      expect(small.scope).toEqual({ scopeRows: 60, ownGraph: true, counted: true });
+      expect(small.scope).toEqual({ scopeRows: 60, ownGraph: true, counted: true, exactLimit: 1_000 });
       expect(small.mode).toBe('exact');
     } finally {
       await exact.close();
@@ -745,6 +747,132 @@ describe("users' own graphs: at most maxGraphs on the table", () => {
       httpStatus: 400,
     });
     expect(await graphs()).toHaveLength(2);
+  });
+});
+
+describe('scopes the shared graph serves badly: scanned exactly (sparseExactScan)', () => {
+  let schema: { schema: string; drop: () => Promise<void> };
+  let pool: Pool;
+  const stores: PgvectorMemoryStore[] = [];
+  const random = seededRandom(13);
+  const unit = () => {
+    const v = Float32Array.from({ length: 384 }, () => random() - 0.5);
+    const norm = Math.hypot(...v);
+    return v.map((x) => x / norm);
+  };
+  /** A store on the test's table: exact scans up to 10 memories, and `sparse` past them. */
+  const storeWith = (sparseExactScan: PgvectorStoreOptions['sparseExactScan']) => {
+    const store = new PgvectorMemoryStore(
+      {
+        connectionString: servers.databaseUrl,
+        schema: schema.schema,
+        exactScanThreshold: 10,
+        sparseExactScan,
+      },
+      logger,
+    );
+    stores.push(store);
+    return store;
+  };
+  const add = (store: PgvectorMemoryStore, userId: string, n: number, extra: Partial<MemoryRecord> = {}) =>
+    store.upsert(
+      Array.from({ length: n }, (_, i) =>
+        record(userId, `${userId} ${extra.session_id ?? ''} memory ${i}`, { embedding: unit(), ...extra }),
+      ),
+    );
+  const usesSharedGraph = (plan: string) => plan.includes('Index Scan using memories_embedding_hnsw_idx');
+
+  beforeAll(async () => {
+    schema = await createTestSchema('sparse');
+    pool = new Pool({ connectionString: servers.databaseUrl, max: 1 });
+    const store = storeWith(false);
+    await store.initialize();
+    // 300 memories: "sparse" holds 10% of them, "mid" 50, "owner" 35; "rest" the others, 20 of them in one session.
+    await add(store, 'sparse', 30);
+    await add(store, 'mid', 50);
+    await add(store, 'owner', 35);
+    await add(store, 'rest', 165);
+    await add(store, 'rest', 20, { session_id: 's1' });
+    // The limit follows PostgreSQL's estimate of the table's rows, which ANALYZE sets.
+    await pool.query(`ANALYZE ${schema.schema}.memories`);
+  });
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await pool.end();
+    await schema.drop();
+  });
+
+  it('scans a scope past the threshold exactly when it is small and a small share of the table, and finds the exact top-k', async () => {
+    const store = storeWith({ maxMemories: 40, maxShare: 0.2 });
+    const exact = storeWith({ maxMemories: 1_000, maxShare: 1 });
+    const query = unit();
+    const sparse = await store.explainSearch(query, 10, { user_id: 'sparse' });
+    expect(sparse).toMatchObject({
+      mode: 'exact',
+      scope: { scopeRows: 30, ownGraph: false, counted: true, exactLimit: 40 },
+    });
+    expect(usesSharedGraph(sparse.plan)).toBe(false);
+    // Past maxMemories: counted just past the limit, and the shared graph.
+    const mid = await store.explainSearch(query, 10, { user_id: 'mid' });
+    expect(mid).toMatchObject({ mode: 'hnsw', scope: { scopeRows: 41, exactLimit: 40 } });
+    expect(usesSharedGraph(mid.plan)).toBe(true);
+    // Any filter that leaves a small scope, not only a user's: one session of a large user.
+    const session = { user_id: 'rest', where: parseWhere({ session_id: 's1' }) };
+    expect(await store.explainSearch(query, 10, session)).toMatchObject({
+      mode: 'exact',
+      scope: { scopeRows: 20 },
+    });
+    expect((await store.explainSearch(query, 10, { user_id: 'rest' })).mode).toBe('hnsw');
+    for (const filter of [{ user_id: 'sparse' }, session]) {
+      const found = (await store.search(query, 10, filter)).map((h) => h.id);
+      expect(found).toHaveLength(10);
+      expect(found).toEqual((await exact.search(query, 10, filter)).map((h) => h.id));
+    }
+  });
+
+  it('leaves a scope past its share of the table to the graph, however small', async () => {
+    // 10% of 300 memories: 30.
+    const store = storeWith({ maxMemories: 1_000, maxShare: 0.1 });
+    const query = unit();
+    expect(await store.explainSearch(query, 10, { user_id: 'sparse' })).toMatchObject({
+      mode: 'exact',
+      scope: { scopeRows: 30, exactLimit: 30 },
+    });
+    expect(await store.explainSearch(query, 10, { user_id: 'owner' })).toMatchObject({
+      mode: 'hnsw',
+      scope: { scopeRows: 31, exactLimit: 30 },
+    });
+  });
+
+  it('is off with false, and never lowers the threshold', async () => {
+    const query = unit();
+    const off = await storeWith(false).explainSearch(query, 10, { user_id: 'sparse' });
+    expect(off).toMatchObject({ mode: 'hnsw', scope: { scopeRows: 11, exactLimit: 10 } });
+    expect(usesSharedGraph(off.plan)).toBe(true);
+    const tiny = await storeWith({ maxMemories: 5, maxShare: 0.5 }).explainSearch(query, 10, {
+      user_id: 'sparse',
+    });
+    expect(tiny.scope.exactLimit).toBe(10);
+  });
+
+  it("does not apply to a user with a graph of their own: the user's graph serves their scope", async () => {
+    const store = storeWith({ maxMemories: 40, maxShare: 0.2 });
+    const report = await store.maintainTenantIndexes({ minMemories: 35, maxShare: 0.5 });
+    expect(report.built.map((b) => b.user_id).sort()).toEqual(['mid', 'owner']);
+    const owner = await store.explainSearch(unit(), 10, { user_id: 'owner' });
+    expect(owner).toMatchObject({ mode: 'hnsw', scope: { ownGraph: true, exactLimit: 10 } });
+    expect(owner.plan).toContain(`Index Scan using ${tenantIndexName('owner')}`);
+    // The user without one still gets the exact scan.
+    expect((await store.explainSearch(unit(), 10, { user_id: 'sparse' })).mode).toBe('exact');
+  });
+
+  it.each([
+    [{ maxMemories: -1, maxShare: 0.1 }],
+    [{ maxMemories: 1.5, maxShare: 0.1 }],
+    [{ maxMemories: 100, maxShare: 1.5 }],
+    [{ maxMemories: 100, maxShare: Number.NaN }],
+  ])('rejects %j', (sparseExactScan) => {
+    expect(() => storeWith(sparseExactScan)).toThrow(ValidationError);
   });
 });
 

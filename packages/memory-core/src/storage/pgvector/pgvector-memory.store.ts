@@ -52,6 +52,11 @@ export interface PgvectorStoreOptions {
    */
   exactScanThreshold?: number;
   /**
+   * Larger scopes that the shared graph serves badly, scanned exactly too (`SparseExactScan`);
+   * `false`: only scopes within `exactScanThreshold`. @defaultValue `DEFAULT_SPARSE_EXACT_SCAN`
+   */
+  sparseExactScan?: SparseExactScan | false;
+  /**
    * An HNSW search takes `k × overfetch` candidates from the (half-precision) index and keeps the `k`
    * nearest by exact distance. Candidates of a relaxed-order iterative scan are not the scope's
    * nearest in order, so asking for a few more raises recall, most for filtered searches.
@@ -78,14 +83,37 @@ export interface PgvectorStoreOptions {
 export type SearchMode = 'exact' | 'hnsw';
 
 /**
- * How large a search's scope is: counted up to just past the exact-scan threshold, or (`counted`
- * false) the entries of the user's own graph when the search is scoped by the user alone.
+ * How large a search's scope is: counted up to just past `exactLimit`, or (`counted` false) the
+ * entries of the user's own graph when the search is scoped by the user alone.
  */
 export interface ScopeSize {
   scopeRows: number;
   ownGraph: boolean;
   counted: boolean;
+  /** The largest scope this search scans exactly (`exactScanThreshold`, or past it `sparseExactScan`). */
+  exactLimit: number;
 }
+
+/**
+ * When a scope past `exactScanThreshold` is still scanned exactly: when no graph of the user's own
+ * serves it (the user has none yet, or was left out by `TenantIndexPolicy.maxGraphs`) and it is a
+ * small share of the table. The shared graph then throws away most of its candidates: the
+ * sparser the filter, the longer the scan and the lower the recall, while an exact scan's cost
+ * grows with the scope alone.
+ */
+export interface SparseExactScan {
+  /** Scopes of at most this many memories... */
+  maxMemories: number;
+  /** ...and at most this share of the table (of PostgreSQL's estimate of its rows, `reltuples`). */
+  maxShare: number;
+}
+
+/**
+ * At 1M memories, users of 6,000 and 10,000 memories with no graph of their own got p99 67 and 59 ms
+ * at recall 0.92 and 0.94 from the shared graph, and p99 17 and 24 ms at recall 1 from an exact
+ * scan; at 20,000 (2%), 42 and 46 ms (BENCHMARKS.md, section 4, users by share).
+ */
+export const DEFAULT_SPARSE_EXACT_SCAN: SparseExactScan = { maxMemories: 15_000, maxShare: 0.02 };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEDUP_CONSTRAINT = 'memories_dedup_key';
@@ -266,6 +294,16 @@ function positiveInt(value: number, name: string): number {
   return value;
 }
 
+function sparseExactScanOf(option: SparseExactScan | false | undefined): SparseExactScan {
+  if (option === false) return { maxMemories: 0, maxShare: 0 };
+  const { maxMemories, maxShare } = option ?? DEFAULT_SPARSE_EXACT_SCAN;
+  if (!Number.isInteger(maxMemories) || maxMemories < 0)
+    throw new ValidationError('sparseExactScan.maxMemories must be a non-negative integer', { maxMemories });
+  if (!(maxShare >= 0 && maxShare <= 1))
+    throw new ValidationError('sparseExactScan.maxShare is a share from 0 to 1', { maxShare });
+  return { maxMemories, maxShare };
+}
+
 /**
  * `MemoryStore` on PostgreSQL + pgvector. Tables come from the SQL migrations in `infra/migrations`
  * (applied by `initialize`). Writes are batched into one statement per batch; search runs an exact
@@ -281,6 +319,8 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly efSearch: number;
   private readonly tenantEfSearch: number;
   private readonly exactScanThreshold: number;
+  /** `sparseExactScan`, off as `{ maxMemories: 0, maxShare: 0 }`. */
+  private readonly sparseExactScan: SparseExactScan;
   private readonly maxScanTuples: number;
   private readonly overfetch: number;
   private readonly indexBuildMemory: string;
@@ -313,8 +353,10 @@ export class PgvectorMemoryStore implements MemoryStore {
     this.exactCountLimit = positiveInt(options.exactCountLimit ?? 100_000, 'exactCountLimit');
     this.exactScanThreshold = Math.max(
       0,
-      Math.floor(options.exactScanThreshold ?? DEFAULT_EXACT_SCAN_THRESHOLD),
+      // At most what a SQL integer holds, one to spare for counting just past it.
+      Math.min(Math.floor(options.exactScanThreshold ?? DEFAULT_EXACT_SCAN_THRESHOLD), 2 ** 31 - 2),
     );
+    this.sparseExactScan = sparseExactScanOf(options.sparseExactScan);
     this.maxScanTuples = positiveInt(options.maxScanTuples ?? 20_000, 'maxScanTuples');
     if (options.pool) {
       this.pool = options.pool;
@@ -577,8 +619,8 @@ export class PgvectorMemoryStore implements MemoryStore {
           if (hits) return hits;
           this.largeGraphs.delete(plan.tenantIndex);
         }
-        const { scopeRows, ownGraph, counted } = await this.countScope(client, plan);
-        if (scopeRows <= this.exactScanThreshold) return this.runSearch(client, plan, 'exact');
+        const { scopeRows, ownGraph, counted, exactLimit } = await this.countScope(client, plan);
+        if (scopeRows <= exactLimit) return this.runSearch(client, plan, 'exact');
         // Not counted: scoped by the user alone, whose own graph is past the threshold.
         if (!counted) this.rememberLargeGraph(plan.tenantIndex);
         const hits = await this.runSearch(client, plan, 'hnsw', ownGraph);
@@ -636,7 +678,7 @@ export class PgvectorMemoryStore implements MemoryStore {
       'explain search',
       async (client) => {
         const scope = await this.countScope(client, plan);
-        const mode: SearchMode = scope.scopeRows <= this.exactScanThreshold ? 'exact' : 'hnsw';
+        const mode: SearchMode = scope.scopeRows <= scope.exactLimit ? 'exact' : 'hnsw';
         const scan = mode === 'hnsw' ? this.hnswScan(plan.k, scope.ownGraph, plan.userOnly) : undefined;
         await this.applySearchSettings(client, scan);
         const { text, values } = this.searchSql(plan, mode);
@@ -672,36 +714,51 @@ export class PgvectorMemoryStore implements MemoryStore {
   }
 
   /**
-   * Memories in the filtered scope, counted up to just past the exact-scan threshold, and whether the
-   * user has a graph of their own (which the planner then picks: its predicate matches the filter).
+   * Memories in the filtered scope, counted up to just past the largest scope the search would
+   * scan exactly, whether the user has a graph of their own (which the planner then picks: its
+   * predicate matches the filter), and that limit: `exactScanThreshold`, or for a user without a
+   * graph of their own up to `sparseExactScan`'s share of the table (never lower).
    *
    * Scoped by the user alone, a user whose own graph holds more rows than the threshold (PostgreSQL's
    * count of its entries, `reltuples`) is not counted: the graph is the right tool anyway. Counting up
    * to the threshold reads 5,001 index entries, and the table's page for each one written since the
    * last VACUUM: at 200k memories it was 9.5 ms of a 14.6 ms search (p50) on a table just loaded, and
-   * 3 ms of its p99 after VACUUM (BENCHMARKS.md, tuning).
+   * 3 ms of its p99 after VACUUM (BENCHMARKS.md, tuning). Counting further happens only on tables
+   * large enough for the sparse limit to pass the threshold (250,000 memories with the defaults).
    */
   private async countScope(
     client: PoolClient,
     plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
   ): Promise<ScopeSize> {
-    const values = plan.filterValues;
-    const n = values.length;
-    // The count is an uncorrelated subquery (an InitPlan): PostgreSQL runs it only if CASE needs it.
-    const result = await client.query<{ n: number; own: boolean; counted: boolean }>(
+    const values = [...plan.filterValues];
+    const param = (value: unknown) => `$${values.push(value)}`;
+    const threshold = `${param(this.exactScanThreshold)}::int`;
+    const sparse = `least(${param(this.sparseExactScan.maxMemories)}::int,
+                          floor(${param(this.sparseExactScan.maxShare)}::float8 * t.reltuples)::int)`;
+    // The count is a subquery PostgreSQL runs only if CASE needs it; a table never analysed has
+    // reltuples -1, and then only the threshold applies.
+    const result = await client.query<{ n: number; own: boolean; counted: boolean; exact_limit: number }>(
       `SELECT CASE WHEN g.skip THEN g.entries
                    ELSE (SELECT count(*)::int FROM (SELECT 1 FROM ${this.t.memories} m WHERE ${plan.filterSql}
-                         LIMIT $${n + 1}::int) s) END AS n,
-              g.own, NOT g.skip AS counted
-         FROM (SELECT own, entries, own AND $${n + 3}::boolean AND entries >= $${n + 1}::int AS skip
+                         LIMIT g.exact_limit + 1) s) END AS n,
+              g.own, NOT g.skip AS counted, g.exact_limit
+         FROM (SELECT own, entries, own AND ${param(plan.userOnly)}::boolean AND entries > ${threshold} AS skip,
+                      CASE WHEN own THEN ${threshold} ELSE greatest(${threshold}, ${sparse}) END AS exact_limit
                  FROM (SELECT coalesce(i.indisvalid, false) AS own, coalesce(c.reltuples, 0)::int AS entries
-                         FROM (SELECT to_regclass($${n + 2}) AS oid) r
+                         FROM (SELECT to_regclass(${param(plan.tenantIndex)}) AS oid) r
                          LEFT JOIN pg_index i ON i.indexrelid = r.oid
-                         LEFT JOIN pg_class c ON c.oid = r.oid) e) g`,
-      [...values, this.exactScanThreshold + 1, plan.tenantIndex, plan.userOnly],
+                         LEFT JOIN pg_class c ON c.oid = r.oid) e,
+                      (SELECT coalesce(max(reltuples), -1) AS reltuples FROM pg_class
+                        WHERE oid = to_regclass(${param(this.t.memories)})) t) g`,
+      values,
     );
     const row = result.rows[0];
-    return { scopeRows: row?.n ?? 0, ownGraph: row?.own ?? false, counted: row?.counted ?? true };
+    return {
+      scopeRows: row?.n ?? 0,
+      ownGraph: row?.own ?? false,
+      counted: row?.counted ?? true,
+      exactLimit: row?.exact_limit ?? this.exactScanThreshold,
+    };
   }
 
   /**
