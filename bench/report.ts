@@ -1,8 +1,4 @@
-import {
-  DEFAULT_EXACT_SCAN_THRESHOLD,
-  DEFAULT_SPARSE_EXACT_SCAN,
-  DEFAULT_TENANT_INDEX_POLICY,
-} from 'memory-core';
+import { DEFAULT_EXACT_SCAN_THRESHOLD, DEFAULT_TENANT_INDEX_POLICY } from 'memory-core';
 import type { BenchOptions, SectionName } from './lib/context';
 import type { Environment } from './lib/environment';
 import type { ClientOverhead } from './lib/stack';
@@ -800,7 +796,7 @@ function searchSection(r: BenchResults, context: Context): string[] {
   out.push('');
   out.push(
     'Filters: **none** (no adapter path: every API search is scoped to a user; raw SQL as the adapter would run it, and Chroma without `where`), **user** (one user, 10% of the memories), **user+session** (one session of that user). ' +
-      `Engines at the store level: **pgvector adapter (auto)** is \`PgvectorMemoryStore.search\` as the services run it (exact scan when the filtered scope has ≤ 5,000 rows, or with no graph of the user's own ≤ ${n0(DEFAULT_SPARSE_EXACT_SCAN.maxMemories)} rows and ≤ ${pct(DEFAULT_SPARSE_EXACT_SCAN.maxShare)} of the table, else HNSW re-sorted by exact distance: an iterative scan in relaxed order, or a plain one in a user's own graph under a user filter alone, where no candidate is filtered out); **pgvector HNSW** forces the index; **pgvector exact** forces the scan (and is the ground truth for recall@10); forced HNSW under a session filter (0.5% of the rows at 100k) shows why the adapter scans small scopes exactly; **Chroma** is \`ChromaMemoryStore.search\` on a collection holding the same vectors. ` +
+      `Engines at the store level: **pgvector adapter (auto)** is \`PgvectorMemoryStore.search\` as the services run it (exact scan when the filtered scope has ≤ 5,000 rows, else HNSW re-sorted by exact distance: an iterative scan in relaxed order, or a plain one in a user's own graph under a user filter alone, where no candidate is filtered out); **pgvector HNSW** forces the index; **pgvector exact** forces the scan (and is the ground truth for recall@10); forced HNSW under a session filter (0.5% of the rows at 100k) shows why the adapter scans small scopes exactly; **Chroma** is \`ChromaMemoryStore.search\` on a collection holding the same vectors. ` +
       `Latency: queries one at a time; QPS: the same queries with ${o.concurrency} in flight.${clientNote(s.client)} Above ${size(o.fewQueriesAbove ?? 100_000)}, the engines whose every query reads rows by the thousand run the first ${o.exactQueriesLarge} queries once (queries×runs): pgvector exact, which scans the filtered scope, and Chroma with a filter, at the store level and through the service, whose cost grows with the collection rather than the scope (a user+session filter costs it more than a user filter).`,
   );
   out.push('');

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { DEFAULT_EXACT_SCAN_THRESHOLD } from 'memory-core';
 import { WorkerEnv } from './config';
 
 describe('worker EMBEDDING_THREADS', () => {
@@ -11,7 +12,7 @@ describe('worker EMBEDDING_THREADS', () => {
 describe("worker's policy for users' own graphs", () => {
   it('gives a graph to every user too large for an exact scan, up to 100 graphs, unless told otherwise', () => {
     expect(WorkerEnv.parse({})).toMatchObject({
-      TENANT_INDEX_MIN_MEMORIES: 5000,
+      TENANT_INDEX_MIN_MEMORIES: DEFAULT_EXACT_SCAN_THRESHOLD,
       TENANT_INDEX_MAX_GRAPHS: 100,
     });
     expect(WorkerEnv.parse({ TENANT_INDEX_MAX_GRAPHS: '300' }).TENANT_INDEX_MAX_GRAPHS).toBe(300);

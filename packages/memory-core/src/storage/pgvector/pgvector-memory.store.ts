@@ -48,7 +48,7 @@ export interface PgvectorStoreOptions {
   tenantEfSearch?: number;
   /**
    * A search whose filtered scope has at most this many memories scans them exactly (no index): exact
-   * results, and faster than the graph for small scopes. @defaultValue 5000
+   * results, and faster than the graph for small scopes. @defaultValue `DEFAULT_EXACT_SCAN_THRESHOLD`
    */
   exactScanThreshold?: number;
   /**
@@ -109,9 +109,9 @@ export interface SparseExactScan {
 }
 
 /**
- * At 1M memories, users of 6,000 and 10,000 memories with no graph of their own got p99 67 and 59 ms
- * at recall 0.92 and 0.94 from the shared graph, and p99 17 and 24 ms at recall 1 from an exact
- * scan; at 20,000 (2%), 42 and 46 ms (BENCHMARKS.md, section 4, users by share).
+ * At 1M memories, users of 6,000 and 10,000 memories with no graph of their own got p99 62.7 and
+ * 63.3 ms at recall 0.921 and 0.944 from the shared graph, and p99 9.7 and 24.3 ms at recall 1 from
+ * an exact scan; at 20,000 (2%), 52.8 and 55.7 ms (BENCHMARKS.md, section 4, users by share).
  */
 export const DEFAULT_SPARSE_EXACT_SCAN: SparseExactScan = { maxMemories: 15_000, maxShare: 0.02 };
 
@@ -165,15 +165,20 @@ export interface TenantIndexPolicy {
   maxGraphs?: number;
 }
 
-/** A search whose scope holds at most this many memories scans them exactly (`exactScanThreshold`). */
-export const DEFAULT_EXACT_SCAN_THRESHOLD = 5000;
+/**
+ * A search whose scope holds at most this many memories scans them exactly (`exactScanThreshold`).
+ * At 1M memories, through the search service with the query embedded, an exact scan of 2,000
+ * memories took p99 17.5-17.9 ms over three runs and one of 4,000 18.4-21.8 ms (5,000 was the
+ * limit then), against 8.8-17.5 ms for users of 6,000 to 100,000 in graphs of their own
+ * (BENCHMARKS.md, section 4, users by share).
+ */
+export const DEFAULT_EXACT_SCAN_THRESHOLD = 2500;
 
 /**
  * The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`): every user too large for an exact scan gets a
  * graph, unless they hold most of the table. At 1M memories, users with 0.6-4% of them searched the
- * shared graph at p99 43-68 ms and recall 0.923-0.964, and their own graphs at p99 4.5-6.4 ms and
- * recall ≥ 0.987, for 1.2-1.8× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
- * An exact scan of 6,000 memories is already past 20 ms at p99 there, so no user is left between the two.
+ * shared graph at p99 31-63 ms and recall 0.921-0.962, and their own graphs at p99 4.4-6.0 ms and
+ * recall ≥ 0.988, for 1.2-1.8× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
  */
 export const DEFAULT_TENANT_INDEX_POLICY = {
   minMemories: DEFAULT_EXACT_SCAN_THRESHOLD,
@@ -721,10 +726,11 @@ export class PgvectorMemoryStore implements MemoryStore {
    *
    * Scoped by the user alone, a user whose own graph holds more rows than the threshold (PostgreSQL's
    * count of its entries, `reltuples`) is not counted: the graph is the right tool anyway. Counting up
-   * to the threshold reads 5,001 index entries, and the table's page for each one written since the
-   * last VACUUM: at 200k memories it was 9.5 ms of a 14.6 ms search (p50) on a table just loaded, and
-   * 3 ms of its p99 after VACUUM (BENCHMARKS.md, tuning). Counting further happens only on tables
-   * large enough for the sparse limit to pass the threshold (250,000 memories with the defaults).
+   * to a limit reads that many index entries, and the table's page for each one written since the
+   * last VACUUM: at 200k memories, counting to 5,001 was 9.5 ms of a 14.6 ms search (p50) on a table
+   * just loaded, and 3 ms of its p99 after VACUUM (BENCHMARKS.md, tuning). Counting past the
+   * threshold happens only on tables large enough for the sparse limit to pass it (125,000 memories
+   * with the defaults), and only for scopes with no graph of the user's own.
    */
   private async countScope(
     client: PoolClient,
