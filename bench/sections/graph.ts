@@ -7,9 +7,9 @@ import { createBenchStack, DEFAULT_POOL_SIZE, postJson, uniqueName, type BenchSt
 import { median, runConcurrent, summarize, type LatencySummary } from '../lib/stats';
 import {
   DEFAULT_EF_SEARCH,
-  GRAPH_ALWAYS,
   DEFAULT_OVERFETCH,
   exactTruth,
+  GRAPH_ALWAYS,
   meanRecall,
   measure,
   rawPgSearcher,

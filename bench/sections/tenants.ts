@@ -181,8 +181,9 @@ function relabel(dataset: EmbeddedDataset, layout: ShareLayout) {
 
 /**
  * Searches scoped to users of every share of a large table, side by side: an exact scan, the
- * shared graph (what a user below TENANT_INDEX_MIN_MEMORIES gets), and the user's own graph as the
- * worker's policy builds it; then what a write costs a user with a graph of their own.
+ * shared graph (what a user with no graph of their own got before `sparseExactScan`), the services'
+ * exact scan of such a user's scope where it applies, and the user's own graph as the worker's
+ * policy builds it; then what a write costs a user with a graph of their own.
  */
 export async function runTenants(ctx: BenchContext): Promise<TenantResults> {
   const { options, logger, progress } = ctx;

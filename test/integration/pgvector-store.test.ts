@@ -871,7 +871,7 @@ describe('scopes the shared graph serves badly: scanned exactly (sparseExactScan
     [{ maxMemories: 1.5, maxShare: 0.1 }],
     [{ maxMemories: 100, maxShare: 1.5 }],
     [{ maxMemories: 100, maxShare: Number.NaN }],
-  ])('rejects %j', (sparseExactScan) => {
+  ])('rejects %p', (sparseExactScan) => {
     expect(() => storeWith(sparseExactScan)).toThrow(ValidationError);
   });
 });

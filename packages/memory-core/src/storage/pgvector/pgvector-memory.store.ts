@@ -109,9 +109,11 @@ export interface SparseExactScan {
 }
 
 /**
- * At 1M memories, users of 6,000 and 10,000 memories with no graph of their own got p99 62.7 and
- * 63.3 ms at recall 0.921 and 0.944 from the shared graph, and p99 9.7 and 24.3 ms at recall 1 from
- * an exact scan; at 20,000 (2%), 52.8 and 55.7 ms (BENCHMARKS.md, section 4, users by share).
+ * At 1M memories, users of 4,000, 6,000 and 10,000 memories with no graph of their own got p99 72.3,
+ * 66.4 and 62.5 ms at recall 0.897-0.941 from the shared graph, and p99 6.7, 11.3 and 16.6 ms at
+ * recall 1 from an exact scan; at 20,000 (2%) 53.1 ms (recall 0.961) and 47.8 ms, at 40,000 39.5 and
+ * 113 ms (BENCHMARKS.md, section 4, users by share). Counting such a scope further costs a search
+ * past the limit about 1.5 ms there (15,001 index entries instead of 2,501; BENCHMARKS.md, tuning).
  */
 export const DEFAULT_SPARSE_EXACT_SCAN: SparseExactScan = { maxMemories: 15_000, maxShare: 0.02 };
 
@@ -168,16 +170,16 @@ export interface TenantIndexPolicy {
 /**
  * A search whose scope holds at most this many memories scans them exactly (`exactScanThreshold`).
  * At 1M memories, through the search service with the query embedded, an exact scan of 2,000
- * memories took p99 17.5-17.9 ms over three runs and one of 4,000 18.4-21.8 ms (5,000 was the
- * limit then), against 8.8-17.5 ms for users of 6,000 to 100,000 in graphs of their own
+ * memories took p99 15.2-17.9 ms over four runs and one of 4,000 18.4-21.8 ms over three (5,000 was
+ * the limit then); in a graph of their own, users of 4,000 to 100,000 memories took 10.4-14.3 ms
  * (BENCHMARKS.md, section 4, users by share).
  */
 export const DEFAULT_EXACT_SCAN_THRESHOLD = 2500;
 
 /**
  * The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`): every user too large for an exact scan gets a
- * graph, unless they hold most of the table. At 1M memories, users with 0.6-4% of them searched the
- * shared graph at p99 31-63 ms and recall 0.921-0.962, and their own graphs at p99 4.4-6.0 ms and
+ * graph, unless they hold most of the table. At 1M memories, users with 0.4-4% of them searched the
+ * shared graph at p99 40-72 ms and recall 0.897-0.962, and their own graphs at p99 3.2-5.6 ms and
  * recall ≥ 0.988, for 1.2-1.8× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
  */
 export const DEFAULT_TENANT_INDEX_POLICY = {
