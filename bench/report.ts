@@ -1690,7 +1690,7 @@ function tuningNotes(r: BenchResults): string[] {
         [
           'what a search of a user with no graph of their own pays to count their scope further (`sparseExactScan`): a user of 100,000 memories spread over a 1M-row table, the count as the adapter runs it (all-visible index), pgbench, 3 alternating rounds of 10 s',
           'up to 2,501 index entries: 0.375-0.398 ms',
-          "up to 15,001: 1.78-1.89 ms: about 1.5 ms more on each search past the limit with no graph of the user's own (p99 22-72 ms in the shared graph at 1M)",
+          "up to 15,001: 1.78-1.89 ms: about 1.5 ms more on a search past the limit with no graph of the user's own (p99 22-72 ms in the shared graph at 1M); so the store counts such a user that far once, then only to the threshold for ten minutes",
         ],
       ],
     ),

@@ -855,6 +855,40 @@ describe('scopes the shared graph serves badly: scanned exactly (sparseExactScan
     expect(tiny.scope.exactLimit).toBe(10);
   });
 
+  it("counts a user's scope past the limit once, then only to the threshold for ten minutes", async () => {
+    const store = storeWith({ maxMemories: 40, maxShare: 0.2 });
+    const query = unit();
+    expect((await store.explainSearch(query, 10, { user_id: 'rest' })).scope).toMatchObject({
+      scopeRows: 41,
+      exactLimit: 40,
+    });
+    // Past the limit: the next searches of the user alone count only to the threshold.
+    expect(await store.explainSearch(query, 10, { user_id: 'rest' })).toMatchObject({
+      mode: 'hnsw',
+      scope: { scopeRows: 11, exactLimit: 10 },
+    });
+    // A narrower filter of that user is counted as far as the rule says, and scanned exactly.
+    const session = { user_id: 'rest', where: parseWhere({ session_id: 's1' }) };
+    expect(await store.explainSearch(query, 10, session)).toMatchObject({
+      mode: 'exact',
+      scope: { scopeRows: 20, exactLimit: 40 },
+    });
+    // A user within the limit is not remembered: scanned exactly every time.
+    for (let i = 0; i < 2; i += 1)
+      expect((await store.explainSearch(query, 10, { user_id: 'sparse' })).mode).toBe('exact');
+    // Ten minutes on, the user's scope is counted past the threshold again.
+    const now = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(now + 10 * 60_000 + 1);
+    try {
+      expect((await store.explainSearch(query, 10, { user_id: 'rest' })).scope).toMatchObject({
+        scopeRows: 41,
+        exactLimit: 40,
+      });
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it("does not apply to a user with a graph of their own: the user's graph serves their scope", async () => {
     const store = storeWith({ maxMemories: 40, maxShare: 0.2 });
     const report = await store.maintainTenantIndexes({ minMemories: 35, maxShare: 0.5 });

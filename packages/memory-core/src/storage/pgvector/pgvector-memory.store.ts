@@ -112,8 +112,9 @@ export interface SparseExactScan {
  * At 1M memories, users of 4,000, 6,000 and 10,000 memories with no graph of their own got p99 72.3,
  * 66.4 and 62.5 ms at recall 0.897-0.941 from the shared graph, and p99 6.7, 11.3 and 16.6 ms at
  * recall 1 from an exact scan; at 20,000 (2%) 53.1 ms (recall 0.961) and 47.8 ms, at 40,000 39.5 and
- * 113 ms (BENCHMARKS.md, section 4, users by share). Counting such a scope further costs a search
- * past the limit about 1.5 ms there (15,001 index entries instead of 2,501; BENCHMARKS.md, tuning).
+ * 113 ms (BENCHMARKS.md, section 4, users by share). Counting a user's scope further costs their
+ * first search past the limit about 1.5 ms there (15,001 index entries instead of 2,501;
+ * BENCHMARKS.md, tuning); the store then counts them only to the threshold for ten minutes.
  */
 export const DEFAULT_SPARSE_EXACT_SCAN: SparseExactScan = { maxMemories: 15_000, maxShare: 0.02 };
 
@@ -201,8 +202,10 @@ export interface TenantIndexReport {
   busy?: true;
 }
 const UPSERT_ATTEMPTS = 3;
-/** Past this many `largeGraphs` hints, the store forgets them all and learns them again. */
+/** Past this many `largeGraphs` (or `largeScopes`) hints, the store forgets them all and learns them again. */
 const LARGE_GRAPH_HINTS = 10_000;
+/** How long a user's scope, counted past the sparse limit, is taken to still be past it (`largeScopes`). */
+const LARGE_SCOPE_TTL_MS = 10 * 60_000;
 
 /** The `hnsw.*` settings of one graph search (`hnswScan`). */
 interface HnswScan {
@@ -334,6 +337,14 @@ export class PgvectorMemoryStore implements MemoryStore {
   private vectorOid: Promise<number> | undefined;
   /** Graphs of users' own that held more than `exactScanThreshold` rows at their user's last search (`search`). */
   private readonly largeGraphs = new Set<string>();
+  /**
+   * Users with no graph of their own whose scope was counted past the sparse limit
+   * (`sparseExactScan`), until when their searches count only to the threshold: counting to 15,001
+   * instead of 2,501 took 1.5 ms per search at 1M (BENCHMARKS.md, tuning), on every search of a
+   * single-user install that large. One that shrinks meanwhile searches the shared graph, as it
+   * would have before `sparseExactScan`, until the hint expires.
+   */
+  private readonly largeScopes = new Map<string, number>();
   private readonly exactCountLimit: number;
   private readonly t: { memories: string; projects: string; sessions: string; users: string };
   /** The statements of writes and of reads by id (`prepared`). */
@@ -740,9 +751,11 @@ export class PgvectorMemoryStore implements MemoryStore {
   ): Promise<ScopeSize> {
     const values = [...plan.filterValues];
     const param = (value: unknown) => `$${values.push(value)}`;
+    const hinted = plan.userOnly && (this.largeScopes.get(plan.tenantIndex) ?? 0) > Date.now();
+    const rule = hinted ? { maxMemories: 0, maxShare: 0 } : this.sparseExactScan;
     const threshold = `${param(this.exactScanThreshold)}::int`;
-    const sparse = `least(${param(this.sparseExactScan.maxMemories)}::int,
-                          floor(${param(this.sparseExactScan.maxShare)}::float8 * t.reltuples)::int)`;
+    const sparse = `least(${param(rule.maxMemories)}::int,
+                          floor(${param(rule.maxShare)}::float8 * t.reltuples)::int)`;
     // The count is a subquery PostgreSQL runs only if CASE needs it; a table never analysed has
     // reltuples -1, and then only the threshold applies.
     const result = await client.query<{ n: number; own: boolean; counted: boolean; exact_limit: number }>(
@@ -761,12 +774,17 @@ export class PgvectorMemoryStore implements MemoryStore {
       values,
     );
     const row = result.rows[0];
-    return {
+    const scope = {
       scopeRows: row?.n ?? 0,
       ownGraph: row?.own ?? false,
       counted: row?.counted ?? true,
       exactLimit: row?.exact_limit ?? this.exactScanThreshold,
     };
+    if (plan.userOnly && scope.exactLimit > this.exactScanThreshold && scope.scopeRows > scope.exactLimit) {
+      if (this.largeScopes.size >= LARGE_GRAPH_HINTS) this.largeScopes.clear();
+      this.largeScopes.set(plan.tenantIndex, Date.now() + LARGE_SCOPE_TTL_MS);
+    }
+    return scope;
   }
 
   /**
