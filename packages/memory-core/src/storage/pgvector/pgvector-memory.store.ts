@@ -111,8 +111,9 @@ export interface SparseExactScan {
 /**
  * At 1M memories, users of 4,000, 6,000 and 10,000 memories with no graph of their own got p99 72.3,
  * 66.4 and 62.5 ms at recall 0.897-0.941 from the shared graph, and p99 6.7, 11.3 and 16.6 ms at
- * recall 1 from an exact scan; at 20,000 (2%) 53.1 ms (recall 0.961) and 47.8 ms, at 40,000 39.5 and
- * 113 ms (BENCHMARKS.md, section 4, users by share). Counting a user's scope further costs their
+ * recall 1 from an exact scan (in a slower run of the machine, 94.1, 80.0, 76.8 against 15.6, 19.3,
+ * 29.3); at 20,000 (2%) 53.1 ms (recall 0.961) and 47.8 ms, at 40,000 39.5 and 113 ms
+ * (BENCHMARKS.md, section 4, users by share). Counting a user's scope further costs their
  * first search past the limit about 1.5 ms there (15,001 index entries instead of 2,501;
  * BENCHMARKS.md, tuning); the store then counts them only to the threshold for ten minutes.
  */
@@ -157,8 +158,8 @@ export interface TenantIndexPolicy {
   maxShare?: number;
   /**
    * Graphs on the table at most. Each is a partial index, and PostgreSQL opens every index of the
-   * table for each statement on it: with 1,000 graphs on one table, searches took 3-5× and single
-   * writes 1.5-2.1× their time with one; with 100, 1.1-1.6× and 1.0-1.8× (three runs; BENCHMARKS.md,
+   * table for each statement on it: with 1,000 graphs on one table, searches took 3-7× and single
+   * writes 1.3-3.1× their time with one; with 100, 1.1-1.6× and 0.8-1.8× (six runs; BENCHMARKS.md,
    * section 4, more graphs on one table). Past it, the largest users that qualify get the graphs,
    * counting a user who holds one twice, so that users of about one size do not trade graphs from
    * run to run: a user left out gets one when another is dropped, or once they hold twice the
@@ -171,17 +172,18 @@ export interface TenantIndexPolicy {
 /**
  * A search whose scope holds at most this many memories scans them exactly (`exactScanThreshold`).
  * At 1M memories, through the search service with the query embedded, an exact scan of 2,000
- * memories took p99 15.2-17.9 ms over four runs and one of 4,000 18.4-21.8 ms over three (5,000 was
- * the limit then); in a graph of their own, users of 4,000 to 100,000 memories took 10.4-14.3 ms
- * (BENCHMARKS.md, section 4, users by share).
+ * memories took p99 15.2-18.6 ms over five runs and one of 4,000 18.4-21.8 ms over three (5,000 was
+ * the limit then); in a graph of their own, users of 4,000 to 100,000 memories took 9.6-17.0 ms
+ * over two (BENCHMARKS.md, section 4, users by share).
  */
 export const DEFAULT_EXACT_SCAN_THRESHOLD = 2500;
 
 /**
  * The worker's defaults (`TENANT_INDEX_MIN_MEMORIES`): every user too large for an exact scan gets a
  * graph, unless they hold most of the table. At 1M memories, users with 0.4-4% of them searched the
- * shared graph at p99 40-72 ms and recall 0.897-0.962, and their own graphs at p99 3.2-5.6 ms and
- * recall ≥ 0.988, for 1.2-1.8× the PostgreSQL CPU of each of their writes (BENCHMARKS.md, section 4).
+ * shared graph at p99 40-94 ms and recall 0.892-0.962, and their own graphs at p99 3.2-7.3 ms and
+ * recall ≥ 0.987 (two runs), for 1.2-1.8× the PostgreSQL CPU of each of their writes (BENCHMARKS.md,
+ * section 4).
  */
 export const DEFAULT_TENANT_INDEX_POLICY = {
   minMemories: DEFAULT_EXACT_SCAN_THRESHOLD,
