@@ -1023,6 +1023,19 @@ function sharedPath(t: TenantResults, row: ShareRow): string {
   return row.memories <= t.exactScanThreshold ? 'exact scan' : 'shared graph';
 }
 
+/** The users the services scan exactly past the threshold (`sparseExactScan`); none in results from before it. */
+function sparseRows(t: TenantResults): ShareRow[] {
+  return t.sparseExactScan ? t.rows.filter((row) => row.sparse) : [];
+}
+
+/** The slowest p99 and the lowest recall among `searches`. */
+function worstOf(searches: ShareSearch[]): { p99: number; recall: number } {
+  return {
+    p99: Math.max(...searches.map((x) => x.latency.p99)),
+    recall: Math.min(...searches.map((x) => x.recall)),
+  };
+}
+
 /** The rule by which a scope past the exact-scan threshold is still scanned exactly (`sparseExactScan`). */
 function sparseRule(t: TenantResults): string {
   const rule = t.sparseExactScan!;
@@ -1031,10 +1044,10 @@ function sparseRule(t: TenantResults): string {
 
 /** The users the services scan exactly past the threshold, their shared-graph figures beside. */
 function sparseTable(t: TenantResults): string[] {
-  const rows = t.rows.filter((row) => row.sparse);
-  if (!t.sparseExactScan || !rows.length) return [];
+  const rows = sparseRows(t);
+  if (!rows.length) return [];
   return [
-    `**Users without a graph of their own.** A user past TENANT_INDEX_MIN_MEMORIES has none until the worker's next run (TENANT_INDEX_INTERVAL_S), nor ever if TENANT_INDEX_MAX_GRAPHS users larger than them hold the graphs. The shared graph throws most of its candidates away for such a user, so the services scan a scope exactly past the threshold too while it holds at most ${n0(t.sparseExactScan.maxMemories)} memories and ${pct(t.sparseExactScan.maxShare)} of the table (PostgreSQL's estimate of its rows): the same users and queries as above, the shared graph (from the table above) beside the services' defaults.`,
+    `**Users without a graph of their own.** A user past TENANT_INDEX_MIN_MEMORIES has none until the worker's next run (TENANT_INDEX_INTERVAL_S), nor ever if TENANT_INDEX_MAX_GRAPHS users larger than them hold the graphs. The shared graph throws most of its candidates away for such a user, so the services scan a scope exactly past the threshold too while it holds at most ${n0(t.sparseExactScan!.maxMemories)} memories and ${pct(t.sparseExactScan!.maxShare)} of the table (PostgreSQL's estimate of its rows): the same users and queries as above, the shared graph (from the table above) beside the services' defaults.`,
     '',
     table(
       [
@@ -1108,11 +1121,11 @@ function sparseFinding(r: BenchResults): string {
 
 /** What a user without a graph of their own gets from `sparseExactScan`, for the findings. */
 function fallbackFinding(t: TenantResults): string {
-  const rows = t.rows.filter((row) => row.sparse);
-  if (!t.sparseExactScan || !rows.length) return '';
+  const rows = sparseRows(t);
+  if (!rows.length) return '';
   const range = (xs: number[], f: (x: number) => string) =>
     Math.min(...xs) === Math.max(...xs) ? f(xs[0]!) : `${f(Math.min(...xs))}-${f(Math.max(...xs))}`;
-  return `A user who qualifies for a graph and has none (before the worker's next run, or left out by TENANT_INDEX_MAX_GRAPHS) is scanned exactly while their scope holds at most ${n0(t.sparseExactScan.maxMemories)} memories and ${pct(t.sparseExactScan.maxShare)} of the table: users of ${range(
+  return `A user who qualifies for a graph and has none (before the worker's next run, or left out by TENANT_INDEX_MAX_GRAPHS) is scanned exactly while their scope holds at most ${n0(t.sparseExactScan!.maxMemories)} memories and ${pct(t.sparseExactScan!.maxShare)} of the table: users of ${range(
     rows.map((row) => row.memories),
     n0,
   )} memories got p99 ${range(
@@ -1858,12 +1871,8 @@ function tuning(r: BenchResults, context: string): string[] {
   const tenants = r.tenants;
   const regained = tenants?.rows.filter((row) => row.own && row.memories < 50_000) ?? [];
   if (tenants && regained.length) {
-    const worst = (xs: ShareSearch[]) => ({
-      p99: Math.max(...xs.map((x) => x.latency.p99)),
-      recall: Math.min(...xs.map((x) => x.recall)),
-    });
-    const before = worst(regained.map((row) => row.shared));
-    const after = worst(regained.map((row) => row.own!));
+    const before = worstOf(regained.map((row) => row.shared));
+    const after = worstOf(regained.map((row) => row.own!));
     rows.push([
       `TENANT_INDEX_MIN_MEMORIES for users with ${regained.map((row) => pct(row.share)).join(', ')} of ${size(tenants.size)} (${n0(Math.min(...regained.map((row) => row.memories)))}-${n0(Math.max(...regained.map((row) => row.memories)))} memories), user filter, store level, the worst of them`,
       `50,000 (shared graph): p99 ${ms(before.p99)} ms, recall ${n3(before.recall)}`,
@@ -1871,14 +1880,10 @@ function tuning(r: BenchResults, context: string): string[] {
       `p99 ${n2(before.p99 / after.p99)}× lower, recall +${n3(after.recall - before.recall)}`,
     ]);
   }
-  const fallback = tenants?.rows.filter((row) => row.sparse) ?? [];
-  if (tenants?.sparseExactScan && fallback.length) {
-    const worst = (xs: ShareSearch[]) => ({
-      p99: Math.max(...xs.map((x) => x.latency.p99)),
-      recall: Math.min(...xs.map((x) => x.recall)),
-    });
-    const before = worst(fallback.map((row) => row.shared));
-    const after = worst(fallback.map((row) => row.sparse!));
+  const fallback = tenants ? sparseRows(tenants) : [];
+  if (tenants && fallback.length) {
+    const before = worstOf(fallback.map((row) => row.shared));
+    const after = worstOf(fallback.map((row) => row.sparse!));
     rows.push([
       `a user with no graph of their own (the worker has not run yet, or TENANT_INDEX_MAX_GRAPHS left them out), ${sparseRule(tenants)}: users with ${fallback.map((row) => pct(row.share)).join(', ')} of ${size(tenants.size)}, store level, the worst of them`,
       `shared graph: p99 ${ms(before.p99)} ms, recall ${n3(before.recall)}`,

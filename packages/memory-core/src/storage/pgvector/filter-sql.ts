@@ -8,13 +8,16 @@ import {
 } from '../../memory/filter';
 import { METADATA_KEY_PATTERN, MemoryLimits, RESERVED_METADATA_KEYS } from '../../memory/memory.schemas';
 
-/** Collects bind values; `add` returns the `$n::type` placeholder of the value. */
+/**
+ * Collects bind values, after `values` already bound; `add` returns the `$n::type` placeholder of the
+ * value, or `$n` alone without a type (for a value the statement casts more than one way).
+ */
 export class SqlParams {
-  readonly values: unknown[] = [];
+  constructor(readonly values: unknown[] = []) {}
 
-  add(value: unknown, type: string): string {
+  add(value: unknown, type?: string): string {
     this.values.push(value);
-    return `$${this.values.length}::${type}`;
+    return type ? `$${this.values.length}::${type}` : `$${this.values.length}`;
   }
 }
 

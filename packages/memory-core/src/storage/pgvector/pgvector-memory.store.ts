@@ -306,8 +306,11 @@ function positiveInt(value: number, name: string): number {
   return value;
 }
 
+/** `sparseExactScan` off: no scope past the threshold is scanned exactly. */
+const NO_SPARSE_EXACT_SCAN: SparseExactScan = { maxMemories: 0, maxShare: 0 };
+
 function sparseExactScanOf(option: SparseExactScan | false | undefined): SparseExactScan {
-  if (option === false) return { maxMemories: 0, maxShare: 0 };
+  if (option === false) return NO_SPARSE_EXACT_SCAN;
   const { maxMemories, maxShare } = option ?? DEFAULT_SPARSE_EXACT_SCAN;
   if (!Number.isInteger(maxMemories) || maxMemories < 0)
     throw new ValidationError('sparseExactScan.maxMemories must be a non-negative integer', { maxMemories });
@@ -331,7 +334,7 @@ export class PgvectorMemoryStore implements MemoryStore {
   private readonly efSearch: number;
   private readonly tenantEfSearch: number;
   private readonly exactScanThreshold: number;
-  /** `sparseExactScan`, off as `{ maxMemories: 0, maxShare: 0 }`. */
+  /** `sparseExactScan`, off as `NO_SPARSE_EXACT_SCAN`. */
   private readonly sparseExactScan: SparseExactScan;
   private readonly maxScanTuples: number;
   private readonly overfetch: number;
@@ -751,13 +754,12 @@ export class PgvectorMemoryStore implements MemoryStore {
     client: PoolClient,
     plan: ReturnType<PgvectorMemoryStore['searchPlan']>,
   ): Promise<ScopeSize> {
-    const values = [...plan.filterValues];
-    const param = (value: unknown) => `$${values.push(value)}`;
+    const params = new SqlParams([...plan.filterValues]);
     const hinted = plan.userOnly && (this.largeScopes.get(plan.tenantIndex) ?? 0) > Date.now();
-    const rule = hinted ? { maxMemories: 0, maxShare: 0 } : this.sparseExactScan;
-    const threshold = `${param(this.exactScanThreshold)}::int`;
-    const sparse = `least(${param(rule.maxMemories)}::int,
-                          floor(${param(rule.maxShare)}::float8 * t.reltuples)::int)`;
+    const rule = hinted ? NO_SPARSE_EXACT_SCAN : this.sparseExactScan;
+    const threshold = params.add(this.exactScanThreshold, 'int');
+    const sparse = `least(${params.add(rule.maxMemories, 'int')},
+                          floor(${params.add(rule.maxShare, 'float8')} * t.reltuples)::int)`;
     // The count is a subquery PostgreSQL runs only if CASE needs it; a table never analysed has
     // reltuples -1, and then only the threshold applies.
     const result = await client.query<{ n: number; own: boolean; counted: boolean; exact_limit: number }>(
@@ -765,15 +767,15 @@ export class PgvectorMemoryStore implements MemoryStore {
                    ELSE (SELECT count(*)::int FROM (SELECT 1 FROM ${this.t.memories} m WHERE ${plan.filterSql}
                          LIMIT g.exact_limit + 1) s) END AS n,
               g.own, NOT g.skip AS counted, g.exact_limit
-         FROM (SELECT own, entries, own AND ${param(plan.userOnly)}::boolean AND entries > ${threshold} AS skip,
+         FROM (SELECT own, entries, own AND ${params.add(plan.userOnly, 'boolean')} AND entries > ${threshold} AS skip,
                       CASE WHEN own THEN ${threshold} ELSE greatest(${threshold}, ${sparse}) END AS exact_limit
                  FROM (SELECT coalesce(i.indisvalid, false) AS own, coalesce(c.reltuples, 0)::int AS entries
-                         FROM (SELECT to_regclass(${param(plan.tenantIndex)}) AS oid) r
+                         FROM (SELECT to_regclass(${params.add(plan.tenantIndex)}) AS oid) r
                          LEFT JOIN pg_index i ON i.indexrelid = r.oid
                          LEFT JOIN pg_class c ON c.oid = r.oid) e,
                       (SELECT coalesce(max(reltuples), -1) AS reltuples FROM pg_class
-                        WHERE oid = to_regclass(${param(this.t.memories)})) t) g`,
-      values,
+                        WHERE oid = to_regclass(${params.add(this.t.memories)})) t) g`,
+      params.values,
     );
     const row = result.rows[0];
     const scope = {
@@ -840,11 +842,10 @@ export class PgvectorMemoryStore implements MemoryStore {
     mode: SearchMode,
     graphCheck?: { index: string; minEntries: number },
   ): { text: string; values: unknown[] } {
-    const n = plan.filterValues.length;
-    const vec = `$${n + 1}::vector`;
-    const k = `$${n + 2}::int`;
-    const values: unknown[] = [...plan.filterValues, plan.vector, plan.k];
-    const param = (value: unknown) => `$${values.push(value)}`;
+    const params = new SqlParams([...plan.filterValues]);
+    const query = params.add(plan.vector);
+    const vec = `${query}::vector`;
+    const k = params.add(plan.k, 'int');
     // Each mode's candidates, ids and exact distances, nearest first; then only those are read
     // whole, joined to their project, and the k nearest kept (`+ 0` keeps the planner from
     // trusting the CTE's order).
@@ -865,12 +866,12 @@ export class PgvectorMemoryStore implements MemoryStore {
           `SELECT m.id, m.embedding <=> ${vec} AS distance
            FROM ${this.t.memories} m
            WHERE ${plan.filterSql}
-           ORDER BY m.embedding::halfvec(384) <=> $${n + 1}::halfvec(384)
-           LIMIT ${param(plan.k * this.overfetch)}::int`;
+           ORDER BY m.embedding::halfvec(384) <=> ${query}::halfvec(384)
+           LIMIT ${params.add(plan.k * this.overfetch, 'int')}`;
     const check = graphCheck
-      ? `, (SELECT i.indisvalid AND c.reltuples >= ${param(graphCheck.minEntries)}::int
+      ? `, (SELECT i.indisvalid AND c.reltuples >= ${params.add(graphCheck.minEntries, 'int')}
             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-            WHERE i.indexrelid = to_regclass(${param(graphCheck.index)})) AS large_graph`
+            WHERE i.indexrelid = to_regclass(${params.add(graphCheck.index)})) AS large_graph`
       : '';
     return {
       text: `WITH nearest AS MATERIALIZED (${candidates})
@@ -879,7 +880,7 @@ export class PgvectorMemoryStore implements MemoryStore {
              LEFT JOIN ${this.t.projects} p ON p.id = m.project_id
              ORDER BY nearest.distance + 0, m.id
              LIMIT ${k}`,
-      values,
+      values: params.values,
     };
   }
 
