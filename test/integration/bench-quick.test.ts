@@ -11,6 +11,7 @@ import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import {
+  CHEAPER_GRAPH,
   ONE_MODEL,
   PRELOADED,
   SPLIT_CORES,
@@ -258,14 +259,35 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     }
   });
 
-  it('runs the last variant into a table that holds the search data set, storing every memory', () => {
+  it('runs the last variants into a table that holds the search data set, storing every memory', () => {
     expect(results.ingestion!.preloaded).toMatchObject({ memories: 300 });
     const preloaded = results.ingestion!.runs.filter((r) => r.variant === PRELOADED);
     expect(preloaded).toHaveLength(1);
     expect(preloaded[0]!.stored).toBe(60);
-    // It is the last PostgreSQL run: the runs before it wrote into the table without those rows.
+    // They are the last PostgreSQL runs: the runs before them wrote into the table without those rows.
     const pg = results.ingestion!.runs.filter((r) => r.backend === 'postgres');
-    expect(pg[pg.length - 1]!.variant).toBe(PRELOADED);
+    expect(pg.slice(-2).map((r) => r.variant)).toEqual([PRELOADED, CHEAPER_GRAPH]);
+  });
+
+  it("rebuilds that table's graph with fewer neighbours for the last variant", () => {
+    const cheaper = results.ingestion!.cheaperGraph!;
+    expect(cheaper.graph.m).toBeLessThan(shippedGraph().m);
+    // The preloaded rows and every row the PostgreSQL runs before it (warm-ups too) wrote, besides
+    // the section's own write measurements.
+    const before = [...results.ingestion!.runs, ...results.ingestion!.warmUps!].filter(
+      (r) => r.backend === 'postgres' && r.variant !== CHEAPER_GRAPH,
+    );
+    expect(cheaper.memories).toBeGreaterThanOrEqual(300 + before.reduce((sum, r) => sum + r.stored, 0));
+    const runs = results.ingestion!.runs.filter((r) => r.variant === CHEAPER_GRAPH);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.stored).toBe(60);
+    expect(CHEAPER_GRAPH).toContain(`m=${cheaper.graph.m},`);
+    // The report sets its rate beside the store's graph's, with PostgreSQL's CPU for each.
+    const row = report.split('\n').find((l) => l.startsWith("| the shared graph's neighbours per node (m)"));
+    expect(row).toContain(`| m=${shippedGraph().m}: `);
+    expect(row).toContain(`| m=${cheaper.graph.m}: `);
+    expect(row!.match(/PostgreSQL \d+\.\d+ ms CPU per memory/g)).toHaveLength(2);
+    expect(report).toContain(`With that table's graph rebuilt with m=${cheaper.graph.m}`);
   });
 
   it("counts each run's CPU against the processes that spent it", () => {
