@@ -21,7 +21,7 @@ import {
   type CpuSpent,
 } from '../lib/cpu';
 import { BenchSchema, chromaCount, shippedGraph, type GraphSetting } from '../lib/dataset';
-import { searchDataset } from '../lib/embedded-dataset';
+import { searchDataset, variationTexts } from '../lib/embedded-dataset';
 import { IngestJobEvents } from '../lib/job-events';
 import { servers } from '../lib/paths';
 import {
@@ -32,7 +32,7 @@ import {
   type BenchStack,
   type Rss,
 } from '../lib/stack';
-import { median, nowMs, runConcurrent, sleep } from '../lib/stats';
+import { median, nowMs, runConcurrent, seededRandom, sleep } from '../lib/stats';
 import { openWorkerEmbedder, WORKER_EMBEDDING } from '../lib/worker-embedder';
 
 export interface IngestRun {
@@ -63,6 +63,8 @@ export interface IngestRun {
 
 export interface IngestionResults {
   memories: number;
+  /** Each run wrote texts no run before it sent (`FreshTexts`); absent: every run sent the same ones. */
+  freshTexts?: boolean;
   meanChars: number;
   requestSize: number;
   clients: number;
@@ -156,11 +158,94 @@ const QUICK_VARIANTS = new Set([
   CHEAPER_GRAPH,
 ]);
 
+/** The PostgreSQL variants after the defaults, in the order they run. */
+const ALL_VARIANTS: Variant[] = [
+  // Right after the defaults: each run writes into the table the runs before it left, so a
+  // variant compared with the defaults on speed alone runs next to them.
+  { name: POOL_BEFORE, env: { DATABASE_POOL_SIZE: '10' }, requests: 'batch' },
+  { name: PREVIOUS, env: { EMBEDDING_BATCH_SIZE: '64' }, requests: 'batch' },
+  { name: 'EMBEDDING_BATCH_SIZE=1', env: { EMBEDDING_BATCH_SIZE: '1' }, requests: 'batch' },
+  { name: 'EMBEDDING_BATCH_SIZE=16', env: { EMBEDDING_BATCH_SIZE: '16' }, requests: 'batch' },
+  { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'batch' },
+  { name: 'MICRO_BATCH_SIZE=16', env: { MICRO_BATCH_SIZE: '16' }, requests: 'batch' },
+  { name: 'MICRO_BATCH_SIZE=256', env: { MICRO_BATCH_SIZE: '256' }, requests: 'batch' },
+  { name: 'WORKER_CONCURRENCY=1', env: { WORKER_CONCURRENCY: '1' }, requests: 'batch' },
+  { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'batch' },
+  {
+    name: SPINNING,
+    env: { EMBEDDING_THREAD_SPINNING: 'true', EMBEDDING_THREADS: '0' },
+    requests: 'batch',
+  },
+  { name: ONE_MODEL, env: { EMBEDDING_THREADS: '0' }, requests: 'batch' },
+  { name: DEFAULTS, env: {}, requests: 'single' },
+  { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
+  { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
+  { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true, closing: true },
+  { name: SPLIT_CORES, env: {}, requests: 'batch', splitCores: true, closing: true },
+  // Last: they leave the table full.
+  { name: PRELOADED, env: {}, requests: 'batch', preloaded: true },
+  { name: CHEAPER_GRAPH, env: {}, requests: 'batch', graph: CHEAPER, closing: true },
+];
+
+/** Rows each contended run's writer has for itself (`contended`), per memory of a run. */
+const CONTENDED_WRITES_PER_MEMORY = 4;
+
+/**
+ * Texts that no run of the section has sent before, handed out in order: each run (warm-ups too)
+ * writes memories the table does not hold yet, as a service receives them. A graph insert of a
+ * vector the graph already holds costs about half of a new one's (PostgreSQL's CPU per row, 64-row
+ * upserts into a graph of 100,000 memories: 1.1-1.5 ms against 2.1-2.4 ms), and the runs once sent
+ * the same texts again each time. Real changelog entries and, past them, halves of two spliced
+ * (`variationTexts`), in a seeded shuffle so that every run gets the same mix.
+ */
+export class FreshTexts {
+  private taken = 0;
+  private readonly texts: string[];
+
+  constructor(pool: string[], capacity: number) {
+    const texts = variationTexts(pool, capacity);
+    const random = seededRandom(0x1d872b41);
+    for (let i = texts.length - 1; i > 0; i -= 1) {
+      const j = Math.floor(random() * (i + 1));
+      [texts[i], texts[j]] = [texts[j]!, texts[i]!];
+    }
+    this.texts = texts;
+  }
+
+  take(n: number): string[] {
+    if (this.taken + n > this.texts.length) {
+      throw new Error(`ingestion: ${n} more fresh texts asked, ${this.texts.length - this.taken} left`);
+    }
+    this.taken += n;
+    return this.texts.slice(this.taken - n, this.taken);
+  }
+
+  /** Mean characters of the texts handed out so far. */
+  meanChars(): number {
+    return meanLength(this.texts.slice(0, this.taken));
+  }
+}
+
 export async function runIngestion(ctx: BenchContext): Promise<IngestionResults> {
   const { options, corpus, progress } = ctx;
   const o = options.ingestion;
+  const variants = ALL_VARIANTS.filter(
+    (v) => (options.mode === 'full' || QUICK_VARIANTS.has(v.name)) && (!v.splitCores || cpus().length >= 2),
+  );
+  const runsOf = (v: Variant) => (v.closing ? (o.closingRuns ?? o.variantRuns) : o.variantRuns);
+  const fresh = new FreshTexts(
+    textsFrom(corpus, CorpusOffsets.single - CorpusOffsets.ingestion, CorpusOffsets.ingestion),
+    // The defaults on PostgreSQL and on Chroma, the variants, enqueue only, writes only, contended.
+    2 * (WARM_UP_RUNS + options.runs) * o.memories +
+      variants.reduce(
+        (n, v) => n + (WARM_UP_RUNS + runsOf(v)) * (v.requests === 'single' ? o.singleMemories : o.memories),
+        0,
+      ) +
+      2 * o.memories +
+      options.runs * CONTENDED_WRITES_PER_MEMORY * o.memories,
+  );
+  // For the raw model's own speed (embedding only, nothing written): the same texts each time.
   const texts = textsFrom(corpus, o.memories, CorpusOffsets.ingestion);
-  const singleTexts = texts.slice(0, o.singleMemories);
   // The raw yardstick runs as the worker's defaults do: calls of one micro-batch, model batches of
   // EMBEDDING_BATCH_SIZE, shared out among EMBEDDING_THREADS model threads.
   const embedder = await openWorkerEmbedder();
@@ -203,12 +288,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   /** While the SPLIT_CORES variant runs: its raw pipeline, loaded on core 0 as the worker's model is. */
   let coreZero: Embedder | undefined;
 
-  const ingest = async (
-    stack: BenchStack,
-    backend: IngestRun['backend'],
-    variant: Variant,
-    items: string[],
-  ) => {
+  const ingest = async (stack: BenchStack, backend: IngestRun['backend'], variant: Variant) => {
+    const items = fresh.take(variant.requests === 'single' ? o.singleMemories : o.memories);
     tag += 1;
     const session = `ingest-${tag}`;
     const events = await eventsOf(stack);
@@ -304,22 +385,17 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
    * as it meets new input shapes; a warm-up of one request left the defaults' first measured run
    * the slowest of 5 in the run of 2026-12-06 04:35 UTC (0.56, then 0.71-0.85).
    */
-  const warmUp = async (
-    stack: BenchStack,
-    backend: IngestRun['backend'],
-    variant: Variant,
-    items: string[],
-  ) => {
+  const warmUp = async (stack: BenchStack, backend: IngestRun['backend'], variant: Variant) => {
     for (let r = 0; r < WARM_UP_RUNS; r += 1) {
-      await ingest(stack, backend, variant, items);
+      await ingest(stack, backend, variant);
       warmUps.push(runs.pop()!);
     }
   };
 
   const results: Partial<IngestionResults> = {
-    memories: texts.length,
+    memories: o.memories,
+    freshTexts: true,
     warmUps,
-    meanChars: meanLength(texts),
     requestSize: o.requestSize,
     clients: o.clients,
     runs,
@@ -329,8 +405,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   try {
     progress('ingestion: starting the PostgreSQL stack');
     await pgStack.start();
-    await warmUp(pgStack, 'postgres', defaults, texts);
-    for (let r = 0; r < options.runs; r += 1) await ingest(pgStack, 'postgres', defaults, texts);
+    await warmUp(pgStack, 'postgres', defaults);
+    for (let r = 0; r < options.runs; r += 1) await ingest(pgStack, 'postgres', defaults);
     const rss: Record<string, Rss | undefined> = {
       'api-gateway': pgStack.services.gateway.rss(),
       'embedding-worker': pgStack.services.worker.rss(),
@@ -341,63 +417,71 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     await pgStack.services.worker.stop();
     tag += 1;
     const enqueueSession = `ingest-${tag}`;
+    const queued = fresh.take(o.memories);
     const t0 = nowMs();
     const requests: string[][] = [];
-    for (let i = 0; i < texts.length; i += o.requestSize) requests.push(texts.slice(i, i + o.requestSize));
+    for (let i = 0; i < queued.length; i += o.requestSize) requests.push(queued.slice(i, i + o.requestSize));
     await runConcurrent(requests.length, o.clients, (i) =>
       postJson(`${pgStack.gatewayUrl}/api/memory/store/batch`, {
         memories: requests[i]!.map((content) => ({ content, session_id: enqueueSession })),
       }),
     );
     const enqueueMs = nowMs() - t0;
-    results.enqueueOnly = { memories: texts.length, ms: enqueueMs, perMemoryMs: enqueueMs / texts.length };
+    results.enqueueOnly = { memories: queued.length, ms: enqueueMs, perMemoryMs: enqueueMs / queued.length };
     await pgStack.services.worker.start();
-    while ((await pgRows(enqueueSession)) < texts.length) await sleep(50);
+    while ((await pgRows(enqueueSession)) < queued.length) await sleep(50);
 
     // Writes alone, through the adapter, as the worker writes (batches of 64).
     progress('ingestion: writes only');
-    const vectors = await embedder.embed(texts);
     const store = new PgvectorMemoryStore(
       { connectionString: servers.databaseUrl, schema, poolSize: 2 },
       ctx.logger,
     );
-    const now = new Date().toISOString();
-    const records: MemoryRecord[] = texts.map((content, i) => ({
-      id: randomUUID(),
-      user_id: '1',
-      session_id: 'writes-only',
-      session_type: null,
-      project: null,
-      content,
-      content_type: 'note',
-      metadata: {},
-      content_hash: contentHash(content),
-      embedding: vectors[i]!,
-      embedding_model: embedder.info.model,
-      created_at: now,
-      updated_at: now,
-    }));
+    /** `n` fresh memories of `session`, embedded here before anything is timed. */
+    const freshRecords = async (n: number, session: string): Promise<MemoryRecord[]> => {
+      const contents = fresh.take(n);
+      const vectors = await embedder.embed(contents);
+      const now = new Date().toISOString();
+      return contents.map((content, i) => ({
+        id: randomUUID(),
+        user_id: '1',
+        session_id: session,
+        session_type: null,
+        project: null,
+        content,
+        content_type: 'note',
+        metadata: {},
+        content_hash: contentHash(content),
+        embedding: vectors[i]!,
+        embedding_model: embedder.info.model,
+        created_at: now,
+        updated_at: now,
+      }));
+    };
+    const records = await freshRecords(o.memories, 'writes-only');
     const w0 = nowMs();
     for (let i = 0; i < records.length; i += 64) await store.upsert(records.slice(i, i + 64));
     const writeMs = nowMs() - w0;
     results.writesOnly = { memories: records.length, ms: writeMs, rate: (records.length / writeMs) * 1000 };
 
-    // The model with and without PostgreSQL writing at the same time (the same records again, new
-    // ids): how much of the model's speed the writes take on this machine.
+    // The model with and without PostgreSQL writing at the same time (fresh memories, embedded before
+    // the run): how much of the model's speed the writes take on this machine.
     progress('ingestion: raw model alone and beside writes');
     const contended: IngestionResults['contended'] = [];
     for (let r = 0; r < options.runs; r += 1) {
+      const writes = await freshRecords(CONTENDED_WRITES_PER_MEMORY * o.memories, `contended-${r}`);
       const alone = await rawRate(texts);
       let writing = true;
       let written = 0;
       const writer = (async () => {
         for (let k = 0; writing; k += 64) {
-          // A new session each pass over the records, so that no write is skipped as a duplicate.
-          const session = `contended-${r}-${Math.floor(k / records.length)}`;
-          const i = k % records.length;
-          const batch = records
+          // Past the run's own memories (the writes outran the model several times over), the same
+          // ones again in a new session, so that no write is skipped as a duplicate.
+          const session = `contended-${r}-${Math.floor(k / writes.length)}`;
+          const i = k % writes.length;
+          const batch = writes
             .slice(i, i + 64)
-            .map((rec) => ({ ...rec, id: randomUUID(), session_id: session }));
+            .map((rec) => (k < writes.length ? rec : { ...rec, id: randomUUID(), session_id: session }));
           await store.upsert(batch);
           written += batch.length;
         }
@@ -411,43 +495,12 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     }
     results.contended = contended;
 
-    const allVariants: Variant[] = [
-      // Right after the defaults: each run writes into the table the runs before it left, so a
-      // variant compared with the defaults on speed alone runs next to them.
-      { name: POOL_BEFORE, env: { DATABASE_POOL_SIZE: '10' }, requests: 'batch' },
-      { name: PREVIOUS, env: { EMBEDDING_BATCH_SIZE: '64' }, requests: 'batch' },
-      { name: 'EMBEDDING_BATCH_SIZE=1', env: { EMBEDDING_BATCH_SIZE: '1' }, requests: 'batch' },
-      { name: 'EMBEDDING_BATCH_SIZE=16', env: { EMBEDDING_BATCH_SIZE: '16' }, requests: 'batch' },
-      { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'batch' },
-      { name: 'MICRO_BATCH_SIZE=16', env: { MICRO_BATCH_SIZE: '16' }, requests: 'batch' },
-      { name: 'MICRO_BATCH_SIZE=256', env: { MICRO_BATCH_SIZE: '256' }, requests: 'batch' },
-      { name: 'WORKER_CONCURRENCY=1', env: { WORKER_CONCURRENCY: '1' }, requests: 'batch' },
-      { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'batch' },
-      {
-        name: SPINNING,
-        env: { EMBEDDING_THREAD_SPINNING: 'true', EMBEDDING_THREADS: '0' },
-        requests: 'batch',
-      },
-      { name: ONE_MODEL, env: { EMBEDDING_THREADS: '0' }, requests: 'batch' },
-      { name: DEFAULTS, env: {}, requests: 'single' },
-      { name: 'MICRO_BATCH_SIZE=1', env: { MICRO_BATCH_SIZE: '1' }, requests: 'single' },
-      { name: 'MICRO_BATCH_WAIT_MS=0', env: { MICRO_BATCH_WAIT_MS: '0' }, requests: 'single' },
-      { name: WITHOUT_INDEX, env: {}, requests: 'batch', withoutIndex: true, closing: true },
-      { name: SPLIT_CORES, env: {}, requests: 'batch', splitCores: true, closing: true },
-      // Last: they leave the table full.
-      { name: PRELOADED, env: {}, requests: 'batch', preloaded: true },
-      { name: CHEAPER_GRAPH, env: {}, requests: 'batch', graph: CHEAPER, closing: true },
-    ];
     const allCpus = `0-${cpus().length - 1}`;
-    const variants = allVariants.filter(
-      (v) => (options.mode === 'full' || QUICK_VARIANTS.has(v.name)) && (!v.splitCores || cpus().length >= 2),
-    );
     // The adapter drops and rebuilds the index for the variant without it, as a bulk migration does.
     try {
       for (const variant of variants) {
         progress(`ingestion: worker with ${variant.name}`);
         await pgStack.restartWorker(variant.env, variant.splitCores ? '0' : undefined);
-        const items = variant.requests === 'single' ? singleTexts : texts;
         if (variant.withoutIndex) await store.dropVectorIndex();
         if (variant.preloaded) results.preloaded = await preload(ctx, store, schema);
         if (variant.graph) results.cheaperGraph = await rebuildGraph(ctx, schema, variant.graph);
@@ -461,9 +514,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
           coreZero = await openWorkerEmbedder({ threads: 1 });
         }
         try {
-          await warmUp(pgStack, 'postgres', variant, items);
-          const count = variant.closing ? (o.closingRuns ?? o.variantRuns) : o.variantRuns;
-          for (let r = 0; r < count; r += 1) await ingest(pgStack, 'postgres', variant, items);
+          await warmUp(pgStack, 'postgres', variant);
+          for (let r = 0; r < runsOf(variant); r += 1) await ingest(pgStack, 'postgres', variant);
         } finally {
           if (variant.withoutIndex) await store.buildVectorIndex();
           if (variant.graph) await rebuildGraph(ctx, schema);
@@ -489,8 +541,8 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     try {
       progress('ingestion: starting the Chroma stack');
       await chromaStack.start();
-      await warmUp(chromaStack, 'chroma', defaults, texts);
-      for (let r = 0; r < options.runs; r += 1) await ingest(chromaStack, 'chroma', defaults, texts);
+      await warmUp(chromaStack, 'chroma', defaults);
+      for (let r = 0; r < options.runs; r += 1) await ingest(chromaStack, 'chroma', defaults);
       results.rss!.chroma = {
         'api-gateway': chromaStack.services.gateway.rss(),
         'embedding-worker': chromaStack.services.worker.rss(),
@@ -502,6 +554,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       await dropChromaCollection(chromaStack.collection);
     }
   }
+  results.meanChars = fresh.meanChars();
   await embedder.close();
   await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   await pool.end();

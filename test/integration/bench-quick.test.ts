@@ -12,6 +12,7 @@ import { shippedGraph } from '../../bench/lib/dataset';
 import { variationTexts } from '../../bench/lib/embedded-dataset';
 import {
   CHEAPER_GRAPH,
+  FreshTexts,
   ONE_MODEL,
   PRELOADED,
   SPLIT_CORES,
@@ -252,6 +253,10 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       expect(w.memories).toBe(runs.find((r) => key(r) === key(w))!.memories);
     }
     expect(report).toContain(`first ingests the run's memories ${WARM_UP_RUNS} times, unmeasured`);
+    // Every run wrote texts of its own, and the report says so.
+    expect(results.ingestion!.freshTexts).toBe(true);
+    expect(results.ingestion!.meanChars).toBeGreaterThan(0);
+    expect(report).toContain("each run's (warm-ups' too) its own, never sent before in the section");
     for (const c of results.ingestion!.contended) {
       expect(c.alone).toBeGreaterThan(0);
       expect(c.besideWrites).toBeGreaterThan(0);
@@ -591,6 +596,29 @@ describe('the search data set texts', () => {
     expect(() => variationTexts(pool, 17)).toThrow('4 corpus texts make at most 16 distinct texts, 17 asked');
     // ...but the pool's own texts are among those splices: 12 in all, and the draws stop.
     expect(() => variationTexts(pool, 13)).toThrow('4 corpus texts made only 12 distinct texts, 13 asked');
+  });
+});
+
+describe("the ingestion runs' texts", () => {
+  const pool = ['one two three four', 'five six seven eight', 'nine ten eleven twelve', 'a b c d e f'];
+
+  it('hands each run texts no run had before, pool and splices shuffled, the same order every time', () => {
+    const fresh = new FreshTexts(pool, 12);
+    const runs = [fresh.take(5), fresh.take(4), fresh.take(3)];
+    const all = runs.flat();
+    expect(new Set(all).size).toBe(12);
+    expect(all).toEqual(expect.arrayContaining(pool));
+    // Shuffled: the first run does not get the pool's texts alone, in their order.
+    expect(runs[0]).not.toEqual(variationTexts(pool, 12).slice(0, 5));
+    const again = new FreshTexts(pool, 12);
+    expect([again.take(5), again.take(4), again.take(3)]).toEqual(runs);
+    expect(fresh.meanChars()).toBeCloseTo(all.join('').length / 12, 6);
+  });
+
+  it('refuses to hand out more than it was made for rather than repeat a text', () => {
+    const fresh = new FreshTexts(pool, 6);
+    fresh.take(4);
+    expect(() => fresh.take(3)).toThrow('ingestion: 3 more fresh texts asked, 2 left');
   });
 });
 
