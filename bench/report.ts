@@ -23,6 +23,7 @@ import {
   WARM_UP_RUNS,
   WITHOUT_INDEX,
   type IngestionResults,
+  type IngestRun,
 } from './sections/ingestion';
 import { median } from './lib/stats';
 import type { MigrationResults } from './sections/migration';
@@ -589,15 +590,18 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
   const measured = defaultsRuns(r);
   if (warm?.length && measured) {
     out.push(
-      `Each worker, as it starts (for the first row, and again for each row's settings), first ingests the run's memories ${WARM_UP_RUNS} times, unmeasured, so that the rows measure a worker in the steady state a long-running one is in, as the raw pipeline beside it is (it embeds the same texts before every run, warm-ups included): a worker just started compiles its hot paths and allocates as it meets new input shapes. With the defaults on PostgreSQL, those runs reached ${warm.map((w) => n2(w.ratio)).join(' and ')} of the raw rate (${warm.map((w) => n0(w.e2eRate)).join(' and ')} memories/s), the measured ones ${n2(measured.ratio)} (median).`,
+      `Each worker, as it starts (for the first row, and again for each row's settings), first ingests ${ing.freshTexts ? `${WARM_UP_RUNS} runs' worth of memories` : `the run's memories ${WARM_UP_RUNS} times`}, unmeasured, so that the rows measure a worker in the steady state a long-running one is in, as the raw pipeline beside it is (it embeds the same texts before every run, warm-ups included): a worker just started compiles its hot paths and allocates as it meets new input shapes. With the defaults on PostgreSQL, those runs reached ${warm.map((w) => n2(w.ratio)).join(' and ')} of the raw rate (${warm.map((w) => n0(w.e2eRate)).join(' and ')} memories/s), the measured ones ${n2(measured.ratio)} (median).`,
       '',
     );
   }
   if (ing.preloaded) {
     out.push(
-      `Every run starts from the table the runs before it left (${n0(ing.memories)} memories each), so the graph the writes go into is small. The last variant ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the table (straight, in ${n1(ing.preloaded.loadMs / 1000)} s, then the HNSW index built in ${n1(ing.preloaded.buildMs / 1000)} s${ing.preloaded.graphs !== undefined ? `, and ${ing.preloaded.graphs} users' own graphs by the worker's policy in ${n1((ing.preloaded.graphsMs ?? 0) / 1000)} s` : ''}), as in a service that has been in use.` +
+      (ing.emptyTablePerVariant
+        ? `Each row's worker starts on an empty table (emptied before its warm-ups), and each run, warm-ups included, adds its memories (${n0(ing.memories)}; ${n0(r.options.ingestion.singleMemories)} in the rows of single requests): the measured runs start on a table of ${n0(WARM_UP_RUNS * ing.memories)} to ${n0((WARM_UP_RUNS + longestRow(ing.runs) - 1) * ing.memories)} memories, so the graph the writes go into is small, and every row writes into a table the same size as the defaults did. The row into a table in use ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the emptied table (straight,`
+        : `Every run starts from the table the runs before it left (${n0(ing.memories)} memories each), so the graph the writes go into is small. The last variant ran after ${n0(ing.preloaded.memories)} memories of the search data set (section 4) were loaded into the table (straight,`) +
+        ` in ${n1(ing.preloaded.loadMs / 1000)} s, then the HNSW index built in ${n1(ing.preloaded.buildMs / 1000)} s${ing.preloaded.graphs !== undefined ? `, and ${ing.preloaded.graphs} users' own graphs by the worker's policy in ${n1((ing.preloaded.graphsMs ?? 0) / 1000)} s` : ''}), as in a service that has been in use.` +
         (ing.cheaperGraph
-          ? ` The very last then rebuilt that table's shared graph with ${graphName(ing.cheaperGraph.graph)} (${n0(ing.cheaperGraph.memories)} memories, in ${n1(ing.cheaperGraph.buildMs / 1000)} s) and ran again, on a table ${n0(ing.cheaperGraph.memories - ing.preloaded.memories)} memories larger than the one before it.`
+          ? ` The very last then rebuilt that table's shared graph with ${graphName(ing.cheaperGraph.graph)} (${n0(ing.cheaperGraph.memories)} memories, in ${n1(ing.cheaperGraph.buildMs / 1000)} s) and ran again, on a table ${n0(ing.cheaperGraph.memories - ing.preloaded.memories)} memories larger than the one the row before it started on.`
           : ''),
     );
     out.push('');
@@ -1439,6 +1443,16 @@ function cheaperGraphFinding(r: BenchResults): string {
       : '') +
     '. '
   );
+}
+
+/** The most measured runs any one row of the ingestion table has. */
+function longestRow(runs: IngestRun[]): number {
+  const counts = new Map<string, number>();
+  for (const run of runs) {
+    const key = `${run.backend}\u0000${run.variant}\u0000${run.requests}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return Math.max(0, ...counts.values());
 }
 
 function graphShare(withGraph: GraphRow, without: GraphRow): number {
