@@ -177,7 +177,16 @@ export async function runBench(
     const own = kept.filter((name) => !earlier.some((m) => m.sections.includes(name)));
     results.merged = [
       ...earlier,
-      ...(own.length ? [{ from: previous.environment, sections: own, durationS: previous.durationS }] : []),
+      ...(own.length
+        ? [
+            {
+              from: previous.environment,
+              sections: own,
+              durationS: previous.durationS,
+              runs: previous.options.runs,
+            },
+          ]
+        : []),
     ];
   }
 

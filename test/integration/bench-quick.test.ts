@@ -121,6 +121,18 @@ describe('bench harness (quick mode, tiny sizes)', () => {
       merged: [{ from: env, sections: ['migration'], durationS: 60 }],
     });
     expect(same).not.toContain('that run had');
+    // A kept section's own number of runs, where it differs from the last run's.
+    const runs = results.options.runs + 2;
+    const counted = renderReport({
+      ...results,
+      merged: [{ from: env, sections: ['migration'], durationS: 60, runs }],
+    });
+    expect(counted).toContain(
+      `Speeds are medians over ${results.options.runs} run(s) unless a table says otherwise (over ${runs} in migration, kept from earlier runs),`,
+    );
+    expect(same).toContain(
+      `Speeds are medians over ${results.options.runs} run(s) unless a table says otherwise,`,
+    );
   });
 
   it('names the machine of each run it holds, and says when a kept run was on another', () => {
