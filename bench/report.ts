@@ -543,12 +543,7 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
     ),
   );
   out.push('');
-  const groups = new Map<string, typeof ing.runs>();
-  for (const run of ing.runs) {
-    const key = `${run.backend}\u0000${run.variant}\u0000${run.requests}`;
-    groups.set(key, [...(groups.get(key) ?? []), run]);
-  }
-  const rows = [...groups.entries()].map(([key, runs]) => {
+  const rows = [...ingestionRows(ing.runs).entries()].map(([key, runs]) => {
     const [backend, variant, requests] = key.split('\u0000') as [string, string, string];
     const s = summarizeRuns(runs);
     return [
@@ -1446,14 +1441,19 @@ function cheaperGraphFinding(r: BenchResults): string {
   );
 }
 
-/** The most measured runs any one row of the ingestion table has. */
-function longestRow(runs: IngestRun[]): number {
-  const counts = new Map<string, number>();
+/** The runs of each row of the ingestion table, by backend, variant and requests (joined by NUL), in run order. */
+function ingestionRows(runs: IngestRun[]): Map<string, IngestRun[]> {
+  const rows = new Map<string, IngestRun[]>();
   for (const run of runs) {
     const key = `${run.backend}\u0000${run.variant}\u0000${run.requests}`;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
+    rows.set(key, [...(rows.get(key) ?? []), run]);
   }
-  return Math.max(0, ...counts.values());
+  return rows;
+}
+
+/** The most measured runs any one row of the ingestion table has. */
+function longestRow(runs: IngestRun[]): number {
+  return Math.max(0, ...[...ingestionRows(runs).values()].map((row) => row.length));
 }
 
 function graphShare(withGraph: GraphRow, without: GraphRow): number {

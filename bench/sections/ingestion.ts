@@ -165,8 +165,8 @@ const QUICK_VARIANTS = new Set([
 
 /** The PostgreSQL variants after the defaults, in the order they run. */
 const ALL_VARIANTS: Variant[] = [
-  // Right after the defaults: each run writes into the table the runs before it left, so a
-  // variant compared with the defaults on speed alone runs next to them.
+  // Right after the defaults: a variant compared with the defaults on speed alone runs next to them
+  // (each variant starts on an emptied table, but the machine's speed drifts over the section).
   { name: POOL_BEFORE, env: { DATABASE_POOL_SIZE: '10' }, requests: 'batch' },
   { name: PREVIOUS, env: { EMBEDDING_BATCH_SIZE: '64' }, requests: 'batch' },
   { name: 'EMBEDDING_BATCH_SIZE=1', env: { EMBEDDING_BATCH_SIZE: '1' }, requests: 'batch' },
