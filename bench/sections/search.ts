@@ -1,5 +1,6 @@
 import {
   coreEnvShape,
+  DEFAULT_EXACT_SCAN_THRESHOLD,
   PGVECTOR_HNSW_INDEX,
   toVectorSql,
   type MemoryFilter,
@@ -137,6 +138,8 @@ export interface SearchResults {
   /** hnsw.ef_search in a user's own graph (the services' HNSW_TENANT_EF_SEARCH default). */
   tenantEfSearch?: number;
   overfetch?: number;
+  /** The largest scope the adapter rows scan exactly (the services' default in the run). */
+  exactScanThreshold?: number;
   /** The index as the store defines it. */
   index?: string;
   dataset: {
@@ -308,6 +311,7 @@ export async function runSearch(ctx: BenchContext): Promise<SearchResults> {
     efSearch: DEFAULT_EF_SEARCH,
     tenantEfSearch: coreEnvShape.HNSW_TENANT_EF_SEARCH.parse(undefined),
     overfetch: DEFAULT_OVERFETCH,
+    exactScanThreshold: DEFAULT_EXACT_SCAN_THRESHOLD,
     index: PGVECTOR_HNSW_INDEX.method,
     dataset: {
       baseTexts: o.baseTexts,

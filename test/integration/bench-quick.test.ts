@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { DEFAULT_SPARSE_EXACT_SCAN, QueueName } from 'memory-core';
+import { DEFAULT_EXACT_SCAN_THRESHOLD, DEFAULT_SPARSE_EXACT_SCAN, QueueName } from 'memory-core';
 import { defaultOptions, runBench } from '../../bench/run';
 import { serverPids, type CpuSpent } from '../../bench/lib/cpu';
 import { shippedGraph } from '../../bench/lib/dataset';
@@ -415,6 +415,28 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     expect(results.search!.dataset.kind).toBe('embedded');
     // Each load is vacuumed before the index is built.
     for (const s of sizes) expect(s.load.vacuumMs).toBeGreaterThan(0);
+  });
+
+  it("gives the search section's exact-scan limit from its run, and what a later default changes", () => {
+    const search = results.search!;
+    expect(search.exactScanThreshold).toBe(DEFAULT_EXACT_SCAN_THRESHOLD);
+    const limit = (r: BenchResults) =>
+      /exact scan when the filtered scope has ≤ (.*?); else HNSW/.exec(renderReport(r))?.[1];
+    expect(limit(results)).toBe(`${DEFAULT_EXACT_SCAN_THRESHOLD.toLocaleString('en-US')} rows`);
+    // A run whose limit lay above every scope it searched past today's: nothing moved.
+    const above = limit({
+      ...results,
+      search: { ...search, exactScanThreshold: DEFAULT_EXACT_SCAN_THRESHOLD * 2 },
+    });
+    expect(above).toContain("the services' default when this section ran");
+    expect(above).toContain('which changes none of the paths measured here');
+    // A run with a limit below the largest user's scope and the session's: those two would move.
+    const users = search.dataset.layout.users;
+    const largestUser = Math.ceil(1_200 / users);
+    const below = limit({ ...results, search: { ...search, exactScanThreshold: largestUser - 1 } });
+    expect(below).toContain(
+      `so the scopes of ${largestUser} (a user's at 1.2k) and ${search.dataset.layout.sessionSize} (a session's) would now take the other path`,
+    );
   });
 
   it("splits each service search into its stages from the service's Server-Timing header", () => {
