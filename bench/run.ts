@@ -48,6 +48,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       closingRuns: full ? 5 : 1,
       chroma: true,
       preload: full ? 100_000 : 1_000,
+      duringBulk: { memories: full ? 4_000 : 200, maxSingles: full ? 200 : 20, gapMs: 100 },
     },
     single: { requests: full ? 200 : 20 },
     search: {

@@ -33,6 +33,11 @@ export interface BenchOptions {
     chroma: boolean;
     /** Memories of the search data set in the table before the last variant (PRELOADED). */
     preload: number;
+    /**
+     * Single stores (`wait=true`), one after another `gapMs` apart (at most `maxSingles`), while a
+     * bulk load of `memories` in the defaults' requests is ingested. Absent: not measured.
+     */
+    duringBulk?: { memories: number; maxSingles: number; gapMs: number };
   };
   single: { requests: number };
   search: {

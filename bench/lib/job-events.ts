@@ -2,6 +2,7 @@ import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createRedis, QueueName } from 'memory-core';
 import { servers } from './paths';
+import { nowMs } from './stats';
 
 /**
  * The completion events of a bench stack's ingest queue, from the Redis stream BullMQ writes them to
@@ -11,7 +12,8 @@ import { servers } from './paths';
  * once the worker's write of its memories is committed.
  */
 export class IngestJobEvents {
-  private readonly completed = new Set<string>();
+  /** Each completed job's id, with when its event arrived (`nowMs`). */
+  private readonly completed = new Map<string, number>();
   private readonly waiters = new Set<() => void>();
 
   private constructor(
@@ -19,7 +21,7 @@ export class IngestJobEvents {
     private readonly connection: Redis,
   ) {
     events.on('completed', ({ jobId }) => {
-      this.completed.add(jobId);
+      this.completed.set(jobId, nowMs());
       for (const wake of this.waiters) wake();
     });
   }
@@ -33,6 +35,11 @@ export class IngestJobEvents {
     const events = new QueueEvents(QueueName.Ingest, { connection, prefix: queuePrefix, lastEventId: '0' });
     await events.waitUntilReady();
     return new IngestJobEvents(events, connection);
+  }
+
+  /** When the job's completion event arrived (`nowMs`); undefined while it has not. */
+  completedAt(jobId: string): number | undefined {
+    return this.completed.get(jobId);
   }
 
   /** How many of `jobIds` have completed. */

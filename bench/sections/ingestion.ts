@@ -32,7 +32,15 @@ import {
   type BenchStack,
   type Rss,
 } from '../lib/stack';
-import { median, nowMs, runConcurrent, seededRandom, sleep } from '../lib/stats';
+import {
+  median,
+  nowMs,
+  runConcurrent,
+  seededRandom,
+  sleep,
+  summarize,
+  type LatencySummary,
+} from '../lib/stats';
 import { openWorkerEmbedder, WORKER_EMBEDDING } from '../lib/worker-embedder';
 
 export interface IngestRun {
@@ -94,6 +102,24 @@ export interface IngestionResults {
   };
   /** The table's shared graph rebuilt with CHEAPER_GRAPH's settings before its runs (absent: runs before it). */
   cheaperGraph?: { graph: GraphSetting; memories: number; buildMs: number };
+  /** Single stores while a bulk load is ingested (`ingestion.duringBulk`; absent: runs before it). */
+  duringBulk?: StoresDuringBulk;
+}
+
+/** Single stores (`wait=true`) sent one after another while a bulk load ran, with the defaults. */
+export interface StoresDuringBulk {
+  /** The load: memories, in requests of `requestSize` from `clients` clients. */
+  memories: number;
+  /** From the load's first request until its last job completed. */
+  loadMs: number;
+  /** Each of the load's requests, from its POST until its job completed. */
+  loadJobs: LatencySummary;
+  /** Each single store, from its POST until its answer (201: stored; 202: the gateway's wait ran out). */
+  singles: LatencySummary;
+  answers: Record<string, number>;
+  gapMs: number;
+  /** Every memory of the load and every single store was in the table once its job completed. */
+  stored: boolean;
 }
 
 interface Variant {
@@ -240,14 +266,16 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
   const runsOf = (v: Variant) => (v.closing ? (o.closingRuns ?? o.variantRuns) : o.variantRuns);
   const fresh = new FreshTexts(
     textsFrom(corpus, CorpusOffsets.single - CorpusOffsets.ingestion, CorpusOffsets.ingestion),
-    // The defaults on PostgreSQL and on Chroma, the variants, enqueue only, writes only, contended.
+    // The defaults on PostgreSQL and on Chroma, the variants, enqueue only, writes only, contended,
+    // and the load with single stores beside it.
     2 * (WARM_UP_RUNS + options.runs) * o.memories +
       variants.reduce(
         (n, v) => n + (WARM_UP_RUNS + runsOf(v)) * (v.requests === 'single' ? o.singleMemories : o.memories),
         0,
       ) +
       2 * o.memories +
-      options.runs * CONTENDED_WRITES_PER_MEMORY * o.memories,
+      options.runs * CONTENDED_WRITES_PER_MEMORY * o.memories +
+      (o.duringBulk ? o.duringBulk.memories + o.duringBulk.maxSingles : 0),
   );
   // For the raw model's own speed (embedding only, nothing written): the same texts each time.
   const texts = textsFrom(corpus, o.memories, CorpusOffsets.ingestion);
@@ -382,6 +410,75 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     return run;
   };
 
+  /**
+   * An app's single stores while an operator's bulk load is ingested: the load's requests as the
+   * defaults' runs send them, and meanwhile single stores with `wait=true`, one after another, from
+   * the load's first queued request until its last job completed. The worker takes smaller jobs
+   * first (`storeJobPriority`): each single store waits for the micro-batch being embedded, not for
+   * the load queued before it.
+   */
+  const storesDuringBulk = async (
+    stack: BenchStack,
+    d: NonNullable<typeof o.duringBulk>,
+  ): Promise<StoresDuringBulk> => {
+    const load = fresh.take(d.memories);
+    tag += 1;
+    const session = `bulk-${tag}`;
+    const singleSession = `${session}-single`;
+    const events = await eventsOf(stack);
+    const requests: string[][] = [];
+    for (let i = 0; i < load.length; i += o.requestSize) requests.push(load.slice(i, i + o.requestSize));
+    const posted = new Map<string, number>();
+    let firstQueued!: () => void;
+    const started = new Promise<void>((resolve) => (firstQueued = resolve));
+    let loading = true;
+    const start = nowMs();
+    const loaded = runConcurrent(requests.length, o.clients, async (i) => {
+      const sent = nowMs();
+      const queued = await postJson<{ job_id: string }>(`${stack.gatewayUrl}/api/memory/store/batch`, {
+        memories: requests[i]!.map((content) => ({ content, session_id: session, content_type: 'note' })),
+      });
+      posted.set(queued.job_id, sent);
+      firstQueued();
+    })
+      .then(() => events.waitFor([...posted.keys()], Date.now() + 600_000))
+      .finally(() => (loading = false));
+    await started;
+    const singles: number[] = [];
+    const singleJobs: string[] = [];
+    const answers: Record<string, number> = {};
+    while (loading && singles.length < d.maxSingles) {
+      const t0 = nowMs();
+      const answer = await postJson<{ job_id: string; status: string }>(
+        `${stack.gatewayUrl}/api/memory/store?wait=true`,
+        { content: fresh.take(1)[0], session_id: singleSession },
+        {},
+        [201, 202],
+      );
+      singles.push(nowMs() - t0);
+      singleJobs.push(answer.job_id);
+      answers[answer.status] = (answers[answer.status] ?? 0) + 1;
+      await sleep(d.gapMs);
+    }
+    await loaded;
+    const loadMs = nowMs() - start;
+    await events.waitFor(singleJobs, Date.now() + 600_000);
+    const stored =
+      (await pgRows(session)) === load.length && (await pgRows(singleSession)) === singleJobs.length;
+    progress(
+      `ingestion: ${singles.length} single stores during a load of ${load.length}: p50 ${median(singles).toFixed(0)} ms`,
+    );
+    return {
+      memories: load.length,
+      loadMs,
+      loadJobs: summarize([...posted].map(([id, sent]) => events.completedAt(id)! - sent)),
+      singles: summarize(singles),
+      answers,
+      gapMs: d.gapMs,
+      stored,
+    };
+  };
+
   const warmUps: IngestRun[] = [];
   /**
    * Each worker first ingests the run's memories `WARM_UP_RUNS` times, unmeasured (kept apart in
@@ -417,6 +514,10 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
       'api-gateway': pgStack.services.gateway.rss(),
       'embedding-worker': pgStack.services.worker.rss(),
     };
+    if (o.duringBulk) {
+      progress('ingestion: single stores during a bulk load');
+      results.duringBulk = await storesDuringBulk(pgStack, o.duringBulk);
+    }
 
     // The gateway's share: enqueue with the worker stopped, then let the worker drain it.
     progress('ingestion: enqueue only (worker stopped)');

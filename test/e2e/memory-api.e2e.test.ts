@@ -194,6 +194,28 @@ describe.each(['postgres', 'chroma'] as const)('memory API end to end (%s backen
     });
   });
 
+  it('stores a single memory ahead of a bulk load queued before it', async () => {
+    const batches = 20;
+    const jobIds: string[] = [];
+    for (let b = 0; b < batches; b += 1) {
+      const memories = Array.from({ length: 100 }, (_, i) => ({
+        content: `bulk load memory ${b}-${i} on subject ${(b * 100 + i) % 23}`,
+        session_id: 'bulk-ahead',
+      }));
+      const { status, body } = await stack.call('POST', '/api/memory/store/batch', { memories });
+      expect(status).toBe(202);
+      jobIds.push(body.job_id);
+    }
+    const single = await store({ content: 'A note taken while the bulk load runs' }, '?wait=true');
+    expect(single.status).toBe(201);
+    // Stored while most of the load still waited behind it: the load's memories are not all written.
+    const meanwhile = await stack.call('GET', '/api/memory/session/bulk-ahead?limit=1');
+    expect(meanwhile.body.total).toBeLessThan(batches * 100);
+    for (const id of jobIds) expect((await waitForJob(stack, id)).state).toBe('completed');
+    const after = await stack.call('GET', '/api/memory/session/bulk-ahead?limit=1');
+    expect(after.body.total).toBe(batches * 100);
+  });
+
   it('makes a retried request with the same Idempotency-Key return the same memory and job', async () => {
     const key = `key-${backend}-${Date.now()}`;
     const body = { content: 'Idempotent memory', session_id: 'idem', metadata: { a: 1, b: 2 } };

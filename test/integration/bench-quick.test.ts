@@ -278,6 +278,21 @@ describe('bench harness (quick mode, tiny sizes)', () => {
     }
   });
 
+  it('sends single stores while a bulk load is ingested, and stores all of both', () => {
+    const during = results.ingestion!.duringBulk!;
+    const asked = defaultOptions('quick').ingestion.duringBulk!;
+    expect(during.memories).toBe(asked.memories);
+    expect(during.loadJobs.n).toBe(Math.ceil(asked.memories / results.ingestion!.requestSize));
+    expect(during.singles.n).toBeGreaterThanOrEqual(1);
+    expect(during.singles.n).toBeLessThanOrEqual(asked.maxSingles);
+    // Every single store is answered, stored (201) or, past the gateway's wait, queued (202).
+    const answered = Object.values(during.answers).reduce((a, b) => a + b, 0);
+    expect(answered).toBe(during.singles.n);
+    expect(Object.keys(during.answers).every((s) => s === 'stored' || s === 'queued')).toBe(true);
+    expect(during.stored).toBe(true);
+    expect(report).toContain('**Single stores during a bulk load**');
+  });
+
   it('runs the last variants into a table that holds the search data set, storing every memory', () => {
     expect(results.ingestion!.preloaded).toMatchObject({ memories: 300 });
     const preloaded = results.ingestion!.runs.filter((r) => r.variant === PRELOADED);

@@ -222,7 +222,8 @@ describe('a delete racing its store job', () => {
     );
     expect(await service.deleteOne(memoryIds[1]!, caller)).toBe(true);
     // The batch stays queued (its other memories are still to be stored), and says which it holds.
-    expect(await queue.getJobState(job.id!)).toBe('waiting');
+    // Queued behind single stores, by its size (`storeJobPriority`).
+    expect(await queue.getJobState(job.id!)).toBe('prioritized');
     expect(await tombstones.batchOf(memoryIds[0]!)).toBe(job.id);
     // Another user's delete of the same id neither finds it nor covers it.
     expect(await service.deleteOne(memoryIds[2]!, { ...caller, userId: 'someone-else' })).toBe(false);
@@ -596,12 +597,14 @@ describe('a delete racing its store job', () => {
       const retried = await send(key);
       expect(retried.job.id).toBe(first.job.id);
       const job = (await queue.getJob(first.job.id!))!;
-      expect(await job.getState()).toBe('waiting');
+      // Queued again where it was: a batch behind single stores (`storeJobPriority`).
+      const queued = job.name === 'store-memory' ? 'waiting' : 'prioritized';
+      expect(await job.getState()).toBe(queued);
       expect(job.attemptsMade).toBe(0);
       expect(job.failedReason ?? null).toBeNull();
       // Retried again while it waits: the same job, still waiting, once.
       await send(key);
-      expect(await (await queue.getJob(first.job.id!))!.getState()).toBe('waiting');
+      expect(await (await queue.getJob(first.job.id!))!.getState()).toBe(queued);
       expect((await take()).job.id).toBe(first.job.id);
     });
   });

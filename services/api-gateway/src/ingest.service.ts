@@ -18,6 +18,7 @@ import {
   jobDeferral,
   jobIds,
   storeJobContents,
+  storeJobPriority,
   toQueuedMemory,
   validate,
   type JobDeferral,
@@ -26,6 +27,7 @@ import {
   type MemoryInputParsed,
   type MemoryStore,
   type QueuedMemory,
+  type StoreJobName,
   type StoreJobResult,
   type Tombstones,
 } from 'memory-core';
@@ -129,8 +131,17 @@ export class IngestService {
    * that job, whatever its state. One that failed for good (e.g. its worker died again and again) runs
    * again with its attempts anew, so that the client's retry can still store what the failure lost.
    */
-  private async add(name: string, data: unknown, jobId: string, mayExist: boolean): Promise<Job> {
-    const job = await orUnavailable(() => this.queues.ingest.add(name, data, { jobId }), RedisDown.queue);
+  private async add(
+    name: StoreJobName,
+    data: { memories: unknown[] } | { memory: unknown },
+    jobId: string,
+    mayExist: boolean,
+  ): Promise<Job> {
+    const priority = storeJobPriority(name, 'memories' in data ? data.memories.length : 1);
+    const job = await orUnavailable(
+      () => this.queues.ingest.add(name, data, priority === undefined ? { jobId } : { jobId, priority }),
+      RedisDown.queue,
+    );
     if (!mayExist) return job;
     await orUnavailable(async () => {
       if ((await job.getState()) !== 'failed') return;
@@ -236,7 +247,8 @@ export class IngestService {
         job_id: id,
         name: job.name,
         queue: queue.name,
-        state,
+        // A queued batch is "prioritized" to BullMQ (`storeJobPriority`): to a client it waits as any.
+        state: state === 'prioritized' ? 'waiting' : state,
         progress: job.progress,
         attempts_made: job.attemptsMade,
         result: job.returnvalue ?? null,

@@ -150,6 +150,34 @@ describe('MicroBatcher', () => {
     expect(embedder.calls.map((c) => c.length)).toEqual([4, 4, 2]);
   });
 
+  it("takes waiting memories by their job's priority, lower first, and in the order they came within one", async () => {
+    const { embedder, batcher } = setup({ maxBatch: 4 });
+    // Hold the first model call, as a worker busy with a bulk load's batch is.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const embed = embedder.embed.bind(embedder);
+    embedder.embed = async (texts) => {
+      if (embedder.calls.length === 0) await held;
+      return embed(texts);
+    };
+    const texts = (prefix: string, count: number) =>
+      Array.from({ length: count }, (_, i) => memory(`${prefix}${i}`));
+    const bulk = batcher.submit('1', texts('bulk', 10), { priority: 100 });
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = batcher.submit('1', texts('later', 2), { priority: 100 });
+    const small = batcher.submit('2', texts('small', 2), { priority: 2 });
+    const single = batcher.submit('3', texts('single', 1));
+    const retried = batcher.submit('2', texts('again', 1), { priority: 2, retried: true });
+    release();
+    await Promise.all([bulk, later, small, single, retried]);
+    expect(embedder.calls).toEqual([
+      ['bulk0', 'bulk1', 'bulk2', 'bulk3'],
+      ['single0', 'small0', 'small1', 'again0'],
+      ['bulk4', 'bulk5', 'bulk6', 'bulk7'],
+      ['bulk8', 'bulk9', 'later0', 'later1'],
+    ]);
+  });
+
   it('drops memories a delete covered before they are embedded or written', async () => {
     const { embedder, store, tombstones, batcher } = setup();
     const [kept, gone] = [memory('kept'), memory('gone')];

@@ -15,6 +15,8 @@ import {
 export type MemoryOutcome = StoreJobResult['memories'][number];
 
 interface Pending {
+  /** Its job's queue priority (`storeJobPriority`; 0 for none): lower goes first. */
+  priority: number;
   userId: string;
   memory: QueuedMemory;
   /** Its job ran before (a retry, a take-over, a deferral): an earlier attempt may have written it. */
@@ -59,19 +61,30 @@ export class MicroBatcher {
     private readonly options: MicroBatcherOptions,
   ) {}
 
-  /** Resolves with one outcome per memory, in order, once all are written (or dropped). */
+  /**
+   * Resolves with one outcome per memory, in order, once all are written (or dropped). Memories wait
+   * in the order of their job's `priority` (the queue's: lower first, `storeJobPriority`), those of
+   * one priority in the order they came: a single store submitted while a bulk load's memories wait
+   * goes into the next micro-batch, as BullMQ took its job before the waiting batches.
+   */
   submit(
     userId: string,
     memories: QueuedMemory[],
-    options: { retried?: boolean } = {},
+    options: { retried?: boolean; priority?: number } = {},
   ): Promise<MemoryOutcome[]> {
     const retried = options.retried ?? false;
+    const priority = options.priority ?? 0;
+    const items: Pending[] = [];
     const outcomes = memories.map(
       (memory) =>
         new Promise<MemoryOutcome>((resolve, reject) =>
-          this.pending.push({ userId, memory, retried, resolve, reject }),
+          items.push({ priority, userId, memory, retried, resolve, reject }),
         ),
     );
+    // After every memory of the same or a higher priority (the bulk of submissions append).
+    let at = this.pending.length;
+    while (at > 0 && this.pending[at - 1]!.priority > priority) at -= 1;
+    this.pending.splice(at, 0, ...items);
     this.schedule();
     return Promise.all(outcomes);
   }

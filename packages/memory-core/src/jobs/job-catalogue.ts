@@ -90,6 +90,17 @@ export const jobIds = {
 };
 
 /**
+ * A store job's place in the ingest queue: smaller jobs first, so that an app's single store is not
+ * stuck behind an operator's bulk load. BullMQ takes jobs without a priority (a single memory) before
+ * any with one, and prioritized jobs by ascending priority, those of one priority in the order they
+ * came: a batch's priority is its number of memories. The worker's micro-batcher orders the memories
+ * of the jobs it holds the same way (`MicroBatcher.submit`). `undefined`: no priority.
+ */
+export function storeJobPriority(name: StoreJobName, memories: number): number | undefined {
+  return name === JobName.StoreMemory ? undefined : Math.max(1, memories);
+}
+
+/**
  * Bounded retries with exponential backoff; finished jobs are trimmed by age and count, a job's log
  * (its deferrals) to its last lines.
  */

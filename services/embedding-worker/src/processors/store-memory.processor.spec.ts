@@ -13,6 +13,7 @@ const job = {
   id: 'store-1',
   name: 'store-memory',
   attemptsMade: 0,
+  opts: {},
   data: {
     user_id: 'u1',
     memory: {
@@ -113,7 +114,22 @@ describe('store processor while the store does not answer', () => {
       metrics: { jobsDeferred: { inc: () => undefined } } as never,
     });
     await process({ ...job, attemptsMade: 0, attemptsStarted: 1, stalledCounter: 0, ...counters } as Job);
-    expect(submitted).toEqual([{ retried }]);
+    expect(submitted).toEqual([{ retried, priority: 0 }]);
+  });
+
+  it("gives the micro-batcher the job's queue priority, so that it takes smaller jobs' memories first", async () => {
+    const submitted: unknown[] = [];
+    const batcher = {
+      submit: async (_userId: string, memories: { id: string }[], options: unknown) => {
+        submitted.push(options);
+        return memories.map((m) => ({ requested_id: m.id, id: m.id, status: 'created' }));
+      },
+    } as unknown as MicroBatcher;
+    const process = createStoreMemoryProcessor(batcher, pino({ level: 'silent' }), {
+      metrics: { jobsDeferred: { inc: () => undefined } } as never,
+    });
+    await process({ ...job, attemptsStarted: 1, stalledCounter: 0, opts: { priority: 100 } } as Job);
+    expect(submitted).toEqual([{ retried: false, priority: 100 }]);
   });
 
   it('fails for good on what the store refuses, and retries (an attempt) other errors', async () => {

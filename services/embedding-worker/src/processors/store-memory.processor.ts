@@ -92,7 +92,7 @@ export function createStoreMemoryProcessor(
     const retried = job.attemptsStarted > 1 || job.attemptsMade > 0 || job.stalledCounter > 0;
     let done = 0;
     const steps = chunks(memories, PROGRESS_STEP).map((part) =>
-      batcher.submit(userId, part, { retried }).then(async (outcomes) => {
+      batcher.submit(userId, part, { retried, priority: job.opts.priority ?? 0 }).then(async (outcomes) => {
         done += outcomes.length;
         if (memories.length > 1) await job.updateProgress({ done, total: memories.length });
         return outcomes;
