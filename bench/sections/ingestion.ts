@@ -110,6 +110,8 @@ export interface IngestionResults {
 export interface StoresDuringBulk {
   /** The load: memories, in requests of `requestSize` from `clients` clients. */
   memories: number;
+  /** Memories in the table before the load (those the defaults' runs wrote). Absent: runs before it. */
+  tableMemories?: number;
   /** From the load's first request until its last job completed. */
   loadMs: number;
   /** Each of the load's requests, from its POST until its job completed. */
@@ -432,6 +434,9 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     let firstQueued!: () => void;
     const started = new Promise<void>((resolve) => (firstQueued = resolve));
     let loading = true;
+    const tableMemories = Number(
+      (await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.memories`)).rows[0]?.n ?? 0,
+    );
     const start = nowMs();
     const loaded = runConcurrent(requests.length, o.clients, async (i) => {
       const sent = nowMs();
@@ -470,6 +475,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     );
     return {
       memories: load.length,
+      tableMemories,
       loadMs,
       loadJobs: summarize([...posted].map(([id, sent]) => events.completedAt(id)! - sent)),
       singles: summarize(singles),
