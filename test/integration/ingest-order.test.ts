@@ -79,4 +79,17 @@ describe('the order of queued store jobs', () => {
     const order = (await takeAll()).map((job) => job.id);
     expect(order).toEqual([single, singleAgain, one, small, bulk, bulkAgain].map((queued) => queued.job.id));
   });
+
+  it('puts a batch deferred while the store was down back in its place, behind smaller jobs', async () => {
+    const bulk = await service.storeBatch(inputs('deferred bulk', 100), caller);
+    const token = randomUUID();
+    const taken = (await worker.getNextJob(token, { block: false })) as Job;
+    expect(taken.id).toBe(bulk.job.id);
+    // What the store processor does while the store does not answer.
+    await taken.moveToDelayed(Date.now() + 50, token);
+    const small = await service.storeBatch(inputs('small after', 2), caller);
+    const single = await service.storeOne(inputs('single after', 1)[0]!, caller);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await takeAll()).map((job) => job.id)).toEqual([single, small, bulk].map((q) => q.job.id));
+  });
 });
