@@ -81,7 +81,8 @@ export class MicroBatcher {
           items.push({ priority, userId, memory, retried, resolve, reject }),
         ),
     );
-    // After every memory of the same or a higher priority (the bulk of submissions append).
+    // After every memory whose priority is the same number or a lower one, before any with a larger
+    // one (most submissions append).
     let at = this.pending.length;
     while (at > 0 && this.pending[at - 1]!.priority > priority) at -= 1;
     this.pending.splice(at, 0, ...items);
