@@ -657,12 +657,12 @@ function ingestionSection(r: BenchResults, context: Context): string[] {
 /** Single stores while a bulk load is ingested (`storesDuringBulk`). */
 function duringBulkPart(d: StoresDuringBulk | undefined, requestSize: number, clients: number): string[] {
   if (!d) return [];
-  const ms = (x: number) => (x >= 1000 ? `${n2(x / 1000)} s` : `${n0(x)} ms`);
+  const duration = (x: number) => (x >= 1000 ? `${n2(x / 1000)} s` : `${n0(x)} ms`);
   const answers = Object.entries(d.answers)
     .map(([status, n]) => `${n0(n)} ${status}`)
     .join(', ');
   return [
-    `**Single stores during a bulk load** (default settings, PostgreSQL). A load of ${n0(d.memories)} memories in requests of ${n0(requestSize)} from ${clients} clients, as in the runs above${d.tableMemories !== undefined ? `, into the table the defaults' runs left (${n0(d.tableMemories)} memories)` : ''}, took ${ms(d.loadMs)} (${n0((d.memories / d.loadMs) * 1000)} memories/s); meanwhile single stores with \`wait=true\` went one after another, ${n0(d.gapMs)} ms apart, from the load's first queued request until its last job completed. The worker takes smaller jobs first (a single store before any batch, batches by size; \`storeJobPriority\`), and its micro-batcher puts their memories first too: a single store waits for the micro-batch being embedded, not for the load queued before it.`,
+    `**Single stores during a bulk load** (default settings, PostgreSQL). A load of ${n0(d.memories)} memories in requests of ${n0(requestSize)} from ${clients} clients, as in the runs above${d.tableMemories !== undefined ? `, into the table the defaults' runs left (${n0(d.tableMemories)} memories)` : ''}, took ${duration(d.loadMs)} (${n0((d.memories / d.loadMs) * 1000)} memories/s); meanwhile single stores with \`wait=true\` went one after another, ${n0(d.gapMs)} ms apart, from the load's first queued request until its last job completed. The worker takes smaller jobs first (a single store before any batch, batches by size; \`storeJobPriority\`), and its micro-batcher puts their memories first too: a single store waits for the micro-batch being embedded, not for the load queued before it.`,
     '',
     table(
       ['requests', 'count', 'p50', 'p95', 'p99', 'answers'],
@@ -670,17 +670,17 @@ function duringBulkPart(d: StoresDuringBulk | undefined, requestSize: number, cl
         [
           `the load's, ${n0(requestSize)} memories each: POST until its job completed`,
           n0(d.loadJobs.n),
-          ms(d.loadJobs.p50),
-          ms(d.loadJobs.p95),
-          ms(d.loadJobs.p99),
+          duration(d.loadJobs.p50),
+          duration(d.loadJobs.p95),
+          duration(d.loadJobs.p99),
           'queued (202)',
         ],
         [
           'single stores with `wait=true`: POST until the answer',
           n0(d.singles.n),
-          ms(d.singles.p50),
-          ms(d.singles.p95),
-          ms(d.singles.p99),
+          duration(d.singles.p50),
+          duration(d.singles.p95),
+          duration(d.singles.p99),
           answers,
         ],
       ],

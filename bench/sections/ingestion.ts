@@ -3,6 +3,7 @@ import { cpus } from 'node:os';
 import { ChromaClient } from 'chromadb';
 import { Pool } from 'pg';
 import {
+  chunks,
   contentHash,
   DEFAULT_TENANT_INDEX_POLICY,
   PgvectorMemoryStore,
@@ -344,13 +345,9 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     let enqueueMs: number;
     const jobIds: string[] = [];
     if (variant.requests === 'batch') {
-      const requests: string[][] = [];
-      for (let i = 0; i < items.length; i += o.requestSize) requests.push(items.slice(i, i + o.requestSize));
+      const requests = chunks(items, o.requestSize);
       await runConcurrent(requests.length, o.clients, async (i) => {
-        const queued = await postJson<{ job_id: string }>(`${stack.gatewayUrl}/api/memory/store/batch`, {
-          memories: requests[i]!.map((content) => ({ content, session_id: session, content_type: 'note' })),
-        });
-        jobIds.push(queued.job_id);
+        jobIds.push(await queueBatch(stack, requests[i]!, session));
       });
     } else {
       await runConcurrent(items.length, o.singleClients, async (i) => {
@@ -428,8 +425,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const session = `bulk-${tag}`;
     const singleSession = `${session}-single`;
     const events = await eventsOf(stack);
-    const requests: string[][] = [];
-    for (let i = 0; i < load.length; i += o.requestSize) requests.push(load.slice(i, i + o.requestSize));
+    const requests = chunks(load, o.requestSize);
     const posted = new Map<string, number>();
     let firstQueued!: () => void;
     const started = new Promise<void>((resolve) => (firstQueued = resolve));
@@ -440,10 +436,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const start = nowMs();
     const loaded = runConcurrent(requests.length, o.clients, async (i) => {
       const sent = nowMs();
-      const queued = await postJson<{ job_id: string }>(`${stack.gatewayUrl}/api/memory/store/batch`, {
-        memories: requests[i]!.map((content) => ({ content, session_id: session, content_type: 'note' })),
-      });
-      posted.set(queued.job_id, sent);
+      posted.set(await queueBatch(stack, requests[i]!, session), sent);
       firstQueued();
     })
       .then(() => events.waitFor([...posted.keys()], Date.now() + 600_000))
@@ -532,8 +525,7 @@ export async function runIngestion(ctx: BenchContext): Promise<IngestionResults>
     const enqueueSession = `ingest-${tag}`;
     const queued = fresh.take(o.memories);
     const t0 = nowMs();
-    const requests: string[][] = [];
-    for (let i = 0; i < queued.length; i += o.requestSize) requests.push(queued.slice(i, i + o.requestSize));
+    const requests = chunks(queued, o.requestSize);
     await runConcurrent(requests.length, o.clients, (i) =>
       postJson(`${pgStack.gatewayUrl}/api/memory/store/batch`, {
         memories: requests[i]!.map((content) => ({ content, session_id: enqueueSession })),
@@ -733,6 +725,14 @@ async function rebuildGraph(
   } finally {
     await db.close();
   }
+}
+
+/** Queues `contents` as one batch request of `session`, as the runs send them; resolves with its job id. */
+async function queueBatch(stack: BenchStack, contents: string[], session: string): Promise<string> {
+  const queued = await postJson<{ job_id: string }>(`${stack.gatewayUrl}/api/memory/store/batch`, {
+    memories: contents.map((content) => ({ content, session_id: session, content_type: 'note' })),
+  });
+  return queued.job_id;
 }
 
 async function dropChromaCollection(name: string): Promise<void> {
