@@ -1819,12 +1819,12 @@ function tuningNotes(r: BenchResults): string[] {
           '3.27, 3.40, 3.05: the same',
         ],
         [
-          "unnamed → named statements for the adapter's writes and reads by id (the same store with the statements' names taken off for the 'before' calls, alternating call by call in one process: 140 single-memory upserts and 140 gets each, then 7 upserts of 64 each; 3 runs, on an Intel Xeon of 2 cores and 23.6 GiB, the machine of this report's last run)",
+          "unnamed → named statements for the adapter's writes and reads by id (the same store with the statements' names taken off for the 'before' calls, alternating call by call in one process: 140 single-memory upserts and 140 gets each, then 7 upserts of 64 each; 3 runs, on an Intel Xeon of 2 cores and 23.6 GiB, the machine of section 4's run)",
           'upsert of one p50 4.20, 5.29, 3.89 ms; get p50 0.68, 0.81, 0.60 ms; upsert of 64 0.48, 0.51, 0.49 ms per row',
           'upsert of one 3.15, 3.99, 2.79 (0.74×); get 0.43, 0.53, 0.37 (0.64×); upsert of 64 0.48, 0.56, 0.53: the same',
         ],
         [
-          "an exact scan's statement: every row of the scope joined to its project and ranked whole, its distance computed twice (for the result and for the order) → the ids ranked alone, each distance once, the k nearest then read and joined (1M memories of the search data set, users of 2,000 and 4,000 memories spread over the table as in the users-by-share table, the 200 queries, 4 rounds alternating which statement goes first, one connection; the same hits for every query; on the machine of this report's last run)",
+          "an exact scan's statement: every row of the scope joined to its project and ranked whole, its distance computed twice (for the result and for the order) → the ids ranked alone, each distance once, the k nearest then read and joined (1M memories of the search data set, users of 2,000 and 4,000 memories spread over the table as in the users-by-share table, the 200 queries, 4 rounds alternating which statement goes first, one connection; the same hits for every query; on the Intel Xeon of 2 cores and 23.6 GiB that ran section 4)",
           '2,000 memories: p50 3.19 / p99 5.50 ms; 4,000: p50 6.15 / p99 9.29',
           '2,000: p50 2.53 / p99 3.48 (0.79× / 0.63×); 4,000: p50 4.99 / p99 7.45 (0.81× / 0.80×)',
         ],

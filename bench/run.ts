@@ -45,7 +45,7 @@ export function defaultOptions(mode: Mode): BenchOptions {
       singleMemories: full ? 500 : 50,
       singleClients: 32,
       variantRuns: full ? 2 : 1,
-      closingRuns: full ? 5 : 1,
+      closingRuns: full ? 9 : 1,
       chroma: true,
       preload: full ? 100_000 : 1_000,
       duringBulk: { memories: full ? 4_000 : 200, maxSingles: full ? 200 : 20, gapMs: 100 },
